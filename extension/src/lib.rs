@@ -1,0 +1,203 @@
+//! pg_webhooks: the Postgres side of webhooks. Capture, fan-out, claim and
+//! completion are SQL (see `sql/`); this crate supplies the pieces SQL cannot
+//! do well — HMAC signing, secret generation, UUIDv7, event patterns, and a
+//! once-per-transaction NOTIFY — as thin wrappers over pure modules.
+
+use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
+use pgrx::prelude::*;
+use pgrx::PgSqlErrorCode;
+use std::cell::Cell;
+
+pub mod pattern;
+pub mod sign;
+
+::pgrx::pg_module_magic!(name, version);
+
+extension_sql_file!("../../sql/pg_webhooks.sql", name = "pg_webhooks_sql", finalize);
+
+static CAPTURE: GucSetting<bool> = GucSetting::<bool>::new(true);
+static NOTIFY: GucSetting<bool> = GucSetting::<bool>::new(true);
+static REQUIRE_HTTPS: GucSetting<bool> = GucSetting::<bool>::new(true);
+
+#[pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    GucRegistry::define_bool_guc(
+        c"webhooks.capture",
+        c"Capture changes of tracked tables in this session.",
+        c"Turn off for bulk loads and backfills that must not produce webhooks.",
+        &CAPTURE,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_bool_guc(
+        c"webhooks.notify",
+        c"NOTIFY pollers once per transaction that produced deliveries.",
+        c"Off leaves pollers to their jittered fallback poll; useful when NOTIFY's commit-time lock matters more than latency.",
+        &NOTIFY,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_bool_guc(
+        c"webhooks.require_https",
+        c"Refuse endpoint URLs that are not https (loopback URLs are exempt).",
+        c"",
+        &REQUIRE_HTTPS,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+}
+
+fn invalid(message: String) -> ! {
+    ereport!(ERROR, PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, message);
+}
+
+/// Standard Webhooks signature `v1,<base64>` of `msg_id.timestamp.body`.
+#[pg_extern(immutable, strict, parallel_safe)]
+fn sign_standard(secret: &str, msg_id: &str, timestamp: i64, body: &str) -> String {
+    sign::standard(secret, msg_id, timestamp, body.as_bytes()).unwrap_or_else(|e| invalid(e.to_string()))
+}
+
+/// Lowercase hex HMAC-SHA256 of the body, keyed with the secret's UTF-8 bytes.
+#[pg_extern(immutable, strict, parallel_safe)]
+fn sign_hex(secret: &str, body: &str) -> String {
+    sign::hex(secret, body.as_bytes())
+}
+
+/// Raises 22023 unless the secret can sign; returns it unchanged.
+#[pg_extern(immutable, strict, parallel_safe)]
+fn check_secret(secret: &str) -> &str {
+    if let Err(e) = sign::standard_key(secret) {
+        invalid(e.to_string());
+    }
+    secret
+}
+
+/// A fresh `whsec_` secret from the operating system's CSPRNG.
+#[pg_extern(volatile, parallel_safe)]
+fn generate_secret() -> String {
+    sign::generate_secret().unwrap_or_else(|e| {
+        ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+            format!("could not generate a secret: {e}")
+        );
+    })
+}
+
+/// A time-ordered UUID (version 7): event and delivery ids sort by creation.
+#[pg_extern(volatile, parallel_safe)]
+fn uuid_v7() -> pgrx::Uuid {
+    pgrx::Uuid::from_bytes(*uuid::Uuid::now_v7().as_bytes())
+}
+
+/// Raises 22023 unless every element is a valid event pattern; returns the array.
+#[pg_extern(immutable, strict, parallel_safe)]
+fn check_patterns(patterns: Vec<Option<String>>) -> Vec<Option<String>> {
+    if patterns.is_empty() {
+        invalid("events must list at least one event name or pattern (use '{*}' for all)".into());
+    }
+    for p in &patterns {
+        let p = p
+            .as_deref()
+            .unwrap_or_else(|| invalid("events must not contain NULL".into()));
+        if let Err(e) = pattern::validate_pattern(p) {
+            invalid(format!("invalid event pattern: {e}"));
+        }
+    }
+    patterns
+}
+
+/// Raises 22023 unless the text is a valid event name; returns it.
+#[pg_extern(immutable, strict, parallel_safe)]
+fn check_event_name(name: &str) -> &str {
+    if let Err(e) = pattern::validate_event_name(name) {
+        invalid(format!("invalid event name: {e}"));
+    }
+    name
+}
+
+/// Does the event name match any of the patterns?
+#[pg_extern(immutable, strict, parallel_safe)]
+fn event_matches(patterns: Array<'_, &str>, event: &str) -> bool {
+    pattern::matches_any(patterns.iter().flatten(), event)
+}
+
+thread_local! {
+    static NOTIFIED_XID: Cell<pg_sys::TransactionId> = const { Cell::new(pg_sys::InvalidTransactionId) };
+}
+
+/// `NOTIFY webhooks` at most once per (sub)transaction, with a constant
+/// payload. Keyed on the current transaction id, so a rolled-back savepoint
+/// (which discards its notification) does not suppress the next one.
+#[pg_extern(volatile, parallel_unsafe)]
+fn notify_once() {
+    if !NOTIFY.get() {
+        return;
+    }
+    let xid = unsafe { pg_sys::GetCurrentTransactionIdIfAny() };
+    if xid != pg_sys::InvalidTransactionId && NOTIFIED_XID.get() == xid {
+        return;
+    }
+    unsafe {
+        pgrx::direct_function_call::<()>(pg_sys::pg_notify, &["webhooks".into_datum(), "".into_datum()]);
+    }
+    NOTIFIED_XID.set(xid);
+}
+
+/// Is capture on in this session (`webhooks.capture`)?
+#[pg_extern(stable, parallel_safe)]
+fn capture_enabled() -> bool {
+    CAPTURE.get()
+}
+
+/// Is `webhooks.require_https` on?
+#[pg_extern(stable, parallel_safe)]
+fn https_required() -> bool {
+    REQUIRE_HTTPS.get()
+}
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pg_schema]
+mod tests {
+    use pgrx::prelude::*;
+
+    #[pg_test]
+    fn sign_standard_matches_spec_vector_in_sql() {
+        let sig = Spi::get_one::<String>(
+            "SELECT webhooks.sign_standard('whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD', \
+             'msg_27UH4WbU6Z5A5EzD8u03UvzRbpk', 1649367553, \
+             '{\"email\":\"test@example.com\",\"username\":\"test_user\"}')",
+        );
+        assert_eq!(
+            sig,
+            Ok(Some("v1,tZ1I4/hDygAJgO5TYxiSd6Sd0kDW6hPenDe+bTa3Kkw=".to_string()))
+        );
+    }
+
+    #[pg_test(error = "invalid event pattern: \"order..x\" has an empty segment")]
+    fn bad_pattern_is_an_error() {
+        let _ = Spi::run("SELECT webhooks.check_patterns('{order..x}')");
+    }
+
+    #[pg_test]
+    fn uuid_v7_is_strictly_increasing_within_a_backend() {
+        let ordered = Spi::get_one::<bool>(
+            "SELECT bool_and(prev < u) FROM ( \
+                SELECT u, lag(u) OVER (ORDER BY n) AS prev \
+                  FROM (SELECT n, webhooks.uuid_v7() AS u FROM generate_series(1, 10000) n) s) t \
+             WHERE prev IS NOT NULL",
+        );
+        assert_eq!(ordered, Ok(Some(true)));
+    }
+}
+
+/// Required by `cargo pgrx test`.
+#[cfg(test)]
+pub mod pg_test {
+    pub fn setup(_options: Vec<&str>) {}
+
+    #[must_use]
+    pub fn postgresql_conf_options() -> Vec<&'static str> {
+        vec![]
+    }
+}

@@ -1,0 +1,90 @@
+//! Command line and environment configuration.
+
+use clap::{Parser, ValueEnum};
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Delivers pg_webhooks deliveries: claims due deliveries from Postgres,
+/// sends them over HTTP and records each outcome.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "pg-webhooks-poller", version)]
+pub struct Config {
+    /// Database with the pg_webhooks extension, e.g. postgres://poller@db/erp.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: String,
+
+    /// Maximum concurrent HTTP requests from this poller.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub concurrency: u32,
+
+    /// Maximum deliveries claimed per round trip.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub batch_size: u32,
+
+    /// How long a claimed delivery stays leased to this poller; if it dies, others
+    /// retake the delivery after this. Must exceed the longest endpoint timeout.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub lease: Duration,
+
+    /// Fallback poll interval (jittered ±20%); NOTIFY wakes the poller sooner.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub poll_interval: Duration,
+
+    /// How long SIGTERM/SIGINT waits for in-flight requests before releasing them.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+
+    /// Drain what is due now, then exit.
+    #[arg(long)]
+    pub once: bool,
+
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "PG_WEBHOOKS_LOG_FORMAT")]
+    pub log_format: LogFormat,
+
+    /// Name recorded with each attempt (default: hostname:pid).
+    #[arg(long)]
+    pub poller_id: Option<String>,
+}
+
+/// Parses `250ms`, `1s`, `1.5s`, `2m`, `1h`, or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let value: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?} (use e.g. 500ms, 1s, 2m)"))?;
+    let secs = match unit.trim() {
+        "" | "s" => value,
+        "ms" => value / 1000.0,
+        "m" | "min" => value * 60.0,
+        "h" => value * 3600.0,
+        other => return Err(format!("unknown duration unit {other:?} in {s:?} (use ms, s, m or h)")),
+    };
+    if !secs.is_finite() || secs <= 0.0 {
+        return Err(format!("duration {s:?} must be positive"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("abc").is_err());
+        assert!(parse_duration("5 parsecs").is_err());
+    }
+}

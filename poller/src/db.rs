@@ -1,0 +1,215 @@
+//! The poller's side of the SQL contract: webhooks.claim(), webhooks.complete(),
+//! webhooks.release() and webhooks.next_due(). Policy is decided in SQL; this
+//! module only moves rows.
+
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::RwLock;
+use tokio_postgres::{Client, NoTls};
+use uuid::Uuid;
+
+/// The extension versions this poller speaks to (same major.minor).
+pub const COMPATIBLE_EXTENSION: &str = "0.1";
+
+#[derive(Debug)]
+pub enum DbError {
+    Connect(tokio_postgres::Error),
+    MissingExtension,
+    WrongVersion(String),
+    Query(tokio_postgres::Error),
+}
+
+impl std::fmt::Display for DbError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DbError::Connect(e) => write!(f, "cannot connect to the database: {}", error_text(e)),
+            DbError::MissingExtension => write!(
+                f,
+                "the pg_webhooks extension is not installed in this database (run CREATE EXTENSION pg_webhooks)"
+            ),
+            DbError::WrongVersion(v) => write!(
+                f,
+                "pg_webhooks extension version {v} is not supported by this poller (needs {COMPATIBLE_EXTENSION}.x)"
+            ),
+            DbError::Query(e) => write!(f, "database error: {}", error_text(e)),
+        }
+    }
+}
+
+impl std::error::Error for DbError {}
+
+/// tokio-postgres hides the server's message behind "db error"; show it.
+fn error_text(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => match std::error::Error::source(e) {
+            Some(src) => format!("{e}: {src}"),
+            None => e.to_string(),
+        },
+    }
+}
+
+/// A request returned by webhooks.claim(), ready to send.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub delivery_id: Uuid,
+    pub attempt: i32,
+    pub endpoint_id: i64,
+    pub event: String,
+    pub url: String,
+    pub method: String,
+    pub headers: serde_json::Value,
+    pub body: String,
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+}
+
+/// What happened to one attempt, as reported to webhooks.complete().
+#[derive(Debug, Clone, Default)]
+pub struct Outcome {
+    pub status_code: Option<i32>,
+    pub error: Option<String>,
+    pub duration_ms: f64,
+    pub request_headers: serde_json::Value,
+    pub response_headers: Option<serde_json::Value>,
+    pub response_body: Option<String>,
+    pub retry_after_s: Option<f64>,
+}
+
+pub async fn connect(url: &str) -> Result<Client, DbError> {
+    let (client, connection) = tokio_postgres::connect(url, NoTls).await.map_err(DbError::Connect)?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::warn!(error = %error_text(&e), "database connection closed");
+        }
+    });
+    Ok(client)
+}
+
+/// Refuses to start against a database without a compatible extension.
+pub async fn check_extension(client: &Client) -> Result<String, DbError> {
+    let row = client
+        .query_opt("SELECT extversion FROM pg_extension WHERE extname = 'pg_webhooks'", &[])
+        .await
+        .map_err(DbError::Query)?;
+    let version: String = match row {
+        Some(r) => r.get(0),
+        None => return Err(DbError::MissingExtension),
+    };
+    let major_minor: Vec<&str> = version.splitn(3, '.').take(2).collect();
+    if major_minor.join(".") != COMPATIBLE_EXTENSION {
+        return Err(DbError::WrongVersion(version));
+    }
+    Ok(version)
+}
+
+/// A shared client that is replaced when the connection is lost. Queries from
+/// many tasks pipeline over one connection.
+pub struct Db {
+    url: String,
+    client: RwLock<Arc<Client>>,
+}
+
+impl Db {
+    pub async fn open(url: &str) -> Result<Db, DbError> {
+        let client = connect(url).await?;
+        check_extension(&client).await?;
+        Ok(Db {
+            url: url.to_owned(),
+            client: RwLock::new(Arc::new(client)),
+        })
+    }
+
+    pub async fn client(&self) -> Arc<Client> {
+        self.client.read().await.clone()
+    }
+
+    /// Reconnects if the current connection is closed; returns whether the
+    /// database is usable now.
+    pub async fn ensure_connected(&self) -> Result<(), DbError> {
+        if !self.client.read().await.is_closed() {
+            return Ok(());
+        }
+        let mut guard = self.client.write().await;
+        if guard.is_closed() {
+            let client = connect(&self.url).await?;
+            check_extension(&client).await?;
+            *guard = Arc::new(client);
+            tracing::info!("reconnected to the database");
+        }
+        Ok(())
+    }
+
+    pub async fn claim(&self, batch: u32, lease: Duration) -> Result<Vec<Claimed>, DbError> {
+        let client = self.client().await;
+        let rows = client
+            .query(
+                "SELECT delivery_id, attempt, endpoint_id, event, url, method, headers, body, \
+                        timeout_ms, connect_timeout_ms \
+                   FROM webhooks.claim($1, make_interval(secs => $2))",
+                &[&(batch as i32), &lease.as_secs_f64()],
+            )
+            .await
+            .map_err(DbError::Query)?;
+        Ok(rows
+            .iter()
+            .map(|r| Claimed {
+                delivery_id: r.get(0),
+                attempt: r.get(1),
+                endpoint_id: r.get(2),
+                event: r.get(3),
+                url: r.get(4),
+                method: r.get(5),
+                headers: r.get(6),
+                body: r.get(7),
+                timeout: Duration::from_millis(r.get::<_, i64>(8).max(1) as u64),
+                connect_timeout: Duration::from_millis(r.get::<_, i64>(9).max(1) as u64),
+            })
+            .collect())
+    }
+
+    pub async fn complete(&self, c: &Claimed, o: &Outcome, poller: &str) -> Result<String, DbError> {
+        let client = self.client().await;
+        let row = client
+            .query_one(
+                "SELECT webhooks.complete($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                &[
+                    &c.delivery_id,
+                    &c.attempt,
+                    &o.status_code,
+                    &o.error,
+                    &o.duration_ms,
+                    &o.request_headers,
+                    &o.response_headers,
+                    &o.response_body,
+                    &o.retry_after_s,
+                    &poller,
+                ],
+            )
+            .await
+            .map_err(DbError::Query)?;
+        Ok(row.get(0))
+    }
+
+    /// Gives leased deliveries back (graceful shutdown): due again at once.
+    pub async fn release(&self, claimed: &[(Uuid, i32)]) -> Result<u64, DbError> {
+        let ids: Vec<Uuid> = claimed.iter().map(|c| c.0).collect();
+        let attempts: Vec<i32> = claimed.iter().map(|c| c.1).collect();
+        let client = self.client().await;
+        let row = client
+            .query_one("SELECT webhooks.release($1, $2)", &[&ids, &attempts])
+            .await
+            .map_err(DbError::Query)?;
+        Ok(row.get::<_, i32>(0) as u64)
+    }
+
+    /// Seconds until the earliest unfinished delivery is due (None: nothing queued).
+    pub async fn next_due_in(&self) -> Result<Option<f64>, DbError> {
+        let client = self.client().await;
+        let row = client
+            .query_one("SELECT extract(epoch FROM webhooks.next_due() - now())::float8", &[])
+            .await
+            .map_err(DbError::Query)?;
+        Ok(row.get(0))
+    }
+}

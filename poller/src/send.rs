@@ -1,0 +1,204 @@
+//! One HTTP attempt: send exactly the claimed bytes, never follow redirects,
+//! keep at most RESPONSE_BODY_LIMIT bytes of the answer.
+
+use crate::db::{Claimed, Outcome};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime};
+
+/// Bytes of a response body kept for the attempt log.
+pub const RESPONSE_BODY_LIMIT: usize = 8 * 1024;
+
+/// Headers whose values are credentials: logged as "[redacted]".
+const REDACTED: &[&str] = &["authorization", "proxy-authorization", "x-api-key", "cookie"];
+
+/// reqwest sets connect timeouts per client, so keep one client (and its
+/// connection pool) per distinct connect timeout; endpoints rarely differ.
+pub struct Clients {
+    by_connect_timeout: Mutex<HashMap<Duration, reqwest::Client>>,
+}
+
+impl Clients {
+    pub fn new() -> Clients {
+        Clients {
+            by_connect_timeout: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn get(&self, connect_timeout: Duration) -> Result<reqwest::Client, String> {
+        let mut map = self.by_connect_timeout.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = map.get(&connect_timeout) {
+            return Ok(c.clone());
+        }
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(connect_timeout)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .user_agent(concat!("pg_webhooks/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| format!("cannot build HTTP client: {e}"))?;
+        map.insert(connect_timeout, client.clone());
+        Ok(client)
+    }
+}
+
+impl Default for Clients {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn header_map(headers: &serde_json::Value) -> Result<HeaderMap, String> {
+    let mut map = HeaderMap::new();
+    if let Some(obj) = headers.as_object() {
+        for (name, value) in obj {
+            let value = value.as_str().ok_or_else(|| format!("header {name} is not a string"))?;
+            let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| format!("invalid header name {name:?}"))?;
+            let value = HeaderValue::from_str(value).map_err(|_| format!("invalid value for header {name}"))?;
+            map.insert(name, value);
+        }
+    }
+    Ok(map)
+}
+
+fn redacted(headers: &serde_json::Value) -> serde_json::Value {
+    let mut out = serde_json::Map::new();
+    if let Some(obj) = headers.as_object() {
+        for (name, value) in obj {
+            let v = if REDACTED.contains(&name.to_ascii_lowercase().as_str()) {
+                serde_json::Value::from("[redacted]")
+            } else {
+                value.clone()
+            };
+            out.insert(name.clone(), v);
+        }
+    }
+    serde_json::Value::Object(out)
+}
+
+/// `Retry-After` as seconds from now: delta-seconds or an HTTP date.
+pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<f64> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(secs as f64);
+    }
+    let when = httpdate::parse_http_date(value).ok()?;
+    Some(when.duration_since(now).map(|d| d.as_secs_f64()).unwrap_or(0.0))
+}
+
+fn describe(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timeout"
+    } else if e.is_connect() {
+        "connection failed"
+    } else {
+        "request failed"
+    };
+    let mut msg = kind.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        src = s.source();
+    }
+    msg
+}
+
+pub async fn send(clients: &Clients, c: &Claimed) -> Outcome {
+    let started = Instant::now();
+    let request_headers = redacted(&c.headers);
+    let fail = |error: String| Outcome {
+        error: Some(error),
+        duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+        request_headers: request_headers.clone(),
+        ..Outcome::default()
+    };
+    let client = match clients.get(c.connect_timeout) {
+        Ok(client) => client,
+        Err(e) => return fail(e),
+    };
+    let headers = match header_map(&c.headers) {
+        Ok(h) => h,
+        Err(e) => return fail(e),
+    };
+    let method = match reqwest::Method::from_bytes(c.method.as_bytes()) {
+        Ok(m) => m,
+        Err(_) => return fail(format!("invalid method {:?}", c.method)),
+    };
+    let request = client
+        .request(method, &c.url)
+        .headers(headers)
+        .timeout(c.timeout)
+        .body(c.body.clone());
+    let mut response = match request.send().await {
+        Ok(r) => r,
+        Err(e) => return fail(describe(&e)),
+    };
+    let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get(RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| parse_retry_after(v, SystemTime::now()));
+    let mut response_headers = serde_json::Map::new();
+    for (name, value) in response.headers() {
+        response_headers.insert(
+            name.as_str().to_owned(),
+            String::from_utf8_lossy(value.as_bytes()).into_owned().into(),
+        );
+    }
+    // Read at most the limit; a receiver streaming megabytes must not cost us memory.
+    let mut body = Vec::new();
+    let mut error = None;
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                let room = RESPONSE_BODY_LIMIT - body.len();
+                body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                if body.len() >= RESPONSE_BODY_LIMIT {
+                    break;
+                }
+            }
+            Ok(None) => break,
+            Err(e) => {
+                error = Some(format!("reading response: {}", describe(&e)));
+                break;
+            }
+        }
+    }
+    Outcome {
+        status_code: Some(status as i32),
+        error,
+        duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+        request_headers,
+        response_headers: Some(serde_json::Value::Object(response_headers)),
+        response_body: Some(String::from_utf8_lossy(&body).into_owned()),
+        retry_after_s: retry_after,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_forms() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+        assert_eq!(parse_retry_after("120", now), Some(120.0));
+        let later = httpdate::fmt_http_date(now + Duration::from_secs(30));
+        assert_eq!(parse_retry_after(&later, now), Some(30.0));
+        let earlier = httpdate::fmt_http_date(now - Duration::from_secs(30));
+        assert_eq!(parse_retry_after(&earlier, now), Some(0.0));
+        assert_eq!(parse_retry_after("soon", now), None);
+    }
+
+    #[test]
+    fn credentials_are_redacted() {
+        let h = serde_json::json!({"Authorization": "Bearer x", "X-Api-Key": "k", "X-Webhook-Event": "a.b"});
+        let r = redacted(&h);
+        assert_eq!(r["Authorization"], "[redacted]");
+        assert_eq!(r["X-Api-Key"], "[redacted]");
+        assert_eq!(r["X-Webhook-Event"], "a.b");
+    }
+}

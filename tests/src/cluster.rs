@@ -1,0 +1,233 @@
+//! A throwaway PostgreSQL 15 cluster: own data directory, own port and socket,
+//! run as the `postgres` user when we are root (initdb refuses root). Stopped
+//! and deleted on drop, so a failing test still cleans up.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use tokio_postgres::{Client, NoTls};
+
+pub fn bindir() -> PathBuf {
+    std::env::var_os("PG_BINDIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/lib/postgresql/15/bin"))
+}
+
+fn is_root() -> bool {
+    // /proc/self/status has "Uid: <real> <effective> ..."; no libc needed.
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(2) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+/// Runs a PostgreSQL program as the cluster's owner.
+fn pg_command(program: &str) -> Command {
+    let path = bindir().join(program);
+    if is_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(path);
+        c
+    } else {
+        Command::new(path)
+    }
+}
+
+fn run(mut cmd: Command, what: &str) -> Result<Output, String> {
+    let out = cmd.output().map_err(|e| format!("{what}: cannot run: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{what} failed ({}): {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(out)
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(54329)
+}
+
+pub struct Cluster {
+    dir: PathBuf,
+    pub port: u16,
+    options: Vec<String>,
+}
+
+impl Cluster {
+    /// initdb + start with settings suited to tests (no fsync).
+    pub fn start() -> Result<Cluster, String> {
+        Self::start_with(&["fsync=off", "synchronous_commit=off", "full_page_writes=off"])
+    }
+
+    /// initdb + start with extra `-c name=value` settings.
+    pub fn start_with(settings: &[&str]) -> Result<Cluster, String> {
+        // mktemp as the cluster's owner, so the directory is theirs.
+        let mut mk = if is_root() {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--", "mktemp"]);
+            c
+        } else {
+            Command::new("mktemp")
+        };
+        mk.args(["-d", "/tmp/pg_webhooks-test.XXXXXX"]);
+        let out = run(mk, "mktemp")?;
+        let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        let mut cluster = Cluster {
+            dir,
+            port: 0,
+            options: settings.iter().map(|s| s.to_string()).collect(),
+        };
+        let mut initdb = pg_command("initdb");
+        initdb.arg("-D").arg(cluster.data_dir()).args([
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "--no-sync",
+            "-E",
+            "UTF8",
+            "--locale=C",
+        ]);
+        run(initdb, "initdb")?;
+        // A port picked from the OS can be taken by someone else before the
+        // server binds it; try a few.
+        let mut last = String::new();
+        for _ in 0..5 {
+            cluster.port = free_port();
+            match cluster.pg_ctl_start() {
+                Ok(()) => return Ok(cluster),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    pub fn socket_dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn log_file(&self) -> PathBuf {
+        self.dir.join("postgres.log")
+    }
+
+    fn pg_ctl_start(&self) -> Result<(), String> {
+        let mut opts = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1",
+            self.port,
+            self.dir.display()
+        );
+        for s in &self.options {
+            opts.push_str(" -c ");
+            opts.push_str(s);
+        }
+        let mut ctl = pg_command("pg_ctl");
+        ctl.arg("-D")
+            .arg(self.data_dir())
+            .arg("-l")
+            .arg(self.log_file())
+            .args(["-w", "-t", "60", "-o", &opts, "start"]);
+        run(ctl, "pg_ctl start").map(|_| ()).map_err(|e| {
+            let log = std::fs::read_to_string(self.log_file()).unwrap_or_default();
+            format!("{e}\n--- postgres.log ---\n{log}")
+        })
+    }
+
+    /// Stops the server (`mode`: smart, fast or immediate).
+    pub fn stop(&self, mode: &str) -> Result<(), String> {
+        let mut ctl = pg_command("pg_ctl");
+        ctl.arg("-D").arg(self.data_dir()).args(["-w", "-m", mode, "stop"]);
+        run(ctl, "pg_ctl stop").map(|_| ())
+    }
+
+    /// Stops with `mode` and starts again on the same port.
+    pub fn restart(&self, mode: &str) -> Result<(), String> {
+        self.stop(mode)?;
+        self.pg_ctl_start()
+    }
+
+    pub fn url(&self, database: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
+    }
+
+    pub async fn connect(&self, database: &str) -> Result<Client, String> {
+        let (client, connection) = tokio_postgres::connect(&self.url(database), NoTls)
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok(client)
+    }
+
+    /// Creates a database; with `extension`, also `CREATE EXTENSION pg_webhooks`.
+    pub async fn create_database(&self, name: &str, extension: bool) -> Result<Client, String> {
+        let admin = self.connect("postgres").await?;
+        admin
+            .batch_execute(&format!("CREATE DATABASE \"{name}\""))
+            .await
+            .map_err(|e| format!("CREATE DATABASE: {e}"))?;
+        let client = self.connect(name).await?;
+        if extension {
+            client
+                .batch_execute("CREATE EXTENSION pg_webhooks")
+                .await
+                .map_err(|e| format!("CREATE EXTENSION pg_webhooks: {}", db_message(&e)))?;
+        }
+        Ok(client)
+    }
+
+    /// Runs psql against a database (for printing tables the way a DBA sees them).
+    pub fn psql(&self, database: &str, sql: &str) -> Result<String, String> {
+        let mut c = Command::new(bindir().join("psql"));
+        c.args([
+            "-X",
+            "-q",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-p",
+            &self.port.to_string(),
+            "-d",
+            database,
+        ])
+        .args(["-v", "ON_ERROR_STOP=1", "-c", sql]);
+        let out = run(c, "psql")?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = self.stop("immediate");
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The server's message and SQLSTATE of a database error, for assertions and
+/// readable failures.
+pub fn db_message(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} [{}]", db.message(), db.code().code()),
+        None => e.to_string(),
+    }
+}
+
+/// The SQLSTATE of a failed statement, if the server raised one.
+pub fn sqlstate(e: &tokio_postgres::Error) -> Option<String> {
+    e.code().map(|c| c.code().to_owned())
+}

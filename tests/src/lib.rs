@@ -1,0 +1,29 @@
+//! Test harness shared by the end-to-end tests, the demo and the benchmarks:
+//! a throwaway PostgreSQL 15 cluster and a recording HTTP receiver.
+
+pub mod cluster;
+pub mod poller;
+pub mod receiver;
+pub mod verify;
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+/// Polls `check` until it yields a value or `timeout` passes. For conditions
+/// that have no event to wait on (rows in another process's database).
+pub async fn wait_until<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> Result<T, String>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return Ok(v);
+        }
+        if Instant::now() >= deadline {
+            return Err(format!("timed out after {timeout:?} waiting for {what}"));
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
