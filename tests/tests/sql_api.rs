@@ -1,0 +1,350 @@
+//! The SQL API against a real database: what it accepts, and that every bad
+//! input is refused with a specific SQLSTATE and changes nothing.
+
+use pg_webhooks_tests::cluster::{db_message, sqlstate, Cluster};
+use tokio_postgres::Client;
+
+async fn setup() -> (Cluster, Client) {
+    let cluster = Cluster::start().expect("cluster");
+    let db = cluster.create_database("api", true).await.expect("database");
+    db.batch_execute(
+        "CREATE TABLE orders (id int PRIMARY KEY, status text);
+         CREATE TABLE \"Order Lines\" (order_id int, line int, qty int, PRIMARY KEY (order_id, line));
+         CREATE TABLE nokey (x int);
+         CREATE VIEW order_view AS SELECT * FROM orders;",
+    )
+    .await
+    .unwrap();
+    (cluster, db)
+}
+
+async fn count(db: &Client, sql: &str) -> i64 {
+    db.query_one(sql, &[]).await.unwrap().get(0)
+}
+
+/// Runs `sql`, expecting SQLSTATE `code`; returns the message.
+async fn refused(db: &Client, sql: &str, code: &str) -> String {
+    let err = db.batch_execute(sql).await.expect_err(sql);
+    assert_eq!(sqlstate(&err).as_deref(), Some(code), "{sql}: {}", db_message(&err));
+    db_message(&err)
+}
+
+#[tokio::test]
+async fn bad_endpoint_input_is_refused_with_a_sqlstate_and_changes_nothing() {
+    let (_cluster, db) = setup().await;
+    db.batch_execute("SELECT webhooks.create_endpoint('https://hooks.example/a', name => 'taken')")
+        .await
+        .unwrap();
+    let cases = [
+        (
+            "SELECT webhooks.create_endpoint('ftp://hooks.example/a')",
+            "22023",
+            "invalid endpoint URL",
+        ),
+        (
+            "SELECT webhooks.create_endpoint('hooks.example/a')",
+            "22023",
+            "invalid endpoint URL",
+        ),
+        (
+            "SELECT webhooks.create_endpoint('http://hooks.example/a')",
+            "22023",
+            "must use https",
+        ),
+        (
+            "SELECT webhooks.create_endpoint('https://h.example', events => '{order..x}')",
+            "22023",
+            "empty segment",
+        ),
+        (
+            "SELECT webhooks.create_endpoint('https://h.example', events => '{ord*}')",
+            "22023",
+            "invalid event pattern",
+        ),
+        (
+            "SELECT webhooks.create_endpoint('https://h.example', events => '{}')",
+            "22023",
+            "at least one",
+        ),
+        (
+            "SELECT webhooks.create_endpoint('https://h.example', events => '{NULL}')",
+            "22023",
+            "NULL",
+        ),
+        (
+            "SELECT webhooks.create_endpoint('https://h.example', name => 'taken')",
+            "23505",
+            "already exists",
+        ),
+        (
+            "SELECT webhooks.create_endpoint('https://h.example', secret => 'whsec_***')",
+            "22023",
+            "base64",
+        ),
+        (
+            "SELECT webhooks.create_endpoint('https://h.example', secret => '')",
+            "22023",
+            "empty",
+        ),
+        (
+            "SELECT webhooks.create_endpoint('https://h.example', retry_schedule => '{1s,-1s}')",
+            "22023",
+            "retry_schedule",
+        ),
+        (
+            "SELECT webhooks.create_endpoint('https://h.example', headers => '[1]')",
+            "22023",
+            "headers",
+        ),
+        (
+            "SELECT webhooks.create_endpoint('https://h.example', headers => '{\"a b\": \"x\"}')",
+            "22023",
+            "headers",
+        ),
+        (
+            "SELECT webhooks.create_endpoint('https://h.example', headers => '{\"X-N\": 1}')",
+            "22023",
+            "headers",
+        ),
+    ];
+    for (sql, code, text) in cases {
+        let msg = refused(&db, sql, code).await;
+        assert!(msg.contains(text), "{sql}: {msg}");
+    }
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM webhooks.endpoint").await,
+        1,
+        "nothing was created"
+    );
+}
+
+#[tokio::test]
+async fn endpoints_return_their_secret_once() {
+    let (_cluster, db) = setup().await;
+    let row = db
+        .query_one(
+            "SELECT id, secret FROM webhooks.create_endpoint('https://hooks.example/a')",
+            &[],
+        )
+        .await
+        .unwrap();
+    let secret: String = row.get(1);
+    assert!(secret.starts_with("whsec_") && secret.len() > 40, "{secret}");
+    let own = db
+        .query_one(
+            "SELECT secret FROM webhooks.create_endpoint('https://hooks.example/b', secret => 'ABC12345')",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        own.get::<_, String>(0),
+        "ABC12345",
+        "caller-supplied secrets are kept as is"
+    );
+    // loopback may use http while require_https is on; a superuser may turn it off
+    db.batch_execute(
+        "SELECT webhooks.create_endpoint('http://127.0.0.1:9/x'), webhooks.create_endpoint('http://[::1]/x')",
+    )
+    .await
+    .unwrap();
+    db.batch_execute("SET webhooks.require_https = off; SELECT webhooks.create_endpoint('http://hooks.example/c')")
+        .await
+        .unwrap();
+    let cols = count(
+        &db,
+        "SELECT count(*) FROM information_schema.columns
+          WHERE table_schema = 'webhooks' AND table_name = 'endpoints' AND column_name ILIKE '%secret%'",
+    )
+    .await;
+    assert_eq!(cols, 0, "the endpoints view shows no secret");
+    assert_eq!(count(&db, "SELECT count(*) FROM webhooks.endpoints").await, 5);
+}
+
+#[tokio::test]
+async fn bad_track_input_is_refused_with_a_sqlstate() {
+    let (_cluster, db) = setup().await;
+    refused(&db, "SELECT webhooks.track('no_such_table')", "42P01").await;
+    let msg = refused(&db, "SELECT webhooks.track('nokey')", "42P16").await;
+    assert!(msg.contains("no primary key"), "{msg}");
+    refused(&db, "SELECT webhooks.track('order_view')", "42809").await;
+    refused(&db, "SELECT webhooks.track('pg_class')", "42501").await;
+    refused(&db, "SELECT webhooks.track('webhooks.event')", "42501").await;
+    refused(
+        &db,
+        "SELECT webhooks.track('orders', events => '{created,bogus}')",
+        "22023",
+    )
+    .await;
+    refused(&db, "SELECT webhooks.track('orders', events => '{}')", "22023").await;
+    refused(&db, "SELECT webhooks.track('orders', resource => 'bad name')", "22023").await;
+    refused(&db, "SELECT webhooks.untrack('orders')", "42704").await;
+    refused(&db, "SELECT webhooks.emit('order.*', '{}')", "22023").await;
+    assert_eq!(count(&db, "SELECT count(*) FROM webhooks.sources").await, 0);
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'webhooks%'").await,
+        0,
+        "no trigger left behind"
+    );
+}
+
+#[tokio::test]
+async fn capture_follows_track_settings_and_the_session_switch() {
+    let (_cluster, db) = setup().await;
+    db.batch_execute(
+        "SELECT webhooks.create_endpoint('https://hooks.example/all');
+         SELECT webhooks.track('\"Order Lines\"', resource => 'order_line');
+         INSERT INTO \"Order Lines\" VALUES (1, 2, 5);",
+    )
+    .await
+    .unwrap();
+    let key: String = db
+        .query_one("SELECT key FROM webhooks.event", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(key, "1,2", "composite keys in key-column order");
+    let source: String = db
+        .query_one("SELECT source FROM webhooks.event", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(source, "public.\"Order Lines\"");
+
+    // re-track with fewer events changes the settings in place
+    db.batch_execute(
+        "SELECT webhooks.track('orders', events => '{created}');
+         INSERT INTO orders VALUES (1, 'new');
+         UPDATE orders SET status = 'paid';
+         DELETE FROM orders;",
+    )
+    .await
+    .unwrap();
+    let events: Vec<String> = db
+        .query(
+            "SELECT event FROM webhooks.event WHERE source = 'public.orders' ORDER BY id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(events, ["orders.created"]);
+    let sources = count(&db, "SELECT count(*) FROM webhooks.sources").await;
+    assert_eq!(sources, 2);
+
+    db.batch_execute("SET webhooks.capture = off; INSERT INTO orders VALUES (2, 'bulk'); RESET webhooks.capture;")
+        .await
+        .unwrap();
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM webhooks.event WHERE key = '2'").await,
+        0
+    );
+
+    db.batch_execute("SELECT webhooks.untrack('orders'); INSERT INTO orders VALUES (3, 'untracked');")
+        .await
+        .unwrap();
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM webhooks.event WHERE key = '3'").await,
+        0
+    );
+    // every captured event fanned out to the one endpoint
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM webhooks.event e WHERE NOT EXISTS (SELECT 1 FROM webhooks.delivery d WHERE d.event_id = e.id)").await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn events_reach_only_matching_active_endpoints() {
+    let (_cluster, db) = setup().await;
+    db.batch_execute(
+        "SELECT webhooks.create_endpoint('https://hooks.example/orders', events => '{orders.*}', name => 'orders');
+         SELECT webhooks.create_endpoint('https://hooks.example/paid', events => '{invoice.paid,orders.deleted}', name => 'paid');
+         SELECT webhooks.create_endpoint('https://hooks.example/off', name => 'off');
+         UPDATE webhooks.endpoint SET active = false WHERE name = 'off';
+         SELECT webhooks.track('orders');
+         INSERT INTO orders VALUES (1, 'new');
+         DELETE FROM orders;
+         SELECT webhooks.emit('invoice.paid', '{\"id\": 7}');",
+    )
+    .await
+    .unwrap();
+    let rows = db
+        .query(
+            "SELECT e.name, ev.event FROM webhooks.delivery d
+               JOIN webhooks.endpoint e ON e.id = d.endpoint_id JOIN webhooks.event ev ON ev.id = d.event_id
+              ORDER BY e.name, ev.event",
+            &[],
+        )
+        .await
+        .unwrap();
+    let got: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    let want = [
+        ("orders", "orders.created"),
+        ("orders", "orders.deleted"),
+        ("paid", "invoice.paid"),
+        ("paid", "orders.deleted"),
+    ];
+    assert_eq!(got, want.map(|(a, b)| (a.to_string(), b.to_string())));
+    // a pending delivery is in the log right after commit
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM webhooks.delivery_log WHERE status = 'pending'"
+        )
+        .await,
+        4
+    );
+}
+
+#[tokio::test]
+async fn retry_delay_is_a_pure_policy() {
+    let (_cluster, db) = setup().await;
+    let q = |sql: &'static str| {
+        let db = &db;
+        async move { db.query_one(sql, &[]).await.unwrap().get::<_, Option<String>>(0) }
+    };
+    assert_eq!(
+        q("SELECT webhooks.retry_delay('{30s,2min}', 1, NULL, 0.5)::text")
+            .await
+            .as_deref(),
+        Some("00:00:30")
+    );
+    assert_eq!(
+        q("SELECT webhooks.retry_delay('{30s,2min}', 2, NULL, 0.0)::text")
+            .await
+            .as_deref(),
+        Some("00:01:48")
+    );
+    assert_eq!(
+        q("SELECT webhooks.retry_delay('{30s,2min}', 2, NULL, 1.0)::text")
+            .await
+            .as_deref(),
+        Some("00:02:12")
+    );
+    assert_eq!(
+        q("SELECT webhooks.retry_delay('{30s,2min}', 3, NULL, 0.5)::text").await,
+        None,
+        "exhausted"
+    );
+    assert_eq!(
+        q("SELECT webhooks.retry_delay('{}', 1, NULL, 0.5)::text").await,
+        None,
+        "no retries"
+    );
+    assert_eq!(
+        q("SELECT webhooks.retry_delay('{30s,2min}', 1, '45s', 0.5)::text")
+            .await
+            .as_deref(),
+        Some("00:00:45")
+    );
+    assert_eq!(
+        q("SELECT webhooks.retry_delay('{30s,2min}', 1, '1 day', 0.5)::text")
+            .await
+            .as_deref(),
+        Some("00:02:00"),
+        "Retry-After is capped at the longest step"
+    );
+}
