@@ -1,43 +1,64 @@
 -- pg_webhooks: schema, capture, endpoints, claim/complete, delivery log.
 --
 -- Read top to bottom: tables, then how changes are captured, how endpoints are
--- managed, and the two functions that are the whole contract with a poller:
--- webhooks.claim() and webhooks.complete(). Delivery *policy* (matching,
--- rendering, signing, retry schedule) lives here so that any poller obeys it.
+-- managed, and the functions that are the whole contract with a poller:
+-- webhooks.claim(), webhooks.complete_batch() (and complete()),
+-- webhooks.release() and webhooks.next_due(). Delivery *policy* (matching,
+-- rendering, signing, retry schedule, pausing) lives here, so any poller obeys it.
 --
 -- The extension is created in schema `webhooks` (see pg_webhooks.control);
--- the Rust helpers (sign_standard, uuid_v7, event_matches, notify_once, ...)
--- are created before this file runs.
+-- the Rust helpers (sign_standard, sign_hex, uuid_v7, event_matches,
+-- notify_once, ...) are created before this file runs.
+--
+-- Where fan-out happens: the writer's transaction only inserts the event (one
+-- row). Deliveries (one per matching endpoint) are created by the first step
+-- of webhooks.claim(), outside the writer's transaction. Until then
+-- webhooks.delivery_log shows the event as pending for each matching endpoint.
 
 ---------------------------------------------------------------------------
 -- Tables
 ---------------------------------------------------------------------------
 
 CREATE TABLE webhooks.endpoint (
-    id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    name             text,
-    url              text NOT NULL,
-    events           text[] NOT NULL DEFAULT '{*}',
-    secret           text NOT NULL,
-    headers          jsonb NOT NULL DEFAULT '{}',
-    method           text NOT NULL DEFAULT 'POST',
-    retry_schedule   interval[] NOT NULL DEFAULT '{30s,2min,10min,1h,6h,24h}',
-    timeout          interval NOT NULL DEFAULT '30s',
-    connect_timeout  interval NOT NULL DEFAULT '10s',
-    success_codes    int4multirange NOT NULL DEFAULT '{[200,300)}',
-    active           boolean NOT NULL DEFAULT true,
-    description      text,
-    metadata         jsonb NOT NULL DEFAULT '{}',
+    id                   bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    name                 text,
+    url                  text NOT NULL,
+    events               text[] NOT NULL DEFAULT '{*}',
+    secret               text NOT NULL,
+    previous_secret      text,
+    previous_secret_until timestamptz,
+    tenant               text,
+    filter               jsonpath,
+    headers              jsonb NOT NULL DEFAULT '{}',
+    auth                 jsonb,
+    signature            text NOT NULL DEFAULT 'standard',
+    signature_header     text NOT NULL DEFAULT 'X-Webhook-Signature',
+    method               text NOT NULL DEFAULT 'POST',
+    retry_schedule       interval[] NOT NULL DEFAULT '{30s,2min,10min,1h,6h,24h}',
+    timeout              interval NOT NULL DEFAULT '30s',
+    connect_timeout      interval NOT NULL DEFAULT '10s',
+    success_codes        int4multirange NOT NULL DEFAULT '{[200,300)}',
+    max_in_flight        integer NOT NULL DEFAULT 16,
+    ordered              boolean NOT NULL DEFAULT false,
+    pause_after          integer,
+    active               boolean NOT NULL DEFAULT true,
+    paused_at            timestamptz,
+    paused_reason        text,
+    description          text,
+    metadata             jsonb NOT NULL DEFAULT '{}',
     consecutive_failures integer NOT NULL DEFAULT 0,
-    created_at       timestamptz NOT NULL DEFAULT now(),
-    updated_at       timestamptz NOT NULL DEFAULT now(),
-    deleted_at       timestamptz,
+    created_at           timestamptz NOT NULL DEFAULT now(),
+    updated_at           timestamptz NOT NULL DEFAULT now(),
+    deleted_at           timestamptz,
     CONSTRAINT endpoint_headers_object CHECK (jsonb_typeof(headers) = 'object'),
     CONSTRAINT endpoint_method CHECK (method IN ('POST', 'PUT', 'PATCH')),
-    CONSTRAINT endpoint_timeouts CHECK (timeout > '0' AND connect_timeout > '0')
+    CONSTRAINT endpoint_signature CHECK (signature IN ('standard', 'hex', 'sha256', 'none')),
+    CONSTRAINT endpoint_timeouts CHECK (timeout > '0' AND connect_timeout > '0'),
+    CONSTRAINT endpoint_max_in_flight CHECK (max_in_flight > 0),
+    CONSTRAINT endpoint_pause_after CHECK (pause_after IS NULL OR pause_after > 0)
 );
 COMMENT ON TABLE webhooks.endpoint IS
-  'Receivers of webhooks. Holds secrets: query webhooks.endpoints instead.';
+  'Receivers of webhooks. Holds secrets and credentials: query webhooks.endpoints instead.';
 -- A deleted endpoint keeps its history and frees its name.
 CREATE UNIQUE INDEX endpoint_name ON webhooks.endpoint (name) WHERE deleted_at IS NULL;
 
@@ -61,15 +82,20 @@ CREATE TABLE webhooks.event (
     tenant      text,
     data        jsonb,
     previous    jsonb,
-    created_at  timestamptz NOT NULL DEFAULT clock_timestamp()
+    created_at  timestamptz NOT NULL DEFAULT clock_timestamp(),
+    fanned_out  boolean NOT NULL DEFAULT false
 );
 COMMENT ON TABLE webhooks.event IS
-  'One row per captured change or emitted event (the outbox). id is a UUIDv7, so it sorts by creation.';
+  'One row per captured change or emitted event (the outbox). id is a UUIDv7, so it sorts by creation. '
+  'fanned_out turns true once its deliveries exist.';
+-- Small: only events whose deliveries are not created yet.
+CREATE INDEX event_fan_out ON webhooks.event (id) WHERE NOT fanned_out;
 
 CREATE TABLE webhooks.delivery (
     id               uuid PRIMARY KEY DEFAULT webhooks.uuid_v7(),
     event_id         uuid NOT NULL,
     endpoint_id      bigint NOT NULL,
+    ordering_key     text,
     status           text NOT NULL DEFAULT 'pending',
     attempts         integer NOT NULL DEFAULT 0,
     next_attempt_at  timestamptz NOT NULL DEFAULT now(),
@@ -86,9 +112,16 @@ COMMENT ON TABLE webhooks.delivery IS
   'so an expired lease is simply due again.';
 COMMENT ON COLUMN webhooks.delivery.id IS
   'Sent as webhook-id and X-Webhook-Delivery-Id; stable across retries so receivers can deduplicate.';
+COMMENT ON COLUMN webhooks.delivery.ordering_key IS
+  'Source table and row key: deliveries of one key to an ordered endpoint go one at a time, in commit order.';
 
--- The claim scans only unfinished deliveries, in due order.
+-- The claim scans unfinished deliveries per endpoint in due order; the
+-- partial indexes hold only unfinished rows, so they stay small.
 CREATE INDEX delivery_due ON webhooks.delivery (next_attempt_at)
+  WHERE status IN ('pending', 'delivering');
+CREATE INDEX delivery_endpoint_due ON webhooks.delivery (endpoint_id, next_attempt_at)
+  WHERE status IN ('pending', 'delivering');
+CREATE INDEX delivery_ordering ON webhooks.delivery (endpoint_id, ordering_key, event_id)
   WHERE status IN ('pending', 'delivering');
 CREATE INDEX delivery_event ON webhooks.delivery (event_id);
 CREATE INDEX delivery_endpoint ON webhooks.delivery (endpoint_id, created_at);
@@ -108,47 +141,23 @@ CREATE TABLE webhooks.attempt (
     created_at       timestamptz NOT NULL DEFAULT now()
 );
 COMMENT ON TABLE webhooks.attempt IS
-  'One row per HTTP attempt: what was sent (headers), what came back, how long it took.';
+  'One row per HTTP attempt: what was sent (headers, credentials redacted), what came back, how long it took.';
 CREATE INDEX attempt_delivery ON webhooks.attempt (delivery_id, attempt);
 
 ---------------------------------------------------------------------------
 -- Capture
 ---------------------------------------------------------------------------
 
--- Fan an event out to every matching active endpoint. Returns the number of
--- deliveries created, and wakes pollers (once per transaction) when there are any.
-CREATE FUNCTION webhooks.fan_out(event_id uuid, event_name text)
-RETURNS integer LANGUAGE plpgsql AS $$
-DECLARE
-    n integer;
-BEGIN
-    INSERT INTO webhooks.delivery (event_id, endpoint_id)
-    SELECT fan_out.event_id, e.id
-      FROM webhooks.endpoint e
-     WHERE e.active AND e.deleted_at IS NULL
-       AND webhooks.event_matches(e.events, event_name);
-    GET DIAGNOSTICS n = ROW_COUNT;
-    IF n > 0 THEN
-        PERFORM webhooks.notify_once();
-    END IF;
-    RETURN n;
-END $$;
-COMMENT ON FUNCTION webhooks.fan_out(uuid, text) IS
-  'Internal: create one pending delivery per matching active endpoint and NOTIFY pollers.';
-
 -- Row trigger installed by webhooks.track(). TG_ARGV[0] is the resource name,
 -- TG_ARGV[1..] the primary-key columns; passing them as arguments keeps a
--- catalog lookup out of every captured row.
+-- catalog lookup out of every captured row. The writer pays for one INSERT.
 CREATE FUNCTION webhooks.capture() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
     row_data jsonb;
-    old_data jsonb;
     changed  jsonb;
     verb     text;
     key      text;
-    ev_id    uuid;
-    ev_name  text;
 BEGIN
     IF NOT webhooks.capture_enabled() THEN
         RETURN NULL;
@@ -158,9 +167,8 @@ BEGIN
         verb := 'created';
     ELSIF TG_OP = 'UPDATE' THEN
         row_data := to_jsonb(NEW);
-        old_data := to_jsonb(OLD);
         SELECT jsonb_object_agg(o.key, o.value) INTO changed
-          FROM jsonb_each(old_data) o
+          FROM jsonb_each(to_jsonb(OLD)) o
          WHERE row_data -> o.key IS DISTINCT FROM o.value;
         verb := 'updated';
     ELSE
@@ -175,16 +183,15 @@ BEGIN
           FROM generate_series(1, TG_NARGS - 1) i;
     END IF;
 
-    ev_name := TG_ARGV[0] || '.' || verb;
     INSERT INTO webhooks.event (event, source, operation, key, data, previous)
-    VALUES (ev_name, quote_ident(TG_TABLE_SCHEMA) || '.' || quote_ident(TG_TABLE_NAME),
-            TG_OP, key, row_data, changed)
-    RETURNING id INTO ev_id;
-    PERFORM webhooks.fan_out(ev_id, ev_name);
+    VALUES (TG_ARGV[0] || '.' || verb,
+            quote_ident(TG_TABLE_SCHEMA) || '.' || quote_ident(TG_TABLE_NAME),
+            TG_OP, key, row_data, changed);
+    PERFORM webhooks.notify_once();
     RETURN NULL;
 END $$;
 COMMENT ON FUNCTION webhooks.capture() IS
-  'Internal trigger function installed by webhooks.track(); writes the event and its deliveries in the writer''s transaction.';
+  'Internal trigger function installed by webhooks.track(): writes the event in the writer''s transaction.';
 
 CREATE FUNCTION webhooks.drop_capture_triggers(rel regclass) RETURNS void
 LANGUAGE plpgsql AS $$
@@ -305,7 +312,7 @@ BEGIN
     INSERT INTO webhooks.event (event, operation, key, tenant, data)
     VALUES (emit.event, 'EMIT', emit.key, emit.tenant, emit.data)
     RETURNING id INTO ev_id;
-    PERFORM webhooks.fan_out(ev_id, emit.event);
+    PERFORM webhooks.notify_once();
     RETURN ev_id;
 END $$;
 COMMENT ON FUNCTION webhooks.emit(text, jsonb, text, text) IS
@@ -351,13 +358,27 @@ END $$;
 COMMENT ON FUNCTION webhooks.check_retry_schedule(interval[]) IS
   'Validate a retry schedule: non-negative intervals; ''{}'' means a single attempt.';
 
+CREATE FUNCTION webhooks.check_header_name(name text) RETURNS text
+LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    -- RFC 9110 token characters.
+    IF name IS NULL OR name !~ '^[!#$%&''*+.^_`|~0-9A-Za-z-]+$' THEN
+        RAISE EXCEPTION 'invalid header name: %', coalesce(quote_literal(name), 'NULL')
+          USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN name;
+END $$;
+COMMENT ON FUNCTION webhooks.check_header_name(text) IS
+  'Validate an HTTP header name.';
+
 CREATE FUNCTION webhooks.check_headers(headers jsonb) RETURNS jsonb
 LANGUAGE plpgsql IMMUTABLE AS $$
 BEGIN
     IF headers IS NULL OR jsonb_typeof(headers) <> 'object'
        OR EXISTS (SELECT 1 FROM jsonb_each(headers) h
                    WHERE jsonb_typeof(h.value) <> 'string'
-                      OR h.key !~ '^[!#$%&''*+.^_`|~0-9A-Za-z-]+$') THEN
+                      OR h.key !~ '^[!#$%&''*+.^_`|~0-9A-Za-z-]+$'
+                      OR (h.value #>> '{}') ~ '[\r\n]') THEN
         RAISE EXCEPTION 'headers must be a JSON object of header names to string values'
           USING ERRCODE = 'invalid_parameter_value',
                 HINT = 'For example: {"X-Api-Version": "2"}';
@@ -366,6 +387,30 @@ BEGIN
 END $$;
 COMMENT ON FUNCTION webhooks.check_headers(jsonb) IS
   'Validate custom request headers: a JSON object of valid header names to string values.';
+
+CREATE FUNCTION webhooks.check_auth(auth jsonb) RETURNS jsonb
+LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    IF auth IS NULL THEN
+        RETURN NULL;
+    END IF;
+    IF jsonb_typeof(auth) <> 'object' OR NOT (
+           (auth ->> 'type' = 'bearer' AND auth ?& '{token}' AND auth - '{type,token}'::text[] = '{}')
+        OR (auth ->> 'type' = 'basic' AND auth ?& '{username,password}'
+            AND auth - '{type,username,password}'::text[] = '{}')
+        OR (auth ->> 'type' = 'header' AND auth ?& '{name,value}' AND auth - '{type,name,value}'::text[] = '{}'
+            AND auth ->> 'name' ~ '^[!#$%&''*+.^_`|~0-9A-Za-z-]+$'))
+       OR EXISTS (SELECT 1 FROM jsonb_each(auth) a WHERE jsonb_typeof(a.value) <> 'string') THEN
+        RAISE EXCEPTION 'invalid auth: %', CASE WHEN auth ? 'type' THEN 'type ' || quote_literal(auth ->> 'type')
+                                               ELSE 'missing type' END
+          USING ERRCODE = 'invalid_parameter_value',
+                HINT = 'Use {"type":"bearer","token":…}, {"type":"basic","username":…,"password":…} '
+                       'or {"type":"header","name":…,"value":…}, with string values.';
+    END IF;
+    RETURN auth;
+END $$;
+COMMENT ON FUNCTION webhooks.check_auth(jsonb) IS
+  'Validate endpoint credentials: bearer, basic or a custom header.';
 
 CREATE FUNCTION webhooks.check_endpoint_name(name text) RETURNS text
 LANGUAGE plpgsql STABLE AS $$
@@ -380,57 +425,229 @@ END $$;
 COMMENT ON FUNCTION webhooks.check_endpoint_name(text) IS
   'Raise unique_violation if an endpoint (not deleted) already has this name.';
 
+CREATE FUNCTION webhooks.check_positive(what text, value integer) RETURNS integer
+LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    IF value IS NOT NULL AND value < 1 THEN
+        RAISE EXCEPTION '% must be at least 1, not %', what, value
+          USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN value;
+END $$;
+COMMENT ON FUNCTION webhooks.check_positive(text, integer) IS
+  'Validate a setting that must be NULL or at least 1.';
+
+CREATE FUNCTION webhooks.check_choice(what text, value text, choices text[]) RETURNS text
+LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    IF value IS NULL OR NOT value = ANY (choices) THEN
+        RAISE EXCEPTION 'invalid %: % (expected one of %)', what, coalesce(quote_literal(value), 'NULL'),
+                        array_to_string(choices, ', ')
+          USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN value;
+END $$;
+COMMENT ON FUNCTION webhooks.check_choice(text, text, text[]) IS
+  'Validate a setting that must be one of a fixed list.';
+
 -- LANGUAGE sql on purpose: the IN parameter `secret` and the returned column
 -- `secret` share a name, which SQL functions allow and PL/pgSQL would not.
 CREATE FUNCTION webhooks.create_endpoint(
-    url             text,
-    events          text[] DEFAULT '{*}',
-    name            text DEFAULT NULL,
-    secret          text DEFAULT NULL,
-    headers         jsonb DEFAULT '{}',
-    method          text DEFAULT 'POST',
-    retry_schedule  interval[] DEFAULT '{30s,2min,10min,1h,6h,24h}',
-    timeout         interval DEFAULT '30s',
-    connect_timeout interval DEFAULT '10s',
-    success_codes   int4multirange DEFAULT '{[200,300)}',
-    description     text DEFAULT NULL,
-    metadata        jsonb DEFAULT '{}'
+    url              text,
+    events           text[] DEFAULT '{*}',
+    name             text DEFAULT NULL,
+    secret           text DEFAULT NULL,
+    tenant           text DEFAULT NULL,
+    filter           jsonpath DEFAULT NULL,
+    headers          jsonb DEFAULT '{}',
+    auth             jsonb DEFAULT NULL,
+    signature        text DEFAULT 'standard',
+    signature_header text DEFAULT 'X-Webhook-Signature',
+    method           text DEFAULT 'POST',
+    retry_schedule   interval[] DEFAULT '{30s,2min,10min,1h,6h,24h}',
+    timeout          interval DEFAULT '30s',
+    connect_timeout  interval DEFAULT '10s',
+    success_codes    int4multirange DEFAULT '{[200,300)}',
+    max_in_flight    integer DEFAULT 16,
+    ordered          boolean DEFAULT false,
+    pause_after      integer DEFAULT NULL,
+    description      text DEFAULT NULL,
+    metadata         jsonb DEFAULT '{}'
 ) RETURNS TABLE (id bigint, secret text)
 LANGUAGE sql AS $$
     INSERT INTO webhooks.endpoint AS e
-        (name, url, events, secret, headers, method, retry_schedule, timeout,
-         connect_timeout, success_codes, description, metadata)
+        (name, url, events, secret, tenant, filter, headers, auth, signature, signature_header,
+         method, retry_schedule, timeout, connect_timeout, success_codes, max_in_flight, ordered,
+         pause_after, description, metadata)
     VALUES (webhooks.check_endpoint_name(create_endpoint.name),
             webhooks.check_url(create_endpoint.url),
             webhooks.check_patterns(create_endpoint.events),
             webhooks.check_secret(coalesce(create_endpoint.secret, webhooks.generate_secret())),
+            create_endpoint.tenant,
+            create_endpoint.filter,
             webhooks.check_headers(create_endpoint.headers),
-            upper(create_endpoint.method),
+            webhooks.check_auth(create_endpoint.auth),
+            webhooks.check_choice('signature', create_endpoint.signature, '{standard,hex,sha256,none}'),
+            webhooks.check_header_name(create_endpoint.signature_header),
+            webhooks.check_choice('method', upper(create_endpoint.method), '{POST,PUT,PATCH}'),
             webhooks.check_retry_schedule(create_endpoint.retry_schedule),
             create_endpoint.timeout, create_endpoint.connect_timeout,
-            create_endpoint.success_codes, create_endpoint.description,
+            create_endpoint.success_codes,
+            webhooks.check_positive('max_in_flight', coalesce(create_endpoint.max_in_flight, 16)),
+            coalesce(create_endpoint.ordered, false),
+            webhooks.check_positive('pause_after', create_endpoint.pause_after),
+            create_endpoint.description,
             coalesce(create_endpoint.metadata, '{}'))
     RETURNING e.id, e.secret
 $$;
-COMMENT ON FUNCTION webhooks.create_endpoint(text, text[], text, text, jsonb, text, interval[],
-                                             interval, interval, int4multirange, text, jsonb) IS
+COMMENT ON FUNCTION webhooks.create_endpoint(text, text[], text, text, text, jsonpath, jsonb, jsonb, text, text,
+                                             text, interval[], interval, interval, int4multirange, integer,
+                                             boolean, integer, text, jsonb) IS
   'Register a receiver. Returns its id and its secret; the secret is shown here once and never again.';
 
+CREATE FUNCTION webhooks.endpoint_row(id bigint) RETURNS webhooks.endpoint
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    e webhooks.endpoint;
+BEGIN
+    SELECT * INTO e FROM webhooks.endpoint x WHERE x.id = endpoint_row.id AND x.deleted_at IS NULL;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'endpoint % does not exist', coalesce(id::text, 'NULL')
+          USING ERRCODE = 'undefined_object';
+    END IF;
+    RETURN e;
+END $$;
+COMMENT ON FUNCTION webhooks.endpoint_row(bigint) IS
+  'Internal: the endpoint with this id, or an undefined_object error if there is none (or it was deleted).';
+
+-- NULL means "leave as is" for every setting.
+CREATE FUNCTION webhooks.update_endpoint(
+    id               bigint,
+    url              text DEFAULT NULL,
+    events           text[] DEFAULT NULL,
+    name             text DEFAULT NULL,
+    active           boolean DEFAULT NULL,
+    tenant           text DEFAULT NULL,
+    filter           jsonpath DEFAULT NULL,
+    headers          jsonb DEFAULT NULL,
+    auth             jsonb DEFAULT NULL,
+    signature        text DEFAULT NULL,
+    signature_header text DEFAULT NULL,
+    method           text DEFAULT NULL,
+    retry_schedule   interval[] DEFAULT NULL,
+    timeout          interval DEFAULT NULL,
+    connect_timeout  interval DEFAULT NULL,
+    success_codes    int4multirange DEFAULT NULL,
+    max_in_flight    integer DEFAULT NULL,
+    ordered          boolean DEFAULT NULL,
+    pause_after      integer DEFAULT NULL,
+    description      text DEFAULT NULL,
+    metadata         jsonb DEFAULT NULL
+) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    e webhooks.endpoint := webhooks.endpoint_row(id);
+BEGIN
+    IF name IS NOT NULL AND name IS DISTINCT FROM e.name THEN
+        PERFORM webhooks.check_endpoint_name(name);
+    END IF;
+    UPDATE webhooks.endpoint x SET
+        url              = coalesce(webhooks.check_url(update_endpoint.url), x.url),
+        events           = coalesce(CASE WHEN update_endpoint.events IS NOT NULL
+                                         THEN webhooks.check_patterns(update_endpoint.events) END, x.events),
+        name             = coalesce(update_endpoint.name, x.name),
+        active           = coalesce(update_endpoint.active, x.active),
+        -- Re-activating clears a pause and its failure count.
+        paused_at        = CASE WHEN update_endpoint.active THEN NULL ELSE x.paused_at END,
+        paused_reason    = CASE WHEN update_endpoint.active THEN NULL ELSE x.paused_reason END,
+        consecutive_failures = CASE WHEN update_endpoint.active THEN 0 ELSE x.consecutive_failures END,
+        tenant           = coalesce(update_endpoint.tenant, x.tenant),
+        filter           = coalesce(update_endpoint.filter, x.filter),
+        headers          = coalesce(CASE WHEN update_endpoint.headers IS NOT NULL
+                                         THEN webhooks.check_headers(update_endpoint.headers) END, x.headers),
+        auth             = coalesce(webhooks.check_auth(update_endpoint.auth), x.auth),
+        signature        = coalesce(CASE WHEN update_endpoint.signature IS NOT NULL
+                                         THEN webhooks.check_choice('signature', update_endpoint.signature,
+                                                                    '{standard,hex,sha256,none}') END, x.signature),
+        signature_header = coalesce(CASE WHEN update_endpoint.signature_header IS NOT NULL
+                                         THEN webhooks.check_header_name(update_endpoint.signature_header) END,
+                                    x.signature_header),
+        method           = coalesce(CASE WHEN update_endpoint.method IS NOT NULL
+                                         THEN webhooks.check_choice('method', upper(update_endpoint.method),
+                                                                    '{POST,PUT,PATCH}') END, x.method),
+        retry_schedule   = coalesce(CASE WHEN update_endpoint.retry_schedule IS NOT NULL
+                                         THEN webhooks.check_retry_schedule(update_endpoint.retry_schedule) END,
+                                    x.retry_schedule),
+        timeout          = coalesce(update_endpoint.timeout, x.timeout),
+        connect_timeout  = coalesce(update_endpoint.connect_timeout, x.connect_timeout),
+        success_codes    = coalesce(update_endpoint.success_codes, x.success_codes),
+        max_in_flight    = coalesce(webhooks.check_positive('max_in_flight', update_endpoint.max_in_flight),
+                                    x.max_in_flight),
+        ordered          = coalesce(update_endpoint.ordered, x.ordered),
+        pause_after      = coalesce(webhooks.check_positive('pause_after', update_endpoint.pause_after),
+                                    x.pause_after),
+        description      = coalesce(update_endpoint.description, x.description),
+        metadata         = coalesce(update_endpoint.metadata, x.metadata),
+        updated_at       = now()
+     WHERE x.id = e.id;
+END $$;
+COMMENT ON FUNCTION webhooks.update_endpoint(bigint, text, text[], text, boolean, text, jsonpath, jsonb, jsonb,
+                                             text, text, text, interval[], interval, interval, int4multirange,
+                                             integer, boolean, integer, text, jsonb) IS
+  'Change an endpoint; NULL leaves a setting as it is. active => true also resumes a paused endpoint.';
+
+CREATE FUNCTION webhooks.delete_endpoint(id bigint) RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+    e webhooks.endpoint := webhooks.endpoint_row(id);
+    n integer;
+BEGIN
+    UPDATE webhooks.endpoint x SET deleted_at = now(), active = false, updated_at = now()
+     WHERE x.id = e.id;
+    UPDATE webhooks.delivery d SET status = 'cancelled', completed_at = now(), locked_until = NULL,
+                                   last_error = 'endpoint deleted'
+     WHERE d.endpoint_id = e.id AND d.status IN ('pending', 'delivering');
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END $$;
+COMMENT ON FUNCTION webhooks.delete_endpoint(bigint) IS
+  'Delete an endpoint: its unfinished deliveries are cancelled (returns how many); its history stays queryable.';
+
+CREATE FUNCTION webhooks.rotate_secret(id bigint, grace interval DEFAULT '24 hours', secret text DEFAULT NULL)
+RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+    e          webhooks.endpoint := webhooks.endpoint_row(id);
+    new_secret text := webhooks.check_secret(coalesce(rotate_secret.secret, webhooks.generate_secret()));
+BEGIN
+    IF grace IS NULL OR grace < '0' THEN
+        RAISE EXCEPTION 'grace must be a non-negative interval' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    UPDATE webhooks.endpoint x
+       SET previous_secret = x.secret, previous_secret_until = now() + grace,
+           secret = new_secret, updated_at = now()
+     WHERE x.id = e.id;
+    RETURN new_secret;
+END $$;
+COMMENT ON FUNCTION webhooks.rotate_secret(bigint, interval, text) IS
+  'Replace an endpoint''s secret and return the new one; during the grace period requests carry signatures '
+  'with both the old and the new secret.';
+
 CREATE VIEW webhooks.endpoints AS
-SELECT id, name, url, events, method, headers, retry_schedule, timeout, connect_timeout,
-       success_codes, active, description, metadata, consecutive_failures,
-       created_at, updated_at
+SELECT id, name, url, events, tenant, filter, headers, auth ->> 'type' AS auth_type, signature,
+       signature_header, method, retry_schedule, timeout, connect_timeout, success_codes,
+       max_in_flight, ordered, pause_after, active, paused_at, paused_reason, description, metadata,
+       consecutive_failures, previous_secret_until AS rotation_grace_until, created_at, updated_at
   FROM webhooks.endpoint
  WHERE deleted_at IS NULL;
-COMMENT ON VIEW webhooks.endpoints IS 'Endpoints without their secrets.';
+COMMENT ON VIEW webhooks.endpoints IS 'Endpoints without their secrets or credentials.';
 
 ---------------------------------------------------------------------------
 -- Delivery: the contract with pollers
 ---------------------------------------------------------------------------
 
--- The default body (DESIGN §4). jsonb's text form is canonical, so the same
--- event renders to the same bytes on every retry.
-CREATE FUNCTION webhooks.render_body(ev webhooks.event) RETURNS text
+-- The default envelope (DESIGN §4); also what endpoint filters see.
+CREATE FUNCTION webhooks.envelope(ev webhooks.event) RETURNS jsonb
 LANGUAGE sql STABLE AS $$
     SELECT jsonb_build_object(
         'id', ev.id,
@@ -439,15 +656,73 @@ LANGUAGE sql STABLE AS $$
         'data', ev.data,
         'previous', ev.previous,
         'metadata', jsonb_build_object('source', ev.source, 'operation', ev.operation,
-                                       'key', ev.key, 'tenant', ev.tenant))::text
+                                       'key', ev.key, 'tenant', ev.tenant))
+$$;
+COMMENT ON FUNCTION webhooks.envelope(webhooks.event) IS
+  'The default JSON body of an event: {id, event, timestamp, data, previous, metadata}.';
+
+-- jsonb's text form is canonical, so the same event renders to the same bytes
+-- on every retry.
+CREATE FUNCTION webhooks.render_body(ev webhooks.event) RETURNS text
+LANGUAGE sql STABLE AS $$
+    SELECT webhooks.envelope(ev)::text
 $$;
 COMMENT ON FUNCTION webhooks.render_body(webhooks.event) IS
-  'The default JSON body of an event: {id, event, timestamp, data, previous, metadata}.';
+  'The exact bytes sent (and signed) for an event.';
+
+-- One definition of "this event goes to this endpoint", used by fan-out and
+-- by the log's view of events not fanned out yet.
+CREATE FUNCTION webhooks.endpoint_matches(e webhooks.endpoint, ev webhooks.event) RETURNS boolean
+LANGUAGE sql STABLE AS $$
+    SELECT e.deleted_at IS NULL
+       AND webhooks.event_matches(e.events, ev.event)
+       AND (e.tenant IS NULL OR e.tenant = ev.tenant)
+       AND (e.filter IS NULL OR coalesce(jsonb_path_match(webhooks.envelope(ev), e.filter, silent => true), false))
+$$;
+COMMENT ON FUNCTION webhooks.endpoint_matches(webhooks.endpoint, webhooks.event) IS
+  'Does the event go to the endpoint (event pattern, tenant, jsonpath filter)? Inactive endpoints still '
+  'match: their deliveries wait until they are resumed.';
+
+-- Create the deliveries of events not fanned out yet, oldest first. One
+-- fan-out at a time (others skip, they have nothing to add): deliveries of
+-- one row's changes are then created in commit order, which the ordered
+-- claim relies on.
+CREATE FUNCTION webhooks.fan_out(max_events integer DEFAULT 1000) RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+    n integer;
+BEGIN
+    IF NOT pg_try_advisory_xact_lock(hashtext('pg_webhooks.fan_out')) THEN
+        RETURN 0;
+    END IF;
+    WITH todo AS (
+        SELECT id FROM webhooks.event WHERE NOT fanned_out ORDER BY id LIMIT max_events
+    ), marked AS (
+        UPDATE webhooks.event ev SET fanned_out = true FROM todo WHERE ev.id = todo.id
+        RETURNING ev AS r
+    ), created AS (
+        INSERT INTO webhooks.delivery (event_id, endpoint_id, ordering_key, created_at, next_attempt_at)
+        SELECT (m.r).id, e.id, coalesce((m.r).source, '') || '/' || coalesce((m.r).key, (m.r).id::text),
+               (m.r).created_at, now()
+          FROM marked m
+          JOIN webhooks.endpoint e ON webhooks.endpoint_matches(e, m.r)
+         ORDER BY (m.r).id
+        RETURNING 1
+    )
+    SELECT count(*) INTO n FROM created;
+    RETURN n;
+END $$;
+COMMENT ON FUNCTION webhooks.fan_out(integer) IS
+  'Create one pending delivery per (new event, matching endpoint). Called by webhooks.claim(); returns deliveries created.';
 
 -- Claim up to batch_size due deliveries for one poller. Due means pending and
 -- next_attempt_at reached, or delivering with an expired lease (a poller died).
--- Returns ready-to-send requests, signed now so that each attempt carries its
--- own webhook-timestamp; secrets never leave the database.
+-- Per endpoint, at most max_in_flight deliveries are delivering at once across
+-- all pollers (claims for one endpoint are serialised by an advisory lock,
+-- skipped rather than waited for); on an ordered endpoint only the oldest
+-- unfinished delivery of each key is eligible. Returns ready-to-send requests,
+-- signed now so that each attempt carries its own webhook-timestamp; secrets
+-- never leave the database.
 CREATE FUNCTION webhooks.claim(batch_size integer DEFAULT 100, lease interval DEFAULT '60s')
 RETURNS TABLE (
     delivery_id        uuid,
@@ -459,19 +734,58 @@ RETURNS TABLE (
     headers            jsonb,
     body               text,
     timeout_ms         bigint,
-    connect_timeout_ms bigint
+    connect_timeout_ms bigint,
+    redact             text[],
+    event_created_at   double precision
 )
-LANGUAGE sql AS $$
-    WITH due AS (
+LANGUAGE plpgsql AS $$
+DECLARE
+    locked bigint[];
+BEGIN
+    PERFORM webhooks.fan_out(greatest(batch_size * 10, 1000));
+    -- Lock the endpoints with due work that no other claim is working on. This
+    -- is its own statement so that the next one, with a fresh snapshot, sees
+    -- every claim committed before we got a lock when it counts in-flight.
+    SELECT coalesce(array_agg(b.id), '{}') INTO locked
+      FROM (SELECT e.id
+              FROM webhooks.endpoint e
+             WHERE e.active AND e.deleted_at IS NULL
+               AND EXISTS (SELECT 1 FROM webhooks.delivery d
+                            WHERE d.endpoint_id = e.id AND d.status IN ('pending', 'delivering')
+                              AND d.next_attempt_at <= now())
+            OFFSET 0) b  -- a fence: lock only endpoints that passed the filter
+     WHERE pg_try_advisory_xact_lock(hashtext('pg_webhooks.endpoint'), b.id::integer);
+    IF cardinality(locked) = 0 THEN
+        RETURN;
+    END IF;
+    RETURN QUERY
+    WITH ep AS (
+        SELECT e.id, e.ordered,
+               e.max_in_flight - (SELECT count(*) FROM webhooks.delivery f
+                                   WHERE f.endpoint_id = e.id AND f.status = 'delivering'
+                                     AND f.next_attempt_at > now()) AS room
+          FROM webhooks.endpoint e
+         WHERE e.id = ANY (locked)
+    ), candidate AS (
+        SELECT c.id, c.next_attempt_at
+          FROM ep
+         CROSS JOIN LATERAL (
+            SELECT d.id, d.next_attempt_at
+              FROM webhooks.delivery d
+             WHERE d.endpoint_id = ep.id AND d.status IN ('pending', 'delivering')
+               AND d.next_attempt_at <= now()
+               AND (NOT ep.ordered OR NOT EXISTS (
+                        SELECT 1 FROM webhooks.delivery o
+                         WHERE o.endpoint_id = d.endpoint_id AND o.ordering_key = d.ordering_key
+                           AND o.status IN ('pending', 'delivering') AND o.event_id < d.event_id))
+             ORDER BY d.next_attempt_at
+             LIMIT greatest(ep.room, 0)) c
+    ), due AS (
         SELECT d.id
           FROM webhooks.delivery d
-          JOIN webhooks.endpoint e ON e.id = d.endpoint_id
-         WHERE d.status IN ('pending', 'delivering')
-           AND d.next_attempt_at <= now()
-           AND e.active AND e.deleted_at IS NULL
-         ORDER BY d.next_attempt_at
-         LIMIT batch_size
-           FOR UPDATE OF d SKIP LOCKED
+         WHERE d.id IN (SELECT c.id FROM candidate c ORDER BY c.next_attempt_at LIMIT batch_size)
+           AND d.status IN ('pending', 'delivering') AND d.next_attempt_at <= now()
+           FOR UPDATE SKIP LOCKED
     ), claimed AS (
         UPDATE webhooks.delivery d
            SET status = 'delivering',
@@ -483,30 +797,76 @@ LANGUAGE sql AS $$
         RETURNING d.id, d.attempts, d.endpoint_id, d.event_id
     )
     SELECT c.id, c.attempts, e.id, ev.event, e.url, e.method,
-           e.headers || jsonb_build_object(
-               'Content-Type', 'application/json',
-               'User-Agent', 'pg_webhooks/' || webhooks.version(),
-               'X-Webhook-Event', ev.event,
-               'X-Webhook-Delivery-Id', c.id::text,
-               'X-Webhook-Attempt', c.attempts::text,
-               'webhook-id', c.id::text,
-               'webhook-timestamp', ts.unix::text,
-               'webhook-signature', webhooks.sign_standard(e.secret, c.id::text, ts.unix, r.body)),
+           e.headers
+             || webhooks.auth_headers(e.auth)
+             || jsonb_build_object(
+                    'Content-Type', 'application/json',
+                    'User-Agent', 'pg_webhooks/' || webhooks.version(),
+                    'X-Webhook-Event', ev.event,
+                    'X-Webhook-Delivery-Id', c.id::text,
+                    'X-Webhook-Attempt', c.attempts::text)
+             || webhooks.signature_headers(e, c.id, r.body),
            r.body,
            (extract(epoch FROM e.timeout) * 1000)::bigint,
-           (extract(epoch FROM e.connect_timeout) * 1000)::bigint
+           (extract(epoch FROM e.connect_timeout) * 1000)::bigint,
+           CASE e.auth ->> 'type' WHEN 'header' THEN ARRAY[e.auth ->> 'name']
+                                  WHEN 'bearer' THEN '{Authorization}'::text[]
+                                  WHEN 'basic' THEN '{Authorization}'::text[]
+                                  ELSE '{}'::text[] END,
+           extract(epoch FROM ev.created_at)::double precision
       FROM claimed c
       JOIN webhooks.endpoint e ON e.id = c.endpoint_id
       JOIN webhooks.event ev ON ev.id = c.event_id
-     CROSS JOIN LATERAL (SELECT webhooks.render_body(ev) AS body) r
-     CROSS JOIN LATERAL (SELECT extract(epoch FROM clock_timestamp())::bigint AS unix) ts
-$$;
+     CROSS JOIN LATERAL (SELECT webhooks.render_body(ev) AS body) r;
+END $$;
 COMMENT ON FUNCTION webhooks.claim(integer, interval) IS
-  'Poller API: lease up to batch_size due deliveries (FOR UPDATE SKIP LOCKED) and return signed, ready-to-send requests.';
+  'Poller API: fan out new events, then lease up to batch_size due deliveries (FOR UPDATE SKIP LOCKED, '
+  'max_in_flight and ordered honoured) and return signed, ready-to-send requests.';
+
+CREATE FUNCTION webhooks.auth_headers(auth jsonb) RETURNS jsonb
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE auth ->> 'type'
+        WHEN 'bearer' THEN jsonb_build_object('Authorization', 'Bearer ' || (auth ->> 'token'))
+        WHEN 'basic' THEN jsonb_build_object('Authorization', 'Basic ' ||
+             translate(encode(convert_to((auth ->> 'username') || ':' || (auth ->> 'password'), 'UTF8'),
+                              'base64'), E'\n', ''))
+        WHEN 'header' THEN jsonb_build_object(auth ->> 'name', auth ->> 'value')
+        ELSE '{}'::jsonb
+    END
+$$;
+COMMENT ON FUNCTION webhooks.auth_headers(jsonb) IS
+  'Internal: the request headers that carry an endpoint''s credentials.';
+
+-- Standard Webhooks headers (unless signature = 'none'), plus the endpoint's
+-- own signature header for the 'hex' and 'sha256' styles. During a secret
+-- rotation's grace period both secrets sign.
+CREATE FUNCTION webhooks.signature_headers(e webhooks.endpoint, delivery_id uuid, body text) RETURNS jsonb
+LANGUAGE sql VOLATILE AS $$
+    WITH t AS (SELECT extract(epoch FROM clock_timestamp())::bigint AS unix),
+    secrets AS (
+        SELECT ARRAY[e.secret] || CASE WHEN e.previous_secret IS NOT NULL AND e.previous_secret_until > now()
+                                       THEN ARRAY[e.previous_secret] ELSE '{}'::text[] END AS list
+    )
+    SELECT CASE WHEN e.signature = 'none' THEN '{}'::jsonb ELSE
+        jsonb_build_object(
+            'webhook-id', delivery_id::text,
+            'webhook-timestamp', t.unix::text,
+            'webhook-signature', (SELECT string_agg(webhooks.sign_standard(s, delivery_id::text, t.unix, body), ' ')
+                                    FROM unnest(secrets.list) s))
+        || CASE e.signature
+             WHEN 'hex' THEN jsonb_build_object(e.signature_header, webhooks.sign_hex(e.secret, body))
+             WHEN 'sha256' THEN jsonb_build_object(e.signature_header, 'sha256=' || webhooks.sign_hex(e.secret, body))
+             ELSE '{}'::jsonb
+           END
+    END
+      FROM t, secrets
+$$;
+COMMENT ON FUNCTION webhooks.signature_headers(webhooks.endpoint, uuid, text) IS
+  'Internal: signature headers of one attempt (fresh webhook-timestamp, both secrets during rotation).';
 
 -- The delay before retry number `attempt` (1-based: the delay after the first
 -- failed attempt is schedule[1]). NULL when the schedule is exhausted.
--- jitter in [0,1) spreads retries by ±10% so a receiver that comes back is not
+-- jitter in [0,1] spreads retries by ±10% so a receiver that comes back is not
 -- hit by every queued retry at once; Retry-After replaces the scheduled delay
 -- but is capped at the schedule's longest step.
 CREATE FUNCTION webhooks.retry_delay(schedule interval[], attempt integer,
@@ -543,17 +903,15 @@ DECLARE
     d       webhooks.delivery;
     ep      webhooks.endpoint;
     delay   interval;
-    outcome text;
+    took    interval := make_interval(secs => coalesce(duration_ms, 0) / 1000.0);
+    limit_bytes integer := coalesce(nullif(current_setting('webhooks.response_body_limit', true), '')::integer, 8192);
 BEGIN
     INSERT INTO webhooks.attempt (delivery_id, attempt, started_at, duration, status_code,
                                   error, request_headers, response_headers, response_body, poller)
-    VALUES (complete.delivery_id, complete.attempt,
-            now() - make_interval(secs => coalesce(duration_ms, 0) / 1000.0),
-            make_interval(secs => coalesce(duration_ms, 0) / 1000.0),
-            status_code, error, request_headers, response_headers, response_body, poller);
+    VALUES (complete.delivery_id, complete.attempt, clock_timestamp() - took, took, status_code, error,
+            request_headers, response_headers, left(response_body, limit_bytes), poller);
 
-    SELECT * INTO d FROM webhooks.delivery x
-     WHERE x.id = complete.delivery_id FOR UPDATE;
+    SELECT * INTO d FROM webhooks.delivery x WHERE x.id = complete.delivery_id FOR UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'unknown delivery %', delivery_id USING ERRCODE = 'no_data_found';
     END IF;
@@ -572,34 +930,118 @@ BEGIN
         RETURN 'succeeded';
     END IF;
 
-    delay := webhooks.retry_delay(
-        ep.retry_schedule, d.attempts,
-        CASE WHEN status_code IN (429, 503) THEN make_interval(secs => retry_after_s) END,
-        random());
-    outcome := CASE WHEN delay IS NULL THEN 'failed' ELSE 'pending' END;
+    IF status_code = 410 THEN
+        -- The receiver says it is gone: stop now instead of retrying for a day.
+        PERFORM webhooks.pause_endpoint(ep.id, '410 Gone from ' || ep.url);
+        delay := NULL;
+    ELSE
+        delay := webhooks.retry_delay(
+            ep.retry_schedule, d.attempts,
+            CASE WHEN status_code IN (429, 503) THEN make_interval(secs => retry_after_s) END,
+            random());
+    END IF;
     UPDATE webhooks.delivery x
-       SET status = outcome,
+       SET status = CASE WHEN delay IS NULL THEN 'failed' ELSE 'pending' END,
            next_attempt_at = CASE WHEN delay IS NULL THEN x.next_attempt_at ELSE now() + delay END,
            completed_at = CASE WHEN delay IS NULL THEN now() END,
            locked_until = NULL,
            last_status_code = status_code,
            last_error = coalesce(error, 'HTTP ' || status_code)
      WHERE x.id = d.id;
+    IF delay IS NOT NULL THEN
+        RETURN 'pending';
+    END IF;
+
     UPDATE webhooks.endpoint e SET consecutive_failures = e.consecutive_failures + 1
-     WHERE e.id = ep.id;
-    RETURN outcome;
+     WHERE e.id = ep.id
+    RETURNING * INTO ep;
+    -- System events, unless this delivery carried one (a failing admin
+    -- endpoint must not feed itself).
+    IF (SELECT ev.event NOT LIKE 'webhooks.%' FROM webhooks.event ev WHERE ev.id = d.event_id) THEN
+        PERFORM webhooks.emit('webhooks.delivery.failed', jsonb_build_object(
+            'delivery_id', d.id, 'event_id', d.event_id, 'endpoint_id', ep.id, 'endpoint', ep.name,
+            'attempts', d.attempts, 'last_status_code', status_code,
+            'last_error', coalesce(error, 'HTTP ' || status_code)), key => ep.id::text);
+        IF ep.active AND ep.pause_after IS NOT NULL AND ep.consecutive_failures >= ep.pause_after THEN
+            PERFORM webhooks.pause_endpoint(ep.id, ep.consecutive_failures || ' consecutive failed deliveries');
+        END IF;
+    END IF;
+    RETURN 'failed';
 END $$;
 COMMENT ON FUNCTION webhooks.complete(uuid, integer, integer, text, double precision, jsonb, jsonb,
                                       text, double precision, text) IS
   'Poller API: log one attempt and mark the delivery succeeded, pending (retry later) or failed. '
   'Returns the new status, or ''stale'' if the lease had been lost.';
 
+-- The batched form: one transaction for many outcomes. Arrays are parallel.
+CREATE FUNCTION webhooks.complete_batch(
+    delivery_ids     uuid[],
+    attempts         integer[],
+    status_codes     integer[],
+    errors           text[],
+    durations_ms     double precision[],
+    request_headers  jsonb[],
+    response_headers jsonb[],
+    response_bodies  text[],
+    retry_after_s    double precision[],
+    poller           text DEFAULT NULL
+) RETURNS text[]
+LANGUAGE sql AS $$
+    SELECT coalesce(array_agg(webhooks.complete(u.id, u.attempt, u.code, u.err, u.ms, u.req, u.resp, u.body,
+                                                u.retry, poller) ORDER BY u.ord), '{}')
+      FROM unnest(delivery_ids, attempts, status_codes, errors, durations_ms, request_headers,
+                  response_headers, response_bodies, retry_after_s)
+           WITH ORDINALITY AS u(id, attempt, code, err, ms, req, resp, body, retry, ord)
+$$;
+COMMENT ON FUNCTION webhooks.complete_batch(uuid[], integer[], integer[], text[], double precision[], jsonb[],
+                                            jsonb[], text[], double precision[], text) IS
+  'Poller API: webhooks.complete() for many attempts in one call; returns the new statuses in input order.';
+
+CREATE FUNCTION webhooks.pause_endpoint(id bigint, reason text) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    e webhooks.endpoint;
+BEGIN
+    UPDATE webhooks.endpoint x SET active = false, paused_at = now(), paused_reason = reason, updated_at = now()
+     WHERE x.id = pause_endpoint.id AND x.active
+    RETURNING * INTO e;
+    IF FOUND THEN
+        PERFORM webhooks.emit('webhooks.endpoint.paused',
+                              jsonb_build_object('endpoint_id', e.id, 'endpoint', e.name, 'url', e.url,
+                                                 'reason', reason),
+                              key => e.id::text);
+    END IF;
+END $$;
+COMMENT ON FUNCTION webhooks.pause_endpoint(bigint, text) IS
+  'Stop delivering to an endpoint (its deliveries wait) and emit webhooks.endpoint.paused. '
+  'Resume with update_endpoint(id, active => true).';
+
+-- Give leased deliveries back without an outcome (a poller shutting down
+-- before their requests finished). They are due again at once; the attempt
+-- number is returned too, since no attempt was recorded.
+CREATE FUNCTION webhooks.release(delivery_ids uuid[], attempts integer[]) RETURNS integer
+LANGUAGE sql AS $$
+    WITH released AS (
+        UPDATE webhooks.delivery d
+           SET status = 'pending', next_attempt_at = now(), locked_until = NULL,
+               attempts = d.attempts - 1
+          FROM unnest(delivery_ids, attempts) AS u(id, attempt)
+         WHERE d.id = u.id AND d.status = 'delivering' AND d.attempts = u.attempt
+        RETURNING 1
+    )
+    SELECT count(*)::integer FROM released
+$$;
+COMMENT ON FUNCTION webhooks.release(uuid[], integer[]) IS
+  'Poller API: return leased deliveries unattempted (graceful shutdown); they are due again at once.';
+
 CREATE FUNCTION webhooks.next_due() RETURNS timestamptz
 LANGUAGE sql STABLE AS $$
-    SELECT min(next_attempt_at) FROM webhooks.delivery WHERE status IN ('pending', 'delivering')
+    SELECT least((SELECT min(next_attempt_at) FROM webhooks.delivery
+                   WHERE status IN ('pending', 'delivering')),
+                 (SELECT min(created_at) FROM webhooks.event WHERE NOT fanned_out))
 $$;
 COMMENT ON FUNCTION webhooks.next_due() IS
-  'Poller API: when the earliest unfinished delivery becomes due (so a poller can sleep until then).';
+  'Poller API: when the earliest unfinished delivery (or event not fanned out yet) becomes due.';
 
 CREATE FUNCTION webhooks.version() RETURNS text
 LANGUAGE sql STABLE AS $$
@@ -629,25 +1071,14 @@ SELECT d.created_at                                   AS time,
        d.event_id
   FROM webhooks.delivery d
   JOIN webhooks.event ev ON ev.id = d.event_id
-  LEFT JOIN webhooks.endpoint e ON e.id = d.endpoint_id;
+  LEFT JOIN webhooks.endpoint e ON e.id = d.endpoint_id
+UNION ALL
+-- Committed events whose deliveries the next claim will create.
+SELECT ev.created_at, e.id, e.name, ev.event, ev.key, 'pending', NULL, NULL, 0, ev.created_at,
+       NULL, NULL, NULL, ev.id
+  FROM webhooks.event ev
+  JOIN webhooks.endpoint e ON webhooks.endpoint_matches(e, ev)
+ WHERE NOT ev.fanned_out;
 COMMENT ON VIEW webhooks.delivery_log IS
   'Recent deliveries: when, to which endpoint, which event and key, status, last response code, '
-  'duration of the last attempt and attempt count.';
-
--- Give leased deliveries back without an outcome (a poller shutting down
--- before their requests finished). They are due again at once; the attempt
--- number is returned too, since no attempt was recorded.
-CREATE FUNCTION webhooks.release(delivery_ids uuid[], attempts integer[]) RETURNS integer
-LANGUAGE sql AS $$
-    WITH released AS (
-        UPDATE webhooks.delivery d
-           SET status = 'pending', next_attempt_at = now(), locked_until = NULL,
-               attempts = d.attempts - 1
-          FROM unnest(delivery_ids, attempts) AS u(id, attempt)
-         WHERE d.id = u.id AND d.status = 'delivering' AND d.attempts = u.attempt
-        RETURNING 1
-    )
-    SELECT count(*)::integer FROM released
-$$;
-COMMENT ON FUNCTION webhooks.release(uuid[], integer[]) IS
-  'Poller API: return leased deliveries unattempted (graceful shutdown); they are due again at once.';
+  'duration of the last attempt and attempt count. delivery_id is NULL for a delivery not created yet.';

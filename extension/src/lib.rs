@@ -18,6 +18,7 @@ extension_sql_file!("../../sql/pg_webhooks.sql", name = "pg_webhooks_sql", final
 static CAPTURE: GucSetting<bool> = GucSetting::<bool>::new(true);
 static NOTIFY: GucSetting<bool> = GucSetting::<bool>::new(true);
 static REQUIRE_HTTPS: GucSetting<bool> = GucSetting::<bool>::new(true);
+static RESPONSE_BODY_LIMIT: GucSetting<i32> = GucSetting::<i32>::new(8192);
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
@@ -42,6 +43,16 @@ pub extern "C-unwind" fn _PG_init() {
         c"Refuse endpoint URLs that are not https (loopback URLs are exempt).",
         c"",
         &REQUIRE_HTTPS,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"webhooks.response_body_limit",
+        c"Characters of each response body kept in webhooks.attempt.",
+        c"Longer bodies are truncated; 0 keeps none.",
+        &RESPONSE_BODY_LIMIT,
+        0,
+        1 << 20,
         GucContext::Suset,
         GucFlags::default(),
     );

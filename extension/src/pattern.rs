@@ -5,6 +5,10 @@
 //! matches exactly one segment, except as the last segment, where it matches one
 //! or more (`order.*` covers `order.created`; `webhooks.*` covers
 //! `webhooks.delivery.failed`; `*` covers everything).
+//!
+//! System events (`webhooks.…`) match only patterns that name `webhooks`
+//! literally: a partner subscribed to `*` does not want our failure reports,
+//! and an admin endpoint subscribes to `webhooks.*` on purpose.
 
 /// Why a name or pattern is refused.
 #[derive(Debug, PartialEq, Eq)]
@@ -60,6 +64,9 @@ pub fn validate_pattern(pattern: &str) -> Result<(), PatternError> {
 
 /// Does `event` match `pattern`? Both are assumed valid (validated when saved).
 pub fn matches(pattern: &str, event: &str) -> bool {
+    if event.starts_with("webhooks.") && !pattern.starts_with("webhooks.") {
+        return false;
+    }
     let mut pat = pattern.split('.').peekable();
     let mut ev = event.split('.');
     while let Some(p) = pat.next() {
@@ -92,6 +99,12 @@ mod tests {
         assert!(matches("*", "order.created"));
         assert!(matches("*", "x"));
         assert!(matches("webhooks.*", "webhooks.delivery.failed"));
+        assert!(matches("webhooks.endpoint.paused", "webhooks.endpoint.paused"));
+        assert!(
+            !matches("*", "webhooks.delivery.failed"),
+            "system events need an explicit pattern"
+        );
+        assert!(!matches("*.failed", "webhooks.delivery.failed"));
         assert!(matches("*.created", "invoice.created"));
         assert!(!matches("*.created", "invoice.line.created"));
         assert!(!matches("order", "order.created"));

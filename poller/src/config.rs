@@ -47,6 +47,15 @@ pub struct Config {
     #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "PG_WEBHOOKS_LOG_FORMAT")]
     pub log_format: LogFormat,
 
+    /// Allow endpoints on loopback, private, link-local and similar addresses
+    /// (refused by default: an endpoint URL must not reach into your network).
+    #[arg(long, env = "PG_WEBHOOKS_ALLOW_PRIVATE_NETWORKS")]
+    pub allow_private_networks: bool,
+
+    /// Serve Prometheus /metrics and /healthz on this address, e.g. 127.0.0.1:9187.
+    #[arg(long)]
+    pub metrics_addr: Option<std::net::SocketAddr>,
+
     /// Name recorded with each attempt (default: hostname:pid).
     #[arg(long)]
     pub poller_id: Option<String>,

@@ -12,11 +12,13 @@ use uuid::Uuid;
 pub const COMPATIBLE_EXTENSION: &str = "0.1";
 
 #[derive(Debug)]
+/// Why the poller cannot start, or why a database call failed.
 pub enum DbError {
     Connect(tokio_postgres::Error),
     MissingExtension,
     WrongVersion(String),
     Query(tokio_postgres::Error),
+    Setup(String),
 }
 
 impl std::fmt::Display for DbError {
@@ -32,6 +34,7 @@ impl std::fmt::Display for DbError {
                 "pg_webhooks extension version {v} is not supported by this poller (needs {COMPATIBLE_EXTENSION}.x)"
             ),
             DbError::Query(e) => write!(f, "database error: {}", error_text(e)),
+            DbError::Setup(msg) => write!(f, "{msg}"),
         }
     }
 }
@@ -62,6 +65,10 @@ pub struct Claimed {
     pub body: String,
     pub timeout: Duration,
     pub connect_timeout: Duration,
+    /// Header names whose values are credentials, never logged.
+    pub redact: Vec<String>,
+    /// When the event was captured (unix seconds), for the lag metric.
+    pub event_created_at: f64,
 }
 
 /// What happened to one attempt, as reported to webhooks.complete().
@@ -83,6 +90,13 @@ pub async fn connect(url: &str) -> Result<Client, DbError> {
             tracing::warn!(error = %error_text(&e), "database connection closed");
         }
     });
+    // Losing the last few claims or outcomes in a database crash only means a
+    // lease expires and a delivery is sent again — which at-least-once allows —
+    // so the poller's own transactions need not wait for the WAL flush.
+    client
+        .batch_execute("SET synchronous_commit = off; SET application_name = 'pg-webhooks-poller'")
+        .await
+        .map_err(DbError::Query)?;
     Ok(client)
 }
 
@@ -145,7 +159,7 @@ impl Db {
         let rows = client
             .query(
                 "SELECT delivery_id, attempt, endpoint_id, event, url, method, headers, body, \
-                        timeout_ms, connect_timeout_ms \
+                        timeout_ms, connect_timeout_ms, redact, event_created_at \
                    FROM webhooks.claim($1, make_interval(secs => $2))",
                 &[&(batch as i32), &lease.as_secs_f64()],
             )
@@ -164,31 +178,63 @@ impl Db {
                 body: r.get(7),
                 timeout: Duration::from_millis(r.get::<_, i64>(8).max(1) as u64),
                 connect_timeout: Duration::from_millis(r.get::<_, i64>(9).max(1) as u64),
+                redact: r.get(10),
+                event_created_at: r.get(11),
             })
             .collect())
     }
 
-    pub async fn complete(&self, c: &Claimed, o: &Outcome, poller: &str) -> Result<String, DbError> {
+    /// Records many outcomes in one transaction; returns the new statuses in order.
+    pub async fn complete_batch(&self, done: &[(Claimed, Outcome)], poller: &str) -> Result<Vec<String>, DbError> {
+        let ids: Vec<Uuid> = done.iter().map(|(c, _)| c.delivery_id).collect();
+        let attempts: Vec<i32> = done.iter().map(|(c, _)| c.attempt).collect();
+        let codes: Vec<Option<i32>> = done.iter().map(|(_, o)| o.status_code).collect();
+        let errors: Vec<Option<&str>> = done.iter().map(|(_, o)| o.error.as_deref()).collect();
+        let durations: Vec<f64> = done.iter().map(|(_, o)| o.duration_ms).collect();
+        let request_headers: Vec<&serde_json::Value> = done.iter().map(|(_, o)| &o.request_headers).collect();
+        let response_headers: Vec<Option<&serde_json::Value>> =
+            done.iter().map(|(_, o)| o.response_headers.as_ref()).collect();
+        let bodies: Vec<Option<&str>> = done.iter().map(|(_, o)| o.response_body.as_deref()).collect();
+        let retry_after: Vec<Option<f64>> = done.iter().map(|(_, o)| o.retry_after_s).collect();
         let client = self.client().await;
         let row = client
             .query_one(
-                "SELECT webhooks.complete($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                "SELECT webhooks.complete_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
                 &[
-                    &c.delivery_id,
-                    &c.attempt,
-                    &o.status_code,
-                    &o.error,
-                    &o.duration_ms,
-                    &o.request_headers,
-                    &o.response_headers,
-                    &o.response_body,
-                    &o.retry_after_s,
+                    &ids,
+                    &attempts,
+                    &codes,
+                    &errors,
+                    &durations,
+                    &request_headers,
+                    &response_headers,
+                    &bodies,
+                    &retry_after,
                     &poller,
                 ],
             )
             .await
             .map_err(DbError::Query)?;
         Ok(row.get(0))
+    }
+
+    /// Due deliveries not claimed yet, plus events whose deliveries are not created yet.
+    pub async fn backlog(&self) -> Result<i64, DbError> {
+        let client = self.client().await;
+        let row = client
+            .query_one(
+                "SELECT (SELECT count(*) FROM webhooks.delivery \
+                          WHERE status IN ('pending', 'delivering') AND next_attempt_at <= now()) \
+                      + (SELECT count(*) FROM webhooks.event WHERE NOT fanned_out)",
+                &[],
+            )
+            .await
+            .map_err(DbError::Query)?;
+        Ok(row.get(0))
+    }
+
+    pub async fn is_up(&self) -> bool {
+        !self.client.read().await.is_closed()
     }
 
     /// Gives leased deliveries back (graceful shutdown): due again at once.

@@ -1,18 +1,28 @@
 //! pg-webhooks-poller as a library: `run(config, shutdown)` is the whole
 //! program, so tests can run it in-process and stop it on demand.
+//!
+//! Three kinds of task: the claim loop (this file) leases due deliveries and
+//! spawns one sender per delivery, bounded by `--concurrency`; senders do the
+//! HTTP request and hand the outcome to the completer, which records outcomes
+//! in batches through webhooks.complete_batch(). The LISTEN task only wakes the
+//! claim loop.
 
 pub mod config;
 pub mod db;
 pub mod listen;
+pub mod metrics;
 pub mod send;
+pub mod ssrf;
 
 use config::Config;
-use db::{Claimed, Db, DbError};
+use db::{Claimed, Db, DbError, Outcome};
+use metrics::Metrics;
 use rand::Rng;
 use std::collections::HashSet;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
-use tokio::sync::{watch, Notify, Semaphore};
+use std::time::{Duration, SystemTime};
+use tokio::sync::{mpsc, watch, Notify, Semaphore};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 use uuid::Uuid;
@@ -24,6 +34,9 @@ pub struct Summary {
     pub succeeded: u64,
     pub released: u64,
 }
+
+/// Outcomes recorded per webhooks.complete_batch() call, at most.
+const COMPLETE_BATCH: usize = 500;
 
 /// Stop when told to, or when whoever could tell us is gone.
 fn stopping(shutdown: &watch::Receiver<bool>) -> bool {
@@ -45,50 +58,101 @@ fn default_poller_id() -> String {
     )
 }
 
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 struct Shared {
     db: Db,
     clients: send::Clients,
     poller_id: String,
-    /// Deliveries leased to this process and not yet completed, so a shutdown
-    /// can give back exactly those.
+    metrics: Arc<Metrics>,
+    /// Deliveries leased to this process whose outcome is not recorded yet, so
+    /// a shutdown can give back exactly those.
     leased: Mutex<HashSet<(Uuid, i32)>>,
+    summary: Mutex<Summary>,
 }
 
-async fn deliver(shared: Arc<Shared>, claimed: Claimed, mut shutdown: watch::Receiver<bool>) -> Option<String> {
-    let outcome = send::send(&shared.clients, &claimed).await;
-    // The outcome must reach the database; retry through reconnects until the
-    // lease would have expired anyway or we are told to stop.
-    let mut backoff = Duration::from_millis(50);
-    loop {
-        match shared.db.complete(&claimed, &outcome, &shared.poller_id).await {
-            Ok(status) => {
-                tracing::info!(
-                    status = %status,
-                    code = outcome.status_code,
-                    error = outcome.error.as_deref(),
-                    duration_ms = outcome.duration_ms,
-                    "attempt recorded"
-                );
-                shared
-                    .leased
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(&(claimed.delivery_id, claimed.attempt));
-                return Some(status);
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "could not record the outcome; retrying");
-                if stopping(&shutdown) {
-                    return None;
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = shutdown.changed() => {}
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(2));
-                let _ = shared.db.ensure_connected().await;
+/// Records outcomes in batches until every sender is gone. Retries through
+/// database outages; gives up only when told to stop, leaving those
+/// deliveries to lease expiry (they will be sent again: at least once).
+async fn completer(
+    shared: Arc<Shared>,
+    mut rx: mpsc::UnboundedReceiver<(Claimed, Outcome)>,
+    give_up: watch::Receiver<bool>,
+) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < COMPLETE_BATCH {
+            match rx.try_recv() {
+                Ok(done) => batch.push(done),
+                Err(_) => break,
             }
         }
+        let mut backoff = Duration::from_millis(50);
+        let statuses = loop {
+            match shared.db.complete_batch(&batch, &shared.poller_id).await {
+                Ok(statuses) => break Some(statuses),
+                Err(e) => {
+                    tracing::warn!(error = %e, outcomes = batch.len(), "could not record outcomes; retrying");
+                    if *give_up.borrow() {
+                        break None;
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                    let _ = shared.db.ensure_connected().await;
+                }
+            }
+        };
+        let Some(statuses) = statuses else { continue };
+        let mut leased = lock(&shared.leased);
+        let mut summary = lock(&shared.summary);
+        for ((claimed, outcome), status) in batch.iter().zip(&statuses) {
+            leased.remove(&(claimed.delivery_id, claimed.attempt));
+            shared.metrics.record_outcome(status);
+            summary.attempts += 1;
+            if status == "succeeded" {
+                summary.succeeded += 1;
+            }
+            tracing::info!(
+                delivery_id = %claimed.delivery_id,
+                endpoint_id = claimed.endpoint_id,
+                attempt = claimed.attempt,
+                event = %claimed.event,
+                status = %status,
+                code = outcome.status_code,
+                error = outcome.error.as_deref(),
+                duration_ms = outcome.duration_ms,
+                "attempt recorded"
+            );
+        }
+    }
+}
+
+async fn deliver(shared: Arc<Shared>, claimed: Claimed, done: mpsc::UnboundedSender<(Claimed, Outcome)>) {
+    shared.metrics.in_flight.fetch_add(1, Ordering::Relaxed);
+    let outcome = send::send(&shared.clients, &claimed).await;
+    shared.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
+    shared.metrics.request_seconds.observe(outcome.duration_ms / 1000.0);
+    if let Ok(now) = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH) {
+        shared
+            .metrics
+            .lag_seconds
+            .observe(now.as_secs_f64() - claimed.event_created_at);
+    }
+    tracing::debug!(code = outcome.status_code, error = outcome.error.as_deref(), "sent");
+    let _ = done.send((claimed, outcome));
+}
+
+/// Samples the due backlog and database health for the metrics endpoint.
+async fn watch_backlog(shared: Arc<Shared>) {
+    loop {
+        let up = shared.db.is_up().await;
+        shared.metrics.db_up.store(up as i64, Ordering::Relaxed);
+        if let Ok(n) = shared.db.backlog().await {
+            shared.metrics.backlog.store(n, Ordering::Relaxed);
+        }
+        tokio::time::sleep(Duration::from_secs(5)).await;
     }
 }
 
@@ -96,21 +160,37 @@ async fn deliver(shared: Arc<Shared>, claimed: Claimed, mut shutdown: watch::Rec
 /// Errors only on bad set-up at start; later database trouble is retried.
 pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<Summary, DbError> {
     let db = Db::open(&config.database_url).await?;
+    let metrics = Arc::new(Metrics::default());
+    metrics.db_up.store(1, Ordering::Relaxed);
+    let mut background = JoinSet::new();
+    if let Some(addr) = &config.metrics_addr {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| DbError::Setup(format!("cannot listen on --metrics-addr {addr}: {e}")))?;
+        background.spawn(metrics::serve(listener, metrics.clone()));
+    }
     let shared = Arc::new(Shared {
         db,
-        clients: send::Clients::new(),
+        clients: send::Clients::new(config.allow_private_networks),
         poller_id: config.poller_id.clone().unwrap_or_else(default_poller_id),
+        metrics,
         leased: Mutex::new(HashSet::new()),
+        summary: Mutex::new(Summary::default()),
     });
+    if config.metrics_addr.is_some() {
+        background.spawn(watch_backlog(shared.clone()));
+    }
     let wake = Arc::new(Notify::new());
-    let listener = tokio::spawn(listen::listen(
+    background.spawn(listen::listen(
         config.database_url.clone(),
         wake.clone(),
         shutdown.clone(),
     ));
+    let (give_up_tx, give_up) = watch::channel(false);
+    let (done_tx, done_rx) = mpsc::unbounded_channel();
+    let completer = tokio::spawn(completer(shared.clone(), done_rx, give_up));
     let permits = Arc::new(Semaphore::new(config.concurrency as usize));
-    let mut inflight: JoinSet<Option<String>> = JoinSet::new();
-    let mut summary = Summary::default();
+    let mut inflight: JoinSet<()> = JoinSet::new();
     let mut backoff = Duration::from_millis(100);
     tracing::info!(poller = %shared.poller_id, concurrency = config.concurrency, "poller started");
 
@@ -118,9 +198,7 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
         if stopping(&shutdown) {
             break;
         }
-        while let Some(done) = inflight.try_join_next() {
-            count(&mut summary, done);
-        }
+        while inflight.try_join_next().is_some() {}
         let room = permits.available_permits().min(config.batch_size as usize) as u32;
         let mut claimed_full = false;
         let mut claimed_none = true;
@@ -128,17 +206,15 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
             match shared.db.claim(room, config.lease).await {
                 Ok(batch) => {
                     backoff = Duration::from_millis(100);
+                    shared.metrics.claims.fetch_add(1, Ordering::Relaxed);
+                    shared.metrics.claimed.fetch_add(batch.len() as u64, Ordering::Relaxed);
                     claimed_full = batch.len() as u32 == room;
                     claimed_none = batch.is_empty();
                     for claimed in batch {
                         let Ok(permit) = permits.clone().acquire_owned().await else {
                             break;
                         };
-                        shared
-                            .leased
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .insert((claimed.delivery_id, claimed.attempt));
+                        lock(&shared.leased).insert((claimed.delivery_id, claimed.attempt));
                         let span = tracing::info_span!(
                             "delivery",
                             delivery_id = %claimed.delivery_id,
@@ -146,12 +222,11 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
                             attempt = claimed.attempt,
                             event = %claimed.event,
                         );
-                        let task = deliver(shared.clone(), claimed, shutdown.clone());
+                        let task = deliver(shared.clone(), claimed, done_tx.clone());
                         inflight.spawn(
                             async move {
-                                let result = task.await;
+                                task.await;
                                 drop(permit);
-                                result
                             }
                             .instrument(span),
                         );
@@ -159,13 +234,15 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "claim failed; reconnecting");
+                    shared.metrics.db_up.store(0, Ordering::Relaxed);
                     tokio::select! {
                         _ = tokio::time::sleep(backoff) => {}
                         _ = shutdown.changed() => {}
                     }
                     backoff = (backoff * 2).min(Duration::from_secs(5));
-                    if let Err(e) = shared.db.ensure_connected().await {
-                        tracing::warn!(error = %e, "reconnect failed");
+                    match shared.db.ensure_connected().await {
+                        Ok(()) => shared.metrics.db_up.store(1, Ordering::Relaxed),
+                        Err(e) => tracing::warn!(error = %e, "reconnect failed"),
                     }
                     continue;
                 }
@@ -185,39 +262,41 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
                 nap = nap.min(Duration::from_secs_f64(secs.max(0.0)));
             }
         }
-        if nap.is_zero() && !claimed_none {
-            continue;
-        }
         tokio::select! {
             _ = wake.notified() => {}
-            Some(done) = inflight.join_next(), if !inflight.is_empty() => count(&mut summary, done),
-            _ = tokio::time::sleep(nap.max(Duration::from_millis(1))) => {}
+            Some(_) = inflight.join_next(), if !inflight.is_empty() => {}
+            // A due delivery we could not claim is leased to another poller or
+            // held back by max_in_flight / ordering: look again shortly.
+            _ = tokio::time::sleep(nap.max(Duration::from_millis(5))) => {}
             _ = shutdown.changed() => {}
         }
     }
 
     // Graceful stop: no new claims; let in-flight requests finish within the
-    // grace period, then give back what is left so another poller takes it now
-    // rather than after the lease.
+    // grace period, record their outcomes, then give back what is left so
+    // another poller takes it now rather than after the lease.
     tracing::info!(in_flight = inflight.len(), "stopping");
     let grace = tokio::time::sleep(config.shutdown_grace);
     tokio::pin!(grace);
     while !inflight.is_empty() {
         tokio::select! {
-            Some(done) = inflight.join_next() => count(&mut summary, done),
+            Some(_) = inflight.join_next() => {}
             _ = &mut grace => break,
         }
     }
     inflight.abort_all();
-    while let Some(done) = inflight.join_next().await {
-        count(&mut summary, done);
+    while inflight.join_next().await.is_some() {}
+    drop(done_tx);
+    let mut completer = completer;
+    tokio::select! {
+        _ = &mut completer => {}
+        _ = &mut grace => {
+            let _ = give_up_tx.send(true);
+            let _ = completer.await;
+        }
     }
-    let left: Vec<(Uuid, i32)> = shared
-        .leased
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .drain()
-        .collect();
+    let left: Vec<(Uuid, i32)> = lock(&shared.leased).drain().collect();
+    let mut summary = lock(&shared.summary).clone();
     if !left.is_empty() {
         match shared.db.release(&left).await {
             Ok(n) => {
@@ -227,15 +306,6 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
             Err(e) => tracing::warn!(error = %e, "could not release deliveries; their leases will expire"),
         }
     }
-    listener.abort();
+    background.abort_all();
     Ok(summary)
-}
-
-fn count(summary: &mut Summary, done: Result<Option<String>, tokio::task::JoinError>) {
-    if let Ok(Some(status)) = done {
-        summary.attempts += 1;
-        if status == "succeeded" {
-            summary.succeeded += 1;
-        }
-    }
 }

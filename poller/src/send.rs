@@ -10,19 +10,22 @@ use std::time::{Duration, Instant, SystemTime};
 /// Bytes of a response body kept for the attempt log.
 pub const RESPONSE_BODY_LIMIT: usize = 8 * 1024;
 
-/// Headers whose values are credentials: logged as "[redacted]".
-const REDACTED: &[&str] = &["authorization", "proxy-authorization", "x-api-key", "cookie"];
+/// Headers whose values are always treated as credentials in the attempt log,
+/// on top of the ones the claim names.
+const REDACTED: &[&str] = &["authorization", "proxy-authorization", "cookie"];
 
 /// reqwest sets connect timeouts per client, so keep one client (and its
 /// connection pool) per distinct connect timeout; endpoints rarely differ.
 pub struct Clients {
     by_connect_timeout: Mutex<HashMap<Duration, reqwest::Client>>,
+    allow_private_networks: bool,
 }
 
 impl Clients {
-    pub fn new() -> Clients {
+    pub fn new(allow_private_networks: bool) -> Clients {
         Clients {
             by_connect_timeout: Mutex::new(HashMap::new()),
+            allow_private_networks,
         }
     }
 
@@ -31,7 +34,11 @@ impl Clients {
         if let Some(c) = map.get(&connect_timeout) {
             return Ok(c.clone());
         }
-        let client = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder();
+        if !self.allow_private_networks {
+            builder = builder.dns_resolver(std::sync::Arc::new(crate::ssrf::GuardedResolver));
+        }
+        let client = builder
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(connect_timeout)
             .pool_idle_timeout(Duration::from_secs(60))
@@ -40,12 +47,6 @@ impl Clients {
             .map_err(|e| format!("cannot build HTTP client: {e}"))?;
         map.insert(connect_timeout, client.clone());
         Ok(client)
-    }
-}
-
-impl Default for Clients {
-    fn default() -> Self {
-        Self::new()
     }
 }
 
@@ -62,11 +63,12 @@ fn header_map(headers: &serde_json::Value) -> Result<HeaderMap, String> {
     Ok(map)
 }
 
-fn redacted(headers: &serde_json::Value) -> serde_json::Value {
+fn redacted(headers: &serde_json::Value, also: &[String]) -> serde_json::Value {
     let mut out = serde_json::Map::new();
     if let Some(obj) = headers.as_object() {
         for (name, value) in obj {
-            let v = if REDACTED.contains(&name.to_ascii_lowercase().as_str()) {
+            let lower = name.to_ascii_lowercase();
+            let v = if REDACTED.contains(&lower.as_str()) || also.iter().any(|a| a.eq_ignore_ascii_case(name)) {
                 serde_json::Value::from("[redacted]")
             } else {
                 value.clone()
@@ -107,7 +109,7 @@ fn describe(e: &reqwest::Error) -> String {
 
 pub async fn send(clients: &Clients, c: &Claimed) -> Outcome {
     let started = Instant::now();
-    let request_headers = redacted(&c.headers);
+    let request_headers = redacted(&c.headers, &c.redact);
     let fail = |error: String| Outcome {
         error: Some(error),
         duration_ms: started.elapsed().as_secs_f64() * 1000.0,
@@ -196,7 +198,7 @@ mod tests {
     #[test]
     fn credentials_are_redacted() {
         let h = serde_json::json!({"Authorization": "Bearer x", "X-Api-Key": "k", "X-Webhook-Event": "a.b"});
-        let r = redacted(&h);
+        let r = redacted(&h, &["x-api-key".to_owned()]);
         assert_eq!(r["Authorization"], "[redacted]");
         assert_eq!(r["X-Api-Key"], "[redacted]");
         assert_eq!(r["X-Webhook-Event"], "a.b");

@@ -21,8 +21,16 @@ pub struct Poller {
 }
 
 impl Poller {
-    /// Starts `run()` with `--database-url url` plus `args`.
+    /// Starts `run()` with `--database-url url --allow-private-networks` plus
+    /// `args` (test receivers live on 127.0.0.1, which the SSRF guard refuses).
     pub fn start(url: &str, args: &[&str]) -> Result<Poller, String> {
+        let mut all = vec!["--allow-private-networks"];
+        all.extend_from_slice(args);
+        Self::start_exact(url, &all)
+    }
+
+    /// Starts `run()` with `--database-url url` plus exactly `args`.
+    pub fn start_exact(url: &str, args: &[&str]) -> Result<Poller, String> {
         let mut all = vec!["--database-url", url];
         all.extend_from_slice(args);
         let config = config_from_args(&all)?;

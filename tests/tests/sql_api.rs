@@ -249,7 +249,8 @@ async fn capture_follows_track_settings_and_the_session_switch() {
         count(&db, "SELECT count(*) FROM webhooks.event WHERE key = '3'").await,
         0
     );
-    // every captured event fanned out to the one endpoint
+    // every captured event fans out to the one endpoint
+    db.batch_execute("SELECT webhooks.fan_out()").await.unwrap();
     assert_eq!(
         count(&db, "SELECT count(*) FROM webhooks.event e WHERE NOT EXISTS (SELECT 1 FROM webhooks.delivery d WHERE d.event_id = e.id)").await,
         0
@@ -271,15 +272,31 @@ async fn events_reach_only_matching_active_endpoints() {
     )
     .await
     .unwrap();
-    let rows = db
-        .query(
-            "SELECT e.name, ev.event FROM webhooks.delivery d
-               JOIN webhooks.endpoint e ON e.id = d.endpoint_id JOIN webhooks.event ev ON ev.id = d.event_id
-              ORDER BY e.name, ev.event",
-            &[],
+    // Right after commit the deliveries exist only as the log's pending rows
+    // (the writer inserted just the events): 2 + 2 + 3 for the inactive one.
+    assert_eq!(count(&db, "SELECT count(*) FROM webhooks.delivery").await, 0);
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM webhooks.delivery_log WHERE status = 'pending'"
         )
-        .await
-        .unwrap();
+        .await,
+        7
+    );
+    let created: i32 = db.query_one("SELECT webhooks.fan_out()", &[]).await.unwrap().get(0);
+    assert_eq!(created, 7);
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM webhooks.delivery_log WHERE status = 'pending'"
+        )
+        .await,
+        7
+    );
+    let pairs = "SELECT e.name, ev.event FROM webhooks.delivery d
+                   JOIN webhooks.endpoint e ON e.id = d.endpoint_id JOIN webhooks.event ev ON ev.id = d.event_id
+                  WHERE e.name <> 'off' ORDER BY e.name, ev.event";
+    let rows = db.query(pairs, &[]).await.unwrap();
     let got: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
     let want = [
         ("orders", "orders.created"),
@@ -288,15 +305,16 @@ async fn events_reach_only_matching_active_endpoints() {
         ("paid", "orders.deleted"),
     ];
     assert_eq!(got, want.map(|(a, b)| (a.to_string(), b.to_string())));
-    // a pending delivery is in the log right after commit
-    assert_eq!(
-        count(
-            &db,
-            "SELECT count(*) FROM webhooks.delivery_log WHERE status = 'pending'"
-        )
-        .await,
-        4
-    );
+    // An inactive endpoint's deliveries wait: the claim hands out only the others.
+    let claimed = count(&db, "SELECT count(*) FROM webhooks.claim(100, '1 min')").await;
+    assert_eq!(claimed, 4);
+    let waiting = count(
+        &db,
+        "SELECT count(*) FROM webhooks.delivery d JOIN webhooks.endpoint e ON e.id = d.endpoint_id
+          WHERE e.name = 'off' AND d.status = 'pending'",
+    )
+    .await;
+    assert_eq!(waiting, 3);
 }
 
 #[tokio::test]

@@ -107,11 +107,18 @@ async fn demo() -> Result<(), String> {
         secrets.push(secret);
     }
 
-    step("starting the poller: pg-webhooks-poller --database-url ...");
+    step("starting the poller: pg-webhooks-poller --database-url ... --allow-private-networks");
     let log_path = cluster.socket_dir().join("poller.log");
     let log = std::fs::File::create(&log_path).map_err(|e| e.to_string())?;
     let mut child = tokio::process::Command::new(poller::binary()?)
-        .args(["--database-url", &cluster.url("erp"), "--poll-interval", "500ms"])
+        // The receiver is on 127.0.0.1, which the SSRF guard refuses by default.
+        .args([
+            "--database-url",
+            &cluster.url("erp"),
+            "--poll-interval",
+            "500ms",
+            "--allow-private-networks",
+        ])
         .stdout(Stdio::null())
         .stderr(log)
         .kill_on_drop(true)
