@@ -552,7 +552,8 @@ BEGIN
         PERFORM webhooks.check_endpoint_name(name);
     END IF;
     UPDATE webhooks.endpoint x SET
-        url              = coalesce(webhooks.check_url(update_endpoint.url), x.url),
+        url              = coalesce(CASE WHEN update_endpoint.url IS NOT NULL
+                                         THEN webhooks.check_url(update_endpoint.url) END, x.url),
         events           = coalesce(CASE WHEN update_endpoint.events IS NOT NULL
                                          THEN webhooks.check_patterns(update_endpoint.events) END, x.events),
         name             = coalesce(update_endpoint.name, x.name),

@@ -128,8 +128,18 @@ pub async fn send(clients: &Clients, c: &Claimed) -> Outcome {
         Ok(m) => m,
         Err(_) => return fail(format!("invalid method {:?}", c.method)),
     };
+    let url = match reqwest::Url::parse(&c.url) {
+        Ok(u) => u,
+        Err(e) => return fail(format!("invalid URL: {e}")),
+    };
+    // reqwest connects to IP-literal hosts without asking the resolver.
+    if !clients.allow_private_networks {
+        if let Err(refused) = crate::ssrf::check_literal(&url) {
+            return fail(refused);
+        }
+    }
     let request = client
-        .request(method, &c.url)
+        .request(method, url)
         .headers(headers)
         .timeout(c.timeout)
         .body(c.body.clone());

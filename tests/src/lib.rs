@@ -2,6 +2,7 @@
 //! a throwaway PostgreSQL 15 cluster and a recording HTTP receiver.
 
 pub mod cluster;
+pub mod fixture;
 pub mod poller;
 pub mod receiver;
 pub mod verify;

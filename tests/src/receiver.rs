@@ -23,7 +23,10 @@ pub struct Received {
     pub path: String,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// When the request arrived.
     pub at: Instant,
+    /// The status this receiver answered with.
+    pub replied: u16,
 }
 
 impl Received {
@@ -127,6 +130,7 @@ async fn handle(state: Arc<State>, req: Request<hyper::body::Incoming>) -> Resul
         headers,
         body,
         at,
+        replied: reply.status,
     });
     state.in_flight.fetch_sub(1, Ordering::SeqCst);
     state.arrived.notify_waiters();

@@ -2,46 +2,12 @@
 //! recording HTTP receiver.
 
 use pg_webhooks_tests::cluster::{db_message, Cluster};
+use pg_webhooks_tests::fixture::{Env, SECRET, WAIT};
 use pg_webhooks_tests::poller::Poller;
-use pg_webhooks_tests::receiver::{Received, Receiver};
+use pg_webhooks_tests::receiver::Received;
 use pg_webhooks_tests::{verify, wait_until};
 use serde_json::json;
 use std::time::{Duration, Instant, SystemTime};
-use tokio_postgres::Client;
-
-const SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
-const WAIT: Duration = Duration::from_secs(30);
-
-struct Env {
-    cluster: Cluster,
-    db: Client,
-    receiver: Receiver,
-}
-
-async fn setup() -> Env {
-    let cluster = Cluster::start().expect("start cluster");
-    let db = cluster.create_database("erp", true).await.expect("create database");
-    db.batch_execute(
-        "CREATE TABLE public.orders (
-             id        bigint PRIMARY KEY,
-             customer  text NOT NULL,
-             status    text NOT NULL DEFAULT 'new',
-             total     numeric,
-             placed_at timestamptz NOT NULL DEFAULT '2026-03-12 10:00:00.123456+00'
-         );
-         SELECT webhooks.track('public.orders', resource => 'order');",
-    )
-    .await
-    .expect("schema");
-    let receiver = Receiver::start().await.expect("receiver");
-    db.execute(
-        "SELECT id FROM webhooks.create_endpoint($1, events => '{order.*}', secret => $2, name => 'erp-sync')",
-        &[&receiver.url("/hooks"), &SECRET],
-    )
-    .await
-    .expect("create endpoint");
-    Env { cluster, db, receiver }
-}
 
 fn check_signed(r: &Received) {
     let id = r.header("webhook-id").expect("webhook-id");
@@ -65,7 +31,7 @@ fn check_signed(r: &Received) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn committed_changes_become_exactly_one_signed_post_each() {
-    let env = setup().await;
+    let env = Env::orders("").await;
     let poller = Poller::start(&env.cluster.url("erp"), &["--poll-interval", "200ms"]).unwrap();
 
     env.db
@@ -84,20 +50,7 @@ async fn committed_changes_become_exactly_one_signed_post_each() {
 
     let got = env.receiver.wait_for(3, WAIT).await.unwrap();
     // Every delivery finished: nothing more can arrive, so the count is exact.
-    wait_until("all deliveries finished", WAIT, || async {
-        let n: i64 = env
-            .db
-            .query_one(
-                "SELECT count(*) FROM webhooks.delivery WHERE status <> 'succeeded'",
-                &[],
-            )
-            .await
-            .ok()?
-            .get(0);
-        (n == 0).then_some(())
-    })
-    .await
-    .unwrap();
+    env.all_finished().await;
     let summary = poller.stop().await.unwrap();
     assert_eq!(summary.succeeded, 3);
     assert_eq!(
@@ -175,7 +128,7 @@ async fn committed_changes_become_exactly_one_signed_post_each() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rolled_back_changes_deliver_nothing() {
-    let env = setup().await;
+    let env = Env::orders("").await;
     let poller = Poller::start(&env.cluster.url("erp"), &["--poll-interval", "200ms"]).unwrap();
     env.db
         .batch_execute("BEGIN; INSERT INTO orders (id, customer) VALUES (1, 'gone'); ROLLBACK;")
@@ -190,20 +143,7 @@ async fn rolled_back_changes_deliver_nothing() {
         .await
         .unwrap();
     let got = env.receiver.wait_for(1, WAIT).await.unwrap();
-    wait_until("the delivery finished", WAIT, || async {
-        let n: i64 = env
-            .db
-            .query_one(
-                "SELECT count(*) FROM webhooks.delivery WHERE status <> 'succeeded'",
-                &[],
-            )
-            .await
-            .ok()?
-            .get(0);
-        (n == 0).then_some(())
-    })
-    .await
-    .unwrap();
+    env.all_finished().await;
     poller.stop().await.unwrap();
     assert_eq!(env.receiver.received().len(), 1);
     assert_eq!(got[0].json()["metadata"]["key"], "2");
@@ -235,7 +175,7 @@ async fn wait_listening(env: &Env) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn notify_wakes_the_poller_long_before_its_fallback_poll() {
-    let env = setup().await;
+    let env = Env::orders("").await;
     // A 60 s fallback poll: only NOTIFY can explain a prompt delivery.
     let poller = Poller::start(&env.cluster.url("erp"), &["--poll-interval", "60s"]).unwrap();
     wait_listening(&env).await;
@@ -269,7 +209,7 @@ async fn notify_wakes_the_poller_long_before_its_fallback_poll() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fallback_poll_delivers_when_notify_is_off() {
-    let env = setup().await;
+    let env = Env::orders("").await;
     let poller = Poller::start(&env.cluster.url("erp"), &["--poll-interval", "300ms"]).unwrap();
     wait_listening(&env).await;
     env.db
@@ -289,7 +229,7 @@ async fn fallback_poll_delivers_when_notify_is_off() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn once_drains_what_is_due_and_exits() {
-    let env = setup().await;
+    let env = Env::orders("").await;
     for id in 1..=25i64 {
         env.db
             .execute("INSERT INTO orders (id, customer) VALUES ($1, 'bulk')", &[&id])
@@ -308,7 +248,7 @@ async fn once_drains_what_is_due_and_exits() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_attempts_are_logged_and_retried_on_schedule() {
     use pg_webhooks_tests::receiver::Reply;
-    let env = setup().await;
+    let env = Env::orders("").await;
     env.db
         .batch_execute("UPDATE webhooks.endpoint SET retry_schedule = '{100ms,100ms}'")
         .await
@@ -365,7 +305,7 @@ async fn failed_attempts_are_logged_and_retried_on_schedule() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exhausted_schedule_ends_failed() {
     use pg_webhooks_tests::receiver::Reply;
-    let env = setup().await;
+    let env = Env::orders("").await;
     env.db
         .batch_execute("UPDATE webhooks.endpoint SET retry_schedule = '{50ms}'")
         .await

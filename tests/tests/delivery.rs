@@ -1,0 +1,530 @@
+//! The delivery engine against a real database and receiver: retries and
+//! their timing, timeouts, redirects, pausing, max_in_flight across pollers,
+//! per-key ordering, the SSRF guard, signatures, and surviving a poller that
+//! is killed or stopped.
+
+use pg_webhooks_tests::fixture::{Env, SECRET, WAIT};
+use pg_webhooks_tests::poller::{binary, Poller};
+use pg_webhooks_tests::receiver::Reply;
+use pg_webhooks_tests::{verify, wait_until};
+use std::collections::{HashMap, HashSet};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const FAST: [&str; 2] = ["--poll-interval", "100ms"];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_after_is_honoured_on_429() {
+    let env = Env::orders("retry_schedule => '{30s}'").await;
+    env.receiver.script([Reply::status(429).header("Retry-After", "1")]);
+    let poller = Poller::start(&env.url(), &FAST).unwrap();
+    env.insert_orders([1]).await;
+    let got = env.receiver.wait_for(2, WAIT).await.unwrap();
+    poller.stop().await.unwrap();
+    let gap = got[1].at.duration_since(got[0].at);
+    // The schedule says 30 s; the receiver asked for 1 s.
+    assert!(
+        gap >= Duration::from_millis(900) && gap < Duration::from_secs(10),
+        "retried after {gap:?}"
+    );
+    assert_eq!((got[0].replied, got[1].replied), (429, 200));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeouts_are_recorded_as_attempts() {
+    let env = Env::orders("timeout => '200ms', retry_schedule => '{}'").await;
+    env.receiver
+        .set_default(Reply::status(200).delayed(Duration::from_secs(3)));
+    let poller = Poller::start(&env.url(), &FAST).unwrap();
+    env.insert_orders([1]).await;
+    env.all_finished().await;
+    poller.stop().await.unwrap();
+    let row = env
+        .db
+        .query_one(
+            "SELECT a.status_code, a.error, extract(epoch FROM a.duration)::float8, d.status
+               FROM webhooks.attempt a JOIN webhooks.delivery d ON d.id = a.delivery_id",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, Option<i32>>(0), None);
+    let error: String = row.get(1);
+    assert!(error.contains("timeout"), "{error}");
+    let took: f64 = row.get(2);
+    assert!((0.15..2.0).contains(&took), "attempt took {took}s");
+    assert_eq!(row.get::<_, String>(3), "failed", "an empty schedule means one attempt");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirects_are_not_followed() {
+    let env = Env::orders("retry_schedule => '{}'").await;
+    env.receiver
+        .set_default(Reply::status(302).header("Location", "/elsewhere"));
+    let poller = Poller::start(&env.url(), &FAST).unwrap();
+    env.insert_orders([1]).await;
+    env.all_finished().await;
+    poller.stop().await.unwrap();
+    let got = env.receiver.received();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].path, "/hooks");
+    let (status, code): (String, Option<i32>) = {
+        let r = env
+            .db
+            .query_one("SELECT status, last_status_code FROM webhooks.delivery", &[])
+            .await
+            .unwrap();
+        (r.get(0), r.get(1))
+    };
+    assert_eq!((status.as_str(), code), ("failed", Some(302)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gone_pauses_the_endpoint_at_once() {
+    let env = Env::orders("retry_schedule => '{1h}'").await;
+    env.receiver.set_default(Reply::status(410));
+    let poller = Poller::start(&env.url(), &FAST).unwrap();
+    env.insert_orders([1]).await;
+    wait_until("the endpoint to be paused", WAIT, || async {
+        let active: bool = env
+            .db
+            .query_one("SELECT active FROM webhooks.endpoint", &[])
+            .await
+            .ok()?
+            .get(0);
+        (!active).then_some(())
+    })
+    .await
+    .unwrap();
+    env.insert_orders([2]).await;
+    // The new event is fanned out (the poller keeps claiming) but not sent.
+    wait_until("order 2's delivery to exist", WAIT, || async {
+        let n: i64 = env
+            .db
+            .query_one("SELECT count(*) FROM webhooks.delivery", &[])
+            .await
+            .ok()?
+            .get(0);
+        (n == 2).then_some(())
+    })
+    .await
+    .unwrap();
+    poller.stop().await.unwrap();
+    assert_eq!(
+        env.receiver.received().len(),
+        1,
+        "no retry after 410, nothing sent while paused"
+    );
+    let reason: String = env.scalar("SELECT paused_reason FROM webhooks.endpoints").await;
+    assert!(reason.contains("410"), "{reason}");
+    let statuses: Vec<String> = env
+        .db
+        .query(
+            "SELECT d.status FROM webhooks.delivery d JOIN webhooks.event e ON e.id = d.event_id ORDER BY e.id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(statuses, ["failed", "pending"]);
+    let paused: i64 = env
+        .scalar("SELECT count(*) FROM webhooks.event WHERE event = 'webhooks.endpoint.paused'")
+        .await;
+    assert_eq!(paused, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_after_consecutive_failed_deliveries_and_tell_the_admin_endpoint() {
+    let env = Env::orders("retry_schedule => '{}', pause_after => 2").await;
+    let admin = pg_webhooks_tests::receiver::Receiver::start().await.unwrap();
+    env.db
+        .execute(
+            "SELECT webhooks.create_endpoint($1, events => '{webhooks.*}', name => 'pager')",
+            &[&admin.url("/pager")],
+        )
+        .await
+        .unwrap();
+    env.receiver.set_default(Reply::status(500));
+    let poller = Poller::start(&env.url(), &FAST).unwrap();
+    env.insert_orders([1]).await;
+    env.receiver.wait_for(1, WAIT).await.unwrap();
+    env.insert_orders([2]).await;
+    // 2 × delivery.failed + 1 × endpoint.paused
+    let pages = admin.wait_for(3, WAIT).await.unwrap();
+    env.insert_orders([3]).await;
+    wait_until("order 3's delivery to exist", WAIT, || async {
+        let n: i64 = env
+            .db
+            .query_one("SELECT count(*) FROM webhooks.delivery WHERE endpoint_id = 1", &[])
+            .await
+            .ok()?
+            .get(0);
+        (n == 3).then_some(())
+    })
+    .await
+    .unwrap();
+    poller.stop().await.unwrap();
+    assert_eq!(env.receiver.received().len(), 2, "paused after two failed deliveries");
+    let mut kinds: Vec<String> = pages
+        .iter()
+        .map(|r| r.header("X-Webhook-Event").unwrap_or("").to_owned())
+        .collect();
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        [
+            "webhooks.delivery.failed",
+            "webhooks.delivery.failed",
+            "webhooks.endpoint.paused"
+        ]
+    );
+    let paused = pages
+        .iter()
+        .find(|r| r.header("X-Webhook-Event") == Some("webhooks.endpoint.paused"))
+        .unwrap();
+    assert_eq!(paused.json()["data"]["endpoint"], "erp-sync");
+    let (active, failures): (bool, i32) = {
+        let r = env
+            .db
+            .query_one(
+                "SELECT active, consecutive_failures FROM webhooks.endpoints WHERE id = 1",
+                &[],
+            )
+            .await
+            .unwrap();
+        (r.get(0), r.get(1))
+    };
+    assert_eq!((active, failures), (false, 2));
+
+    // Resuming delivers what waited.
+    env.receiver.set_default(Reply::status(200));
+    env.db
+        .batch_execute("SELECT webhooks.update_endpoint(1, active => true)")
+        .await
+        .unwrap();
+    let poller = Poller::start(&env.url(), &FAST).unwrap();
+    env.receiver.wait_for(3, WAIT).await.unwrap();
+    env.all_finished().await;
+    poller.stop().await.unwrap();
+    let failures: i32 = env
+        .scalar("SELECT consecutive_failures FROM webhooks.endpoints WHERE id = 1")
+        .await;
+    assert_eq!(failures, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_in_flight_holds_across_two_pollers() {
+    let env = Env::orders("max_in_flight => 3").await;
+    env.receiver
+        .set_default(Reply::status(200).delayed(Duration::from_millis(100)));
+    env.insert_orders(1..=30).await;
+    let a = Poller::start(&env.url(), &["--poll-interval", "50ms", "--concurrency", "20"]).unwrap();
+    let b = Poller::start(&env.url(), &["--poll-interval", "50ms", "--concurrency", "20"]).unwrap();
+    env.receiver.wait_for(30, WAIT).await.unwrap();
+    env.all_finished().await;
+    let (sa, sb) = (a.stop().await.unwrap(), b.stop().await.unwrap());
+    assert_eq!(sa.succeeded + sb.succeeded, 30);
+    assert!(
+        env.receiver.max_in_flight() <= 3,
+        "receiver saw {} at once",
+        env.receiver.max_in_flight()
+    );
+    assert_eq!(env.receiver.max_in_flight(), 3, "and the cap is used, not undershot");
+    let ids: HashSet<String> = env
+        .receiver
+        .received()
+        .iter()
+        .map(|r| r.header("webhook-id").unwrap().to_owned())
+        .collect();
+    assert_eq!(ids.len(), 30, "each delivery exactly once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ordered_endpoint_keeps_per_key_order_under_failures() {
+    let env = Env::orders("ordered => true, retry_schedule => '{50ms,50ms,50ms,50ms,50ms}'").await;
+    // Fail every third request: failures land on whichever key comes next.
+    let mut script = Vec::new();
+    for i in 0..60 {
+        script.push(Reply::status(if i % 3 == 0 { 500 } else { 200 }).delayed(Duration::from_millis(5)));
+    }
+    env.receiver.script(script);
+    env.insert_orders(1..=4).await;
+    for round in 1..=5i32 {
+        for id in 1..=4i64 {
+            env.db
+                .execute("UPDATE orders SET total = $2::int + 0.5 WHERE id = $1", &[&id, &round])
+                .await
+                .unwrap();
+        }
+    }
+    let poller = Poller::start(&env.url(), &["--poll-interval", "50ms", "--concurrency", "16"]).unwrap();
+    env.all_finished().await;
+    poller.stop().await.unwrap();
+
+    // Per key: requests arrive in capture order, and a later event is never
+    // sent before every earlier one was answered 2xx.
+    let mut per_key: HashMap<String, Vec<(String, u16)>> = HashMap::new();
+    for r in env.receiver.received() {
+        let body = r.json();
+        per_key
+            .entry(body["metadata"]["key"].as_str().unwrap().to_owned())
+            .or_default()
+            .push((body["id"].as_str().unwrap().to_owned(), r.replied));
+    }
+    assert_eq!(per_key.len(), 4);
+    let mut failures = 0;
+    for (key, seq) in &per_key {
+        let mut done: Vec<&str> = Vec::new();
+        for (event_id, replied) in seq {
+            if let Some(last) = done.last() {
+                assert!(
+                    event_id.as_str() >= *last,
+                    "key {key}: {event_id} sent after {last} succeeded"
+                );
+            }
+            if done.last() != Some(&event_id.as_str()) && done.iter().any(|d| *d == event_id) {
+                panic!("key {key}: {event_id} sent again after success");
+            }
+            if *replied == 200 {
+                done.push(event_id);
+            } else {
+                failures += 1;
+                // nothing later of this key may have been sent yet
+                assert!(done.iter().all(|d| d < &event_id.as_str()), "key {key}");
+            }
+        }
+        assert_eq!(done.len(), 6, "key {key}: created + 5 updates, each succeeded once");
+        let mut sorted = done.clone();
+        sorted.sort();
+        assert_eq!(done, sorted, "key {key}: successes in capture order");
+    }
+    assert!(failures >= 5, "the test must actually exercise failures ({failures})");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ssrf_guard_refuses_private_addresses_by_default() {
+    let env = Env::orders("retry_schedule => '{}'").await;
+    let by_name = env.receiver.url("/hooks").replace("127.0.0.1", "localhost");
+    env.db
+        .execute(
+            "SELECT webhooks.create_endpoint($1, events => '{order.*}', name => 'by-name', retry_schedule => '{}')",
+            &[&by_name],
+        )
+        .await
+        .unwrap();
+    let poller = Poller::start_exact(&env.url(), &FAST).unwrap();
+    env.insert_orders([1]).await;
+    env.all_finished().await;
+    poller.stop().await.unwrap();
+    assert!(
+        env.receiver.received().is_empty(),
+        "nothing reached the private address"
+    );
+    let errors: Vec<String> = env
+        .db
+        .query("SELECT error FROM webhooks.attempt ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(errors.len(), 2);
+    for e in &errors {
+        assert!(e.contains("SSRF guard") && e.contains("loopback"), "{e}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_signs_with_both_secrets_and_styles_add_their_header() {
+    let env = Env::orders("signature => 'sha256', signature_header => 'X-Hub-Signature-256'").await;
+    let new_secret: String = env
+        .scalar(&format!("SELECT webhooks.rotate_secret({}, '1 hour')", env.endpoint_id))
+        .await;
+    let poller = Poller::start(&env.url(), &FAST).unwrap();
+    env.insert_orders([1]).await;
+    let got = env.receiver.wait_for(1, WAIT).await.unwrap();
+    poller.stop().await.unwrap();
+    let r = &got[0];
+    let sig = r.header("webhook-signature").unwrap();
+    assert_eq!(sig.split(' ').count(), 2, "{sig}");
+    let (id, ts) = (r.header("webhook-id").unwrap(), r.header("webhook-timestamp").unwrap());
+    for secret in [SECRET, new_secret.as_str()] {
+        assert!(
+            verify::standard_webhooks(secret, id, ts, &r.body, sig),
+            "verifies with {secret}"
+        );
+    }
+    assert!(!verify::standard_webhooks(
+        "whsec_AAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        id,
+        ts,
+        &r.body,
+        sig
+    ));
+    assert_eq!(
+        r.header("X-Hub-Signature-256"),
+        Some(format!("sha256={}", verify::hex_digest(&new_secret, &r.body)).as_str())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_and_custom_headers_are_sent_and_credentials_never_logged() {
+    let env = Env::orders(
+        "headers => '{\"X-Tenant\": \"acme\"}', auth => '{\"type\":\"basic\",\"username\":\"erp\",\"password\":\"s3cret\"}', signature => 'none'",
+    )
+    .await;
+    let poller = Poller::start(&env.url(), &FAST).unwrap();
+    env.insert_orders([1]).await;
+    let got = env.receiver.wait_for(1, WAIT).await.unwrap();
+    env.all_finished().await;
+    poller.stop().await.unwrap();
+    let r = &got[0];
+    assert_eq!(r.header("X-Tenant"), Some("acme"));
+    assert_eq!(r.header("Authorization"), Some("Basic ZXJwOnMzY3JldA=="));
+    assert_eq!(r.header("webhook-signature"), None, "signature => 'none'");
+    let logged: serde_json::Value = env.scalar("SELECT request_headers FROM webhooks.attempt").await;
+    assert_eq!(logged["Authorization"], "[redacted]");
+    assert_eq!(logged["X-Tenant"], "acme");
+    let view: Option<String> = env.scalar("SELECT auth_type FROM webhooks.endpoints").await;
+    assert_eq!(view.as_deref(), Some("basic"));
+    let everything: String = env
+        .scalar("SELECT row_to_json(e)::text FROM webhooks.endpoints e")
+        .await;
+    assert!(!everything.contains("s3cret"), "{everything}");
+}
+
+fn spawn_binary(url: &str, args: &[&str]) -> std::process::Child {
+    Command::new(binary().unwrap())
+        .args(["--database-url", url, "--allow-private-networks"])
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn poller")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poller_killed_mid_batch_loses_nothing() {
+    let env = Env::orders("").await;
+    env.receiver
+        .set_default(Reply::status(200).delayed(Duration::from_millis(300)));
+    env.insert_orders(1..=20).await;
+    let mut victim = spawn_binary(
+        &env.url(),
+        &["--lease", "1s", "--concurrency", "8", "--poll-interval", "100ms"],
+    );
+    // Kill it while requests are in flight and leases are held.
+    wait_until("requests in flight", WAIT, || async {
+        let n: i64 = env
+            .db
+            .query_one(
+                "SELECT count(*) FROM webhooks.delivery WHERE status = 'delivering'",
+                &[],
+            )
+            .await
+            .ok()?
+            .get(0);
+        (n >= 4).then_some(())
+    })
+    .await
+    .unwrap();
+    victim.kill().unwrap();
+    victim.wait().unwrap();
+    let survivor = Poller::start(&env.url(), &["--lease", "1s", "--poll-interval", "100ms"]).unwrap();
+    env.all_finished().await;
+    survivor.stop().await.unwrap();
+    let succeeded: i64 = env
+        .scalar("SELECT count(*) FROM webhooks.delivery WHERE status = 'succeeded'")
+        .await;
+    assert_eq!(succeeded, 20);
+    let ids: HashSet<String> = env
+        .receiver
+        .received()
+        .iter()
+        .map(|r| r.header("webhook-id").unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        ids.len(),
+        20,
+        "every delivery reached the receiver (duplicates share their webhook-id)"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_in_flight_requests_and_gives_back_the_rest() {
+    let env = Env::orders("").await;
+    env.receiver
+        .set_default(Reply::status(200).delayed(Duration::from_millis(500)));
+    env.insert_orders(1..=6).await;
+    let mut poller = spawn_binary(&env.url(), &["--concurrency", "3", "--lease", "1h"]);
+    wait_until("requests in flight", WAIT, || async {
+        let n: i64 = env
+            .db
+            .query_one(
+                "SELECT count(*) FROM webhooks.delivery WHERE status = 'delivering'",
+                &[],
+            )
+            .await
+            .ok()?
+            .get(0);
+        (n == 3).then_some(())
+    })
+    .await
+    .unwrap();
+    let pid = poller.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let status = poller.wait().unwrap();
+    assert!(status.success(), "{status}");
+    // The three in flight finished and were recorded; nothing is left leased
+    // for an hour; the rest waits, unattempted, for the next poller.
+    let rows = env
+        .db
+        .query(
+            "SELECT status, attempts, count(*) FROM webhooks.delivery GROUP BY 1, 2 ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap();
+    let got: Vec<(String, i32, i64)> = rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect();
+    assert_eq!(got, [("pending".to_owned(), 0, 3), ("succeeded".to_owned(), 1, 3)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_and_health_are_served() {
+    let env = Env::orders("").await;
+    let port = pg_webhooks_tests::cluster::free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let poller = Poller::start(&env.url(), &["--metrics-addr", &addr, "--poll-interval", "100ms"]).unwrap();
+    env.insert_orders(1..=3).await;
+    env.all_finished().await;
+    let get = |path: &'static str| {
+        let addr = addr.clone();
+        async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut s = tokio::net::TcpStream::connect(&addr).await.ok()?;
+            s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes())
+                .await
+                .ok()?;
+            let mut out = String::new();
+            s.read_to_string(&mut out).await.ok()?;
+            Some(out)
+        }
+    };
+    let metrics = wait_until("metrics to count 3 successes", WAIT, || async {
+        let m = get("/metrics").await?;
+        m.contains("pg_webhooks_attempts_total{outcome=\"succeeded\"} 3")
+            .then_some(m)
+    })
+    .await
+    .unwrap();
+    assert!(
+        metrics.contains("pg_webhooks_request_duration_seconds_count 3"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("pg_webhooks_lag_seconds_bucket"), "{metrics}");
+    let health = get("/healthz").await.unwrap();
+    assert!(health.starts_with("HTTP/1.0 200"), "{health}");
+    poller.stop().await.unwrap();
+}
