@@ -1,4 +1,4 @@
-.PHONY: demo test
+.PHONY: demo test bench
 
 # Local Postgres + extension + poller + receiver; prints real deliveries and the log.
 demo:
@@ -7,3 +7,7 @@ demo:
 # Everything: fmt, clippy, cargo pgrx test, end-to-end tests.
 test:
 	bash scripts/test.sh
+
+# Throughput and latency with release builds, next to baselines measured in the same run.
+bench:
+	bash scripts/bench.sh

@@ -113,18 +113,19 @@ COMMENT ON TABLE webhooks.delivery IS
 COMMENT ON COLUMN webhooks.delivery.id IS
   'Sent as webhook-id and X-Webhook-Delivery-Id; stable across retries so receivers can deduplicate.';
 COMMENT ON COLUMN webhooks.delivery.ordering_key IS
-  'Source table and row key: deliveries of one key to an ordered endpoint go one at a time, in commit order.';
+  'For ordered endpoints: source table and row key. Deliveries of one key go one at a time, in commit order. '
+  'NULL for unordered endpoints (set when the delivery is created).';
 
--- The claim scans unfinished deliveries per endpoint in due order; the
--- partial indexes hold only unfinished rows, so they stay small.
-CREATE INDEX delivery_due ON webhooks.delivery (next_attempt_at)
-  WHERE status IN ('pending', 'delivering');
+-- Every index here is paid for by every state change of every delivery (a
+-- claim or an outcome moves the row), so there are few: the primary key, one
+-- per endpoint in time order (logs, stats), and two small partial indexes
+-- holding only unfinished deliveries — due order per endpoint, and per-key
+-- order for ordered endpoints.
+CREATE INDEX delivery_endpoint ON webhooks.delivery (endpoint_id, created_at);
 CREATE INDEX delivery_endpoint_due ON webhooks.delivery (endpoint_id, next_attempt_at)
   WHERE status IN ('pending', 'delivering');
 CREATE INDEX delivery_ordering ON webhooks.delivery (endpoint_id, ordering_key, event_id)
-  WHERE status IN ('pending', 'delivering');
-CREATE INDEX delivery_event ON webhooks.delivery (event_id);
-CREATE INDEX delivery_endpoint ON webhooks.delivery (endpoint_id, created_at);
+  WHERE status IN ('pending', 'delivering') AND ordering_key IS NOT NULL;
 
 CREATE TABLE webhooks.attempt (
     id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -703,7 +704,8 @@ BEGIN
         RETURNING ev AS r
     ), created AS (
         INSERT INTO webhooks.delivery (event_id, endpoint_id, ordering_key, created_at, next_attempt_at)
-        SELECT (m.r).id, e.id, coalesce((m.r).source, '') || '/' || coalesce((m.r).key, (m.r).id::text),
+        SELECT (m.r).id, e.id,
+               CASE WHEN e.ordered THEN coalesce((m.r).source, '') || '/' || coalesce((m.r).key, (m.r).id::text) END,
                (m.r).created_at, now()
           FROM marked m
           JOIN webhooks.endpoint e ON webhooks.endpoint_matches(e, m.r)
@@ -741,7 +743,8 @@ RETURNS TABLE (
 )
 LANGUAGE plpgsql AS $$
 DECLARE
-    locked bigint[];
+    locked     bigint[];
+    user_agent text := 'pg_webhooks/' || webhooks.version();
 BEGIN
     PERFORM webhooks.fan_out(greatest(batch_size * 10, 1000));
     -- Lock the endpoints with due work that no other claim is working on. This
@@ -750,10 +753,13 @@ BEGIN
     SELECT coalesce(array_agg(b.id), '{}') INTO locked
       FROM (SELECT e.id
               FROM webhooks.endpoint e
+             -- LATERAL ... LIMIT 1: one index probe per endpoint. As EXISTS, the
+             -- planner may hash every unfinished delivery instead.
+             CROSS JOIN LATERAL (SELECT 1 FROM webhooks.delivery d
+                                  WHERE d.endpoint_id = e.id AND d.status IN ('pending', 'delivering')
+                                    AND d.next_attempt_at <= now()
+                                  LIMIT 1) due
              WHERE e.active AND e.deleted_at IS NULL
-               AND EXISTS (SELECT 1 FROM webhooks.delivery d
-                            WHERE d.endpoint_id = e.id AND d.status IN ('pending', 'delivering')
-                              AND d.next_attempt_at <= now())
             OFFSET 0) b  -- a fence: lock only endpoints that passed the filter
      WHERE pg_try_advisory_xact_lock(hashtext('pg_webhooks.endpoint'), b.id::integer);
     IF cardinality(locked) = 0 THEN
@@ -761,7 +767,7 @@ BEGIN
     END IF;
     RETURN QUERY
     WITH ep AS (
-        SELECT e.id, e.ordered,
+        SELECT e.id,
                e.max_in_flight - (SELECT count(*) FROM webhooks.delivery f
                                    WHERE f.endpoint_id = e.id AND f.status = 'delivering'
                                      AND f.next_attempt_at > now()) AS room
@@ -775,7 +781,7 @@ BEGIN
               FROM webhooks.delivery d
              WHERE d.endpoint_id = ep.id AND d.status IN ('pending', 'delivering')
                AND d.next_attempt_at <= now()
-               AND (NOT ep.ordered OR NOT EXISTS (
+               AND (d.ordering_key IS NULL OR NOT EXISTS (
                         SELECT 1 FROM webhooks.delivery o
                          WHERE o.endpoint_id = d.endpoint_id AND o.ordering_key = d.ordering_key
                            AND o.status IN ('pending', 'delivering') AND o.event_id < d.event_id))
@@ -802,7 +808,7 @@ BEGIN
              || webhooks.auth_headers(e.auth)
              || jsonb_build_object(
                     'Content-Type', 'application/json',
-                    'User-Agent', 'pg_webhooks/' || webhooks.version(),
+                    'User-Agent', user_agent,
                     'X-Webhook-Event', ev.event,
                     'X-Webhook-Delivery-Id', c.id::text,
                     'X-Webhook-Attempt', c.attempts::text)
@@ -840,27 +846,27 @@ COMMENT ON FUNCTION webhooks.auth_headers(jsonb) IS
 
 -- Standard Webhooks headers (unless signature = 'none'), plus the endpoint's
 -- own signature header for the 'hex' and 'sha256' styles. During a secret
--- rotation's grace period both secrets sign.
+-- rotation's grace period both secrets sign. The timestamp is the claiming
+-- transaction's start, so every attempt carries its own. One expression, no
+-- subqueries: Postgres inlines it into the claim instead of calling it per row.
 CREATE FUNCTION webhooks.signature_headers(e webhooks.endpoint, delivery_id uuid, body text) RETURNS jsonb
-LANGUAGE sql VOLATILE AS $$
-    WITH t AS (SELECT extract(epoch FROM clock_timestamp())::bigint AS unix),
-    secrets AS (
-        SELECT ARRAY[e.secret] || CASE WHEN e.previous_secret IS NOT NULL AND e.previous_secret_until > now()
-                                       THEN ARRAY[e.previous_secret] ELSE '{}'::text[] END AS list
-    )
+LANGUAGE sql STABLE AS $$
     SELECT CASE WHEN e.signature = 'none' THEN '{}'::jsonb ELSE
         jsonb_build_object(
             'webhook-id', delivery_id::text,
-            'webhook-timestamp', t.unix::text,
-            'webhook-signature', (SELECT string_agg(webhooks.sign_standard(s, delivery_id::text, t.unix, body), ' ')
-                                    FROM unnest(secrets.list) s))
+            'webhook-timestamp', extract(epoch FROM now())::bigint::text,
+            'webhook-signature',
+                webhooks.sign_standard(e.secret, delivery_id::text, extract(epoch FROM now())::bigint, body)
+                || CASE WHEN e.previous_secret IS NOT NULL AND e.previous_secret_until > now()
+                        THEN ' ' || webhooks.sign_standard(e.previous_secret, delivery_id::text,
+                                                           extract(epoch FROM now())::bigint, body)
+                        ELSE '' END)
         || CASE e.signature
              WHEN 'hex' THEN jsonb_build_object(e.signature_header, webhooks.sign_hex(e.secret, body))
              WHEN 'sha256' THEN jsonb_build_object(e.signature_header, 'sha256=' || webhooks.sign_hex(e.secret, body))
              ELSE '{}'::jsonb
            END
     END
-      FROM t, secrets
 $$;
 COMMENT ON FUNCTION webhooks.signature_headers(webhooks.endpoint, uuid, text) IS
   'Internal: signature headers of one attempt (fresh webhook-timestamp, both secrets during rotation).';
@@ -884,39 +890,28 @@ $$;
 COMMENT ON FUNCTION webhooks.retry_delay(interval[], integer, interval, double precision) IS
   'Pure retry policy: delay before the next attempt after `attempt` failures, or NULL when exhausted.';
 
--- Record the outcome of one attempt and decide what happens next. An outcome
--- for a lease that is no longer ours (it expired and another poller re-claimed
--- the delivery) is logged but changes nothing else.
-CREATE FUNCTION webhooks.complete(
-    delivery_id      uuid,
-    attempt          integer,
-    status_code      integer,
-    error            text DEFAULT NULL,
-    duration_ms      double precision DEFAULT NULL,
-    request_headers  jsonb DEFAULT NULL,
-    response_headers jsonb DEFAULT NULL,
-    response_body    text DEFAULT NULL,
-    retry_after_s    double precision DEFAULT NULL,
-    poller           text DEFAULT NULL
+-- What happens after an attempt that did not succeed (or whose lease is no
+-- longer ours): retry on schedule, or fail, count it, emit system events and
+-- pause the endpoint when its policy says so.
+CREATE FUNCTION webhooks.record_outcome(
+    delivery_id   uuid,
+    attempt       integer,
+    status_code   integer,
+    error         text,
+    retry_after_s double precision
 ) RETURNS text
 LANGUAGE plpgsql AS $$
 DECLARE
-    d       webhooks.delivery;
-    ep      webhooks.endpoint;
-    delay   interval;
-    took    interval := make_interval(secs => coalesce(duration_ms, 0) / 1000.0);
-    limit_bytes integer := coalesce(nullif(current_setting('webhooks.response_body_limit', true), '')::integer, 8192);
+    d     webhooks.delivery;
+    ep    webhooks.endpoint;
+    delay interval;
+    why   text := coalesce(error, 'HTTP ' || status_code);
 BEGIN
-    INSERT INTO webhooks.attempt (delivery_id, attempt, started_at, duration, status_code,
-                                  error, request_headers, response_headers, response_body, poller)
-    VALUES (complete.delivery_id, complete.attempt, clock_timestamp() - took, took, status_code, error,
-            request_headers, response_headers, left(response_body, limit_bytes), poller);
-
-    SELECT * INTO d FROM webhooks.delivery x WHERE x.id = complete.delivery_id FOR UPDATE;
+    SELECT * INTO d FROM webhooks.delivery x WHERE x.id = record_outcome.delivery_id FOR UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'unknown delivery %', delivery_id USING ERRCODE = 'no_data_found';
     END IF;
-    IF d.status <> 'delivering' OR d.attempts <> complete.attempt THEN
+    IF d.status <> 'delivering' OR d.attempts <> record_outcome.attempt THEN
         RETURN 'stale';
     END IF;
     SELECT * INTO ep FROM webhooks.endpoint e WHERE e.id = d.endpoint_id;
@@ -947,7 +942,7 @@ BEGIN
            completed_at = CASE WHEN delay IS NULL THEN now() END,
            locked_until = NULL,
            last_status_code = status_code,
-           last_error = coalesce(error, 'HTTP ' || status_code)
+           last_error = why
      WHERE x.id = d.id;
     IF delay IS NOT NULL THEN
         RETURN 'pending';
@@ -961,20 +956,21 @@ BEGIN
     IF (SELECT ev.event NOT LIKE 'webhooks.%' FROM webhooks.event ev WHERE ev.id = d.event_id) THEN
         PERFORM webhooks.emit('webhooks.delivery.failed', jsonb_build_object(
             'delivery_id', d.id, 'event_id', d.event_id, 'endpoint_id', ep.id, 'endpoint', ep.name,
-            'attempts', d.attempts, 'last_status_code', status_code,
-            'last_error', coalesce(error, 'HTTP ' || status_code)), key => ep.id::text);
+            'attempts', d.attempts, 'last_status_code', status_code, 'last_error', why), key => ep.id::text);
         IF ep.active AND ep.pause_after IS NOT NULL AND ep.consecutive_failures >= ep.pause_after THEN
             PERFORM webhooks.pause_endpoint(ep.id, ep.consecutive_failures || ' consecutive failed deliveries');
         END IF;
     END IF;
     RETURN 'failed';
 END $$;
-COMMENT ON FUNCTION webhooks.complete(uuid, integer, integer, text, double precision, jsonb, jsonb,
-                                      text, double precision, text) IS
-  'Poller API: log one attempt and mark the delivery succeeded, pending (retry later) or failed. '
-  'Returns the new status, or ''stale'' if the lease had been lost.';
+COMMENT ON FUNCTION webhooks.record_outcome(uuid, integer, integer, text, double precision) IS
+  'Internal: decide and apply the next state of one delivery after an attempt (used by complete_batch).';
 
--- The batched form: one transaction for many outcomes. Arrays are parallel.
+-- Record many attempts in one transaction and decide what happens next. The
+-- common case — a success for a lease we still hold — is one set-based
+-- UPDATE; everything else goes through record_outcome() one by one. Arrays
+-- are parallel. An outcome for a lease that is no longer ours (it expired and
+-- another poller re-claimed the delivery) is logged but changes nothing else.
 CREATE FUNCTION webhooks.complete_batch(
     delivery_ids     uuid[],
     attempts         integer[],
@@ -987,16 +983,72 @@ CREATE FUNCTION webhooks.complete_batch(
     retry_after_s    double precision[],
     poller           text DEFAULT NULL
 ) RETURNS text[]
-LANGUAGE sql AS $$
-    SELECT coalesce(array_agg(webhooks.complete(u.id, u.attempt, u.code, u.err, u.ms, u.req, u.resp, u.body,
-                                                u.retry, poller) ORDER BY u.ord), '{}')
+LANGUAGE plpgsql AS $$
+DECLARE
+    body_limit integer :=
+        coalesce(nullif(current_setting('webhooks.response_body_limit', true), '')::integer, 8192);
+    succeeded  uuid[];
+    statuses   text[];
+BEGIN
+    INSERT INTO webhooks.attempt (delivery_id, attempt, started_at, duration, status_code, error,
+                                  request_headers, response_headers, response_body, poller)
+    SELECT u.id, u.attempt, clock_timestamp() - make_interval(secs => coalesce(u.ms, 0) / 1000.0),
+           make_interval(secs => coalesce(u.ms, 0) / 1000.0), u.code, u.err, u.req, u.resp,
+           left(u.body, body_limit), poller
       FROM unnest(delivery_ids, attempts, status_codes, errors, durations_ms, request_headers,
-                  response_headers, response_bodies, retry_after_s)
-           WITH ORDINALITY AS u(id, attempt, code, err, ms, req, resp, body, retry, ord)
-$$;
+                  response_headers, response_bodies) AS u(id, attempt, code, err, ms, req, resp, body);
+
+    WITH done AS (
+        UPDATE webhooks.delivery d
+           SET status = 'succeeded', completed_at = now(), locked_until = NULL,
+               last_status_code = u.code, last_error = NULL
+          FROM unnest(complete_batch.delivery_ids, complete_batch.attempts, complete_batch.status_codes)
+               AS u(id, attempt, code)
+         WHERE d.id = u.id AND d.status = 'delivering' AND d.attempts = u.attempt
+           -- A subquery, not a join: joined, the planner may reach deliveries
+           -- through the endpoint's index and scan all its unfinished ones.
+           AND (SELECT e.success_codes FROM webhooks.endpoint e WHERE e.id = d.endpoint_id) @> u.code
+        RETURNING d.id, d.endpoint_id
+    ), reset AS (
+        UPDATE webhooks.endpoint e SET consecutive_failures = 0
+         WHERE e.id IN (SELECT endpoint_id FROM done) AND e.consecutive_failures <> 0
+    )
+    SELECT coalesce(array_agg(done.id), '{}') INTO succeeded FROM done;
+
+    SELECT array_agg(CASE WHEN u.id = ANY (succeeded) THEN 'succeeded'
+                          ELSE webhooks.record_outcome(u.id, u.attempt, u.code, u.err, u.retry) END
+                     ORDER BY u.ord)
+      INTO statuses
+      FROM unnest(delivery_ids, attempts, status_codes, errors, retry_after_s)
+           WITH ORDINALITY AS u(id, attempt, code, err, retry, ord);
+    RETURN coalesce(statuses, '{}');
+END $$;
 COMMENT ON FUNCTION webhooks.complete_batch(uuid[], integer[], integer[], text[], double precision[], jsonb[],
                                             jsonb[], text[], double precision[], text) IS
-  'Poller API: webhooks.complete() for many attempts in one call; returns the new statuses in input order.';
+  'Poller API: log many attempts and mark each delivery succeeded, pending (retry later) or failed. '
+  'Returns the new statuses in input order (''stale'' where the lease had been lost).';
+
+CREATE FUNCTION webhooks.complete(
+    delivery_id      uuid,
+    attempt          integer,
+    status_code      integer,
+    error            text DEFAULT NULL,
+    duration_ms      double precision DEFAULT NULL,
+    request_headers  jsonb DEFAULT NULL,
+    response_headers jsonb DEFAULT NULL,
+    response_body    text DEFAULT NULL,
+    retry_after_s    double precision DEFAULT NULL,
+    poller           text DEFAULT NULL
+) RETURNS text
+LANGUAGE sql AS $$
+    SELECT (webhooks.complete_batch(ARRAY[delivery_id], ARRAY[attempt], ARRAY[status_code], ARRAY[error],
+                                    ARRAY[duration_ms], ARRAY[request_headers], ARRAY[response_headers],
+                                    ARRAY[response_body], ARRAY[retry_after_s], poller))[1]
+$$;
+COMMENT ON FUNCTION webhooks.complete(uuid, integer, integer, text, double precision, jsonb, jsonb,
+                                      text, double precision, text) IS
+  'Poller API: webhooks.complete_batch() for one attempt. Returns the new status, or ''stale'' if the lease '
+  'had been lost.';
 
 CREATE FUNCTION webhooks.pause_endpoint(id bigint, reason text) RETURNS void
 LANGUAGE plpgsql AS $$
@@ -1037,9 +1089,14 @@ COMMENT ON FUNCTION webhooks.release(uuid[], integer[]) IS
 
 CREATE FUNCTION webhooks.next_due() RETURNS timestamptz
 LANGUAGE sql STABLE AS $$
-    SELECT least((SELECT min(next_attempt_at) FROM webhooks.delivery
-                   WHERE status IN ('pending', 'delivering')),
-                 (SELECT min(created_at) FROM webhooks.event WHERE NOT fanned_out))
+    -- Per endpoint, so that each probe is one step into delivery_endpoint_due.
+    SELECT least((SELECT min(n.next_attempt_at)
+                    FROM webhooks.endpoint e
+                   CROSS JOIN LATERAL (SELECT d.next_attempt_at FROM webhooks.delivery d
+                                        WHERE d.endpoint_id = e.id AND d.status IN ('pending', 'delivering')
+                                        ORDER BY d.next_attempt_at LIMIT 1) n
+                   WHERE e.active),
+                 (SELECT e.created_at FROM webhooks.event e WHERE NOT e.fanned_out ORDER BY e.id LIMIT 1))
 $$;
 COMMENT ON FUNCTION webhooks.next_due() IS
   'Poller API: when the earliest unfinished delivery (or event not fanned out yet) becomes due.';

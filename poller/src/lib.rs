@@ -63,7 +63,11 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 struct Shared {
+    /// Claims, releases and wake-up queries.
     db: Db,
+    /// Outcomes: a second connection, so recording runs beside claiming on
+    /// another backend instead of queueing behind it.
+    outcomes_db: Db,
     clients: send::Clients,
     poller_id: String,
     metrics: Arc<Metrics>,
@@ -91,7 +95,7 @@ async fn completer(
         }
         let mut backoff = Duration::from_millis(50);
         let statuses = loop {
-            match shared.db.complete_batch(&batch, &shared.poller_id).await {
+            match shared.outcomes_db.complete_batch(&batch, &shared.poller_id).await {
                 Ok(statuses) => break Some(statuses),
                 Err(e) => {
                     tracing::warn!(error = %e, outcomes = batch.len(), "could not record outcomes; retrying");
@@ -100,7 +104,7 @@ async fn completer(
                     }
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(2));
-                    let _ = shared.db.ensure_connected().await;
+                    let _ = shared.outcomes_db.ensure_connected().await;
                 }
             }
         };
@@ -160,6 +164,7 @@ async fn watch_backlog(shared: Arc<Shared>) {
 /// Errors only on bad set-up at start; later database trouble is retried.
 pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<Summary, DbError> {
     let db = Db::open(&config.database_url).await?;
+    let outcomes_db = Db::open(&config.database_url).await?;
     let metrics = Arc::new(Metrics::default());
     metrics.db_up.store(1, Ordering::Relaxed);
     let mut background = JoinSet::new();
@@ -171,6 +176,7 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
     }
     let shared = Arc::new(Shared {
         db,
+        outcomes_db,
         clients: send::Clients::new(config.allow_private_networks),
         poller_id: config.poller_id.clone().unwrap_or_else(default_poller_id),
         metrics,
@@ -200,9 +206,12 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
         }
         while inflight.try_join_next().is_some() {}
         let room = permits.available_permits().min(config.batch_size as usize) as u32;
+        // While busy, wait for a quarter of the slots to free up rather than
+        // paying a claim round trip for every single finished request.
+        let worth_claiming = inflight.is_empty() || room >= (config.batch_size.min(config.concurrency) / 4).max(1);
         let mut claimed_full = false;
         let mut claimed_none = true;
-        if room > 0 {
+        if room > 0 && worth_claiming {
             match shared.db.claim(room, config.lease).await {
                 Ok(batch) => {
                     backoff = Duration::from_millis(100);
@@ -251,13 +260,19 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
         if claimed_full {
             continue;
         }
-        if config.once && claimed_none && room > 0 && inflight.is_empty() {
-            break;
+        if config.once && claimed_none && inflight.is_empty() {
+            // Done when nothing is due: work held back by max_in_flight or
+            // ordering (outcomes not recorded yet) is due now and waits.
+            match shared.db.next_due_in().await {
+                Ok(Some(secs)) if secs <= 0.0 => {}
+                Ok(_) => break,
+                Err(e) => tracing::warn!(error = %e, "cannot tell whether anything is due"),
+            }
         }
         // Idle (or full): sleep until notified, a request finishes, the poll
         // timer fires, or the earliest scheduled retry is due.
         let mut nap = jittered(config.poll_interval);
-        if room > 0 {
+        if room > 0 && worth_claiming {
             if let Ok(Some(secs)) = shared.db.next_due_in().await {
                 nap = nap.min(Duration::from_secs_f64(secs.max(0.0)));
             }

@@ -84,6 +84,8 @@ struct State {
     arrived: Notify,
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
+    /// Off: record only arrival times (benchmarks with 100k requests).
+    keep_payload: std::sync::atomic::AtomicBool,
 }
 
 pub struct Receiver {
@@ -146,7 +148,12 @@ async fn handle(state: Arc<State>, req: Request<hyper::body::Incoming>) -> Resul
 impl Receiver {
     /// Binds 127.0.0.1:0 and answers 200 until told otherwise.
     pub async fn start() -> std::io::Result<Receiver> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        Self::start_on(0).await
+    }
+
+    /// Binds 127.0.0.1:`port` (0: any free port).
+    pub async fn start_on(port: u16) -> std::io::Result<Receiver> {
+        let listener = TcpListener::bind(("127.0.0.1", port)).await?;
         let addr = listener.local_addr()?;
         let state = Arc::new(State {
             received: Mutex::new(Vec::new()),
@@ -155,6 +162,7 @@ impl Receiver {
             arrived: Notify::new(),
             in_flight: AtomicUsize::new(0),
             max_in_flight: AtomicUsize::new(0),
+            keep_payload: std::sync::atomic::AtomicBool::new(true),
         });
         let shared = state.clone();
         let task = tokio::spawn(async move {
@@ -178,6 +186,16 @@ impl Receiver {
     /// Replies used, in order, before falling back to the default.
     pub fn script(&self, replies: impl IntoIterator<Item = Reply>) {
         lock(&self.state.script).extend(replies);
+    }
+
+    /// Whether to keep headers and bodies (on by default).
+    pub fn keep_payload(&self, keep: bool) {
+        self.state.keep_payload.store(keep, Ordering::Relaxed);
+    }
+
+    /// Forgets what was recorded so far.
+    pub fn clear(&self) {
+        lock(&self.state.received).clear();
     }
 
     pub fn set_default(&self, reply: Reply) {
