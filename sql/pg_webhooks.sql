@@ -127,6 +127,20 @@ CREATE INDEX delivery_endpoint_due ON webhooks.delivery (endpoint_id, next_attem
 CREATE INDEX delivery_ordering ON webhooks.delivery (endpoint_id, ordering_key, event_id)
   WHERE status IN ('pending', 'delivering') AND ordering_key IS NOT NULL;
 
+-- Every claim and outcome leaves a dead row version behind, and the claim's
+-- scans walk over their index entries until vacuum removes them. Vacuum these
+-- queue tables after a fixed number of changes, not a fraction of their size,
+-- and without cost-based throttling. (The server's autovacuum_naptime, 1 min
+-- by default, bounds how soon; 10s suits busy installations.)
+ALTER TABLE webhooks.delivery SET (
+    autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 5000,
+    autovacuum_vacuum_insert_scale_factor = 0, autovacuum_vacuum_insert_threshold = 10000,
+    autovacuum_analyze_scale_factor = 0.02, autovacuum_vacuum_cost_delay = 0);
+ALTER TABLE webhooks.event SET (
+    autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 5000,
+    autovacuum_vacuum_insert_scale_factor = 0, autovacuum_vacuum_insert_threshold = 10000,
+    autovacuum_vacuum_cost_delay = 0);
+
 CREATE TABLE webhooks.attempt (
     id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     delivery_id      uuid NOT NULL,
@@ -755,9 +769,12 @@ BEGIN
               FROM webhooks.endpoint e
              -- LATERAL ... LIMIT 1: one index probe per endpoint. As EXISTS, the
              -- planner may hash every unfinished delivery instead.
+             -- (ORDER BY keeps it on the due index: a sequential scan "finds
+             -- one quickly" only while finished deliveries are few.)
              CROSS JOIN LATERAL (SELECT 1 FROM webhooks.delivery d
                                   WHERE d.endpoint_id = e.id AND d.status IN ('pending', 'delivering')
                                     AND d.next_attempt_at <= now()
+                                  ORDER BY d.next_attempt_at
                                   LIMIT 1) due
              WHERE e.active AND e.deleted_at IS NULL
             OFFSET 0) b  -- a fence: lock only endpoints that passed the filter
