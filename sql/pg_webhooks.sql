@@ -925,10 +925,9 @@ DECLARE
     why   text := coalesce(error, 'HTTP ' || status_code);
 BEGIN
     SELECT * INTO d FROM webhooks.delivery x WHERE x.id = record_outcome.delivery_id FOR UPDATE;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'unknown delivery %', delivery_id USING ERRCODE = 'no_data_found';
-    END IF;
-    IF d.status <> 'delivering' OR d.attempts <> record_outcome.attempt THEN
+    -- Not ours any more: the lease expired and the delivery was claimed again,
+    -- or finished, or deleted. The attempt is logged; nothing else changes.
+    IF NOT FOUND OR d.status <> 'delivering' OR d.attempts <> record_outcome.attempt THEN
         RETURN 'stale';
     END IF;
     SELECT * INTO ep FROM webhooks.endpoint e WHERE e.id = d.endpoint_id;

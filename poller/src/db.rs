@@ -83,21 +83,44 @@ pub struct Outcome {
     pub retry_after_s: Option<f64>,
 }
 
-pub async fn connect(url: &str) -> Result<Client, DbError> {
+/// How a connection commits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Commit {
+    /// The server's setting. Claims need it: a claim lost in a crash after its
+    /// request was sent would be fanned out again under a new delivery id, and
+    /// the receiver could not recognise the duplicate.
+    Durable,
+    /// `synchronous_commit = off`. Fine for outcomes: one lost in a crash only
+    /// means the lease expires and the same delivery (same webhook-id) is sent
+    /// again, which at-least-once allows.
+    Async,
+}
+
+pub async fn connect(url: &str, commit: Commit) -> Result<Client, DbError> {
     let (client, connection) = tokio_postgres::connect(url, NoTls).await.map_err(DbError::Connect)?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::warn!(error = %error_text(&e), "database connection closed");
         }
     });
-    // Losing the last few claims or outcomes in a database crash only means a
-    // lease expires and a delivery is sent again — which at-least-once allows —
-    // so the poller's own transactions need not wait for the WAL flush.
-    client
-        .batch_execute("SET synchronous_commit = off; SET application_name = 'pg-webhooks-poller'")
-        .await
-        .map_err(DbError::Query)?;
+    let mut setup = String::from("SET application_name = 'pg-webhooks-poller';");
+    if commit == Commit::Async {
+        setup.push_str("SET synchronous_commit = off;");
+    }
+    client.batch_execute(&setup).await.map_err(DbError::Query)?;
     Ok(client)
+}
+
+impl DbError {
+    /// Whether retrying can help: connection trouble can pass, an error the
+    /// server raised for this statement will be raised again.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            DbError::Query(e) => e.as_db_error().is_none() || e.code().is_some_and(|c| c.code().starts_with("57P")),
+            DbError::Connect(_) => true,
+            _ => false,
+        }
+    }
 }
 
 /// Refuses to start against a database without a compatible extension.
@@ -121,15 +144,17 @@ pub async fn check_extension(client: &Client) -> Result<String, DbError> {
 /// many tasks pipeline over one connection.
 pub struct Db {
     url: String,
+    commit: Commit,
     client: RwLock<Arc<Client>>,
 }
 
 impl Db {
-    pub async fn open(url: &str) -> Result<Db, DbError> {
-        let client = connect(url).await?;
+    pub async fn open(url: &str, commit: Commit) -> Result<Db, DbError> {
+        let client = connect(url, commit).await?;
         check_extension(&client).await?;
         Ok(Db {
             url: url.to_owned(),
+            commit,
             client: RwLock::new(Arc::new(client)),
         })
     }
@@ -146,7 +171,7 @@ impl Db {
         }
         let mut guard = self.client.write().await;
         if guard.is_closed() {
-            let client = connect(&self.url).await?;
+            let client = connect(&self.url, self.commit).await?;
             check_extension(&client).await?;
             *guard = Arc::new(client);
             tracing::info!("reconnected to the database");

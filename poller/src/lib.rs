@@ -15,7 +15,7 @@ pub mod send;
 pub mod ssrf;
 
 use config::Config;
-use db::{Claimed, Db, DbError, Outcome};
+use db::{Claimed, Commit, Db, DbError, Outcome};
 use metrics::Metrics;
 use rand::Rng;
 use std::collections::HashSet;
@@ -97,6 +97,12 @@ async fn completer(
         let statuses = loop {
             match shared.outcomes_db.complete_batch(&batch, &shared.poller_id).await {
                 Ok(statuses) => break Some(statuses),
+                Err(e) if !e.is_transient() => {
+                    // Retrying would fail the same way and hold up every later
+                    // outcome. Their leases expire; the deliveries go out again.
+                    tracing::error!(error = %e, outcomes = batch.len(), "could not record outcomes; dropping them");
+                    break None;
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, outcomes = batch.len(), "could not record outcomes; retrying");
                     if *give_up.borrow() {
@@ -163,8 +169,8 @@ async fn watch_backlog(shared: Arc<Shared>) {
 /// Runs until `shutdown` turns true (or, with `--once`, until nothing is due).
 /// Errors only on bad set-up at start; later database trouble is retried.
 pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<Summary, DbError> {
-    let db = Db::open(&config.database_url).await?;
-    let outcomes_db = Db::open(&config.database_url).await?;
+    let db = Db::open(&config.database_url, Commit::Durable).await?;
+    let outcomes_db = Db::open(&config.database_url, Commit::Async).await?;
     let metrics = Arc::new(Metrics::default());
     metrics.db_up.store(1, Ordering::Relaxed);
     let mut background = JoinSet::new();

@@ -29,8 +29,15 @@ impl Poller {
         Self::start_exact(url, &all)
     }
 
-    /// Starts `run()` with `--database-url url` plus exactly `args`.
+    /// Starts `run()` with `--database-url url` plus exactly `args`. With
+    /// PG_WEBHOOKS_LOG set (e.g. `info`), in-process pollers log to stderr.
     pub fn start_exact(url: &str, args: &[&str]) -> Result<Poller, String> {
+        if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_env("PG_WEBHOOKS_LOG") {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_test_writer()
+                .try_init();
+        }
         let mut all = vec!["--database-url", url];
         all.extend_from_slice(args);
         let config = config_from_args(&all)?;
