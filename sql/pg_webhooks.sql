@@ -63,15 +63,32 @@ COMMENT ON TABLE webhooks.endpoint IS
 CREATE UNIQUE INDEX endpoint_name ON webhooks.endpoint (name) WHERE deleted_at IS NULL;
 
 CREATE TABLE webhooks.source (
-    source      regclass PRIMARY KEY,
-    resource    text NOT NULL,
-    events      text[] NOT NULL,
-    key_columns name[] NOT NULL,
-    created_at  timestamptz NOT NULL DEFAULT now(),
-    updated_at  timestamptz NOT NULL DEFAULT now()
+    id              bigint GENERATED ALWAYS AS IDENTITY UNIQUE,
+    source          regclass PRIMARY KEY,
+    resource        text NOT NULL,
+    events          text[] NOT NULL,
+    key_columns     name[] NOT NULL,
+    columns         name[],
+    exclude_columns name[] NOT NULL DEFAULT '{}',
+    tenant_column   name,
+    payload         regprocedure,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    updated_at      timestamptz NOT NULL DEFAULT now()
 );
 COMMENT ON TABLE webhooks.source IS
   'Tables whose committed changes become events; managed by webhooks.track()/untrack().';
+
+CREATE TABLE webhooks.source_event (
+    id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    source     regclass NOT NULL,
+    event      text NOT NULL,
+    condition  text NOT NULL,
+    payload    regprocedure,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT source_event_unique UNIQUE (source, event)
+);
+COMMENT ON TABLE webhooks.source_event IS
+  'Business events fired when a row change meets a condition; managed by webhooks.track_event().';
 
 CREATE TABLE webhooks.event (
     id          uuid PRIMARY KEY DEFAULT webhooks.uuid_v7(),
@@ -159,88 +176,148 @@ COMMENT ON TABLE webhooks.attempt IS
   'One row per HTTP attempt: what was sent (headers, credentials redacted), what came back, how long it took.';
 CREATE INDEX attempt_delivery ON webhooks.attempt (delivery_id, attempt);
 
+-- Extension tables are left out of pg_dump unless registered: without this a
+-- dump and restore would lose every endpoint, tracked table and log row.
+SELECT pg_catalog.pg_extension_config_dump('webhooks.endpoint', '');
+SELECT pg_catalog.pg_extension_config_dump('webhooks.endpoint_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('webhooks.source', '');
+SELECT pg_catalog.pg_extension_config_dump('webhooks.source_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('webhooks.source_event', '');
+SELECT pg_catalog.pg_extension_config_dump('webhooks.source_event_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('webhooks.event', '');
+SELECT pg_catalog.pg_extension_config_dump('webhooks.delivery', '');
+SELECT pg_catalog.pg_extension_config_dump('webhooks.attempt', '');
+SELECT pg_catalog.pg_extension_config_dump('webhooks.attempt_id_seq', '');
+
 ---------------------------------------------------------------------------
 -- Capture
 ---------------------------------------------------------------------------
 
--- Row trigger installed by webhooks.track(). TG_ARGV[0] is the resource name,
--- TG_ARGV[1..] the primary-key columns; passing them as arguments keeps a
--- catalog lookup out of every captured row. The writer pays for one INSERT.
-CREATE FUNCTION webhooks.capture() RETURNS trigger
-LANGUAGE plpgsql AS $$
+-- How capture works: webhooks.track() generates one trigger function per
+-- table, webhooks.capture_<n>(), with the table's settings (key columns,
+-- excluded columns, tenant column, payload function) written into static SQL.
+-- PL/pgSQL caches its plans, so a captured row costs one INSERT and no
+-- planning, catalog lookup or dynamic SQL. The writer pays for that INSERT
+-- only: deliveries are created later, by webhooks.claim().
+
+-- Internal: `NEW.a`-style expressions for a list of columns, rendered as JSON text.
+CREATE FUNCTION webhooks.column_text_expr(rec text, columns name[]) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT string_agg(format('(to_jsonb(%s.%I) #>> ''{}'')', rec, c), ' || '','' || ' ORDER BY o)
+      FROM unnest(columns) WITH ORDINALITY AS u(c, o)
+$$;
+COMMENT ON FUNCTION webhooks.column_text_expr(text, name[]) IS
+  'Internal: SQL text of the key (or tenant) of NEW/OLD: column values as JSON text, joined by commas.';
+
+-- Internal: the body of a generated capture function. `event_name` is NULL
+-- for <resource>.created/updated/deleted, or a fixed name (track_event).
+CREATE FUNCTION webhooks.capture_source(src webhooks.source, event_name text, payload regprocedure)
+RETURNS text
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    excl  text := CASE WHEN cardinality(src.exclude_columns) > 0
+                       THEN format(' - %L::text[]', src.exclude_columns) ELSE '' END;
+    -- Schema-qualified names: the trigger runs under the writer's search_path.
+    shape text := CASE WHEN payload IS NULL THEN 'row_data'
+                       ELSE (SELECT format('%I.%I(row_data)', n.nspname, p.proname)
+                               FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+                              WHERE p.oid = payload) END;
+    qualified text := (SELECT format('%I.%I', n.nspname, c.relname)
+                         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                        WHERE c.oid = src.source);
+    name  text := CASE WHEN event_name IS NULL THEN format('%L || verb', src.resource || '.')
+                       ELSE quote_literal(event_name) END;
+    tenant_new text := CASE WHEN src.tenant_column IS NULL THEN 'NULL'
+                            ELSE webhooks.column_text_expr('NEW', ARRAY[src.tenant_column]) END;
+    tenant_old text := CASE WHEN src.tenant_column IS NULL THEN 'NULL'
+                            ELSE webhooks.column_text_expr('OLD', ARRAY[src.tenant_column]) END;
+BEGIN
+    RETURN format($body$
 DECLARE
     row_data jsonb;
     changed  jsonb;
     verb     text;
     key      text;
+    tenant   text;
 BEGIN
     IF NOT webhooks.capture_enabled() THEN
         RETURN NULL;
     END IF;
-    IF TG_OP = 'INSERT' THEN
-        row_data := to_jsonb(NEW);
-        verb := 'created';
-    ELSIF TG_OP = 'UPDATE' THEN
-        row_data := to_jsonb(NEW);
-        SELECT jsonb_object_agg(o.key, o.value) INTO changed
-          FROM jsonb_each(to_jsonb(OLD)) o
-         WHERE row_data -> o.key IS DISTINCT FROM o.value;
-        verb := 'updated';
-    ELSE
-        row_data := to_jsonb(OLD);
+    IF TG_OP = 'DELETE' THEN
+        row_data := to_jsonb(OLD)%1$s;
+        key := %2$s;
+        tenant := %3$s;
         verb := 'deleted';
-    END IF;
-
-    IF TG_NARGS = 2 THEN
-        key := row_data ->> TG_ARGV[1];
     ELSE
-        SELECT string_agg(row_data ->> TG_ARGV[i], ',' ORDER BY i) INTO key
-          FROM generate_series(1, TG_NARGS - 1) i;
+        row_data := to_jsonb(NEW)%1$s;
+        key := %4$s;
+        tenant := %5$s;
+        verb := 'created';
+        IF TG_OP = 'UPDATE' THEN
+            verb := 'updated';
+            SELECT jsonb_object_agg(o.key, o.value) INTO changed
+              FROM jsonb_each(to_jsonb(OLD)%1$s) o
+             WHERE row_data -> o.key IS DISTINCT FROM o.value;
+            IF changed IS NULL AND %6$L IS NULL THEN
+                RETURN NULL;  -- only excluded columns changed
+            END IF;
+        END IF;
     END IF;
+    INSERT INTO webhooks.event (event, source, operation, key, tenant, data, previous)
+    VALUES (%7$s, %8$L, TG_OP, key, tenant, %9$s, changed);
+    PERFORM webhooks.notify_once();
+    RETURN NULL;
+END
+$body$,
+        excl,
+        webhooks.column_text_expr('OLD', src.key_columns), tenant_old,
+        webhooks.column_text_expr('NEW', src.key_columns), tenant_new,
+        event_name, name, qualified, shape);
+END $$;
+COMMENT ON FUNCTION webhooks.capture_source(webhooks.source, text, regprocedure) IS
+  'Internal: PL/pgSQL source of a generated capture trigger function.';
 
-    INSERT INTO webhooks.event (event, source, operation, key, data, previous)
-    VALUES (TG_ARGV[0] || '.' || verb,
-            quote_ident(TG_TABLE_SCHEMA) || '.' || quote_ident(TG_TABLE_NAME),
-            TG_OP, key, row_data, changed);
+CREATE FUNCTION webhooks.capture_truncate() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF NOT webhooks.capture_enabled() THEN
+        RETURN NULL;
+    END IF;
+    -- TG_ARGV[0]: the resource name.
+    INSERT INTO webhooks.event (event, source, operation, data)
+    VALUES (TG_ARGV[0] || '.truncated', quote_ident(TG_TABLE_SCHEMA) || '.' || quote_ident(TG_TABLE_NAME),
+            'TRUNCATE', '{}');
     PERFORM webhooks.notify_once();
     RETURN NULL;
 END $$;
-COMMENT ON FUNCTION webhooks.capture() IS
-  'Internal trigger function installed by webhooks.track(): writes the event in the writer''s transaction.';
+COMMENT ON FUNCTION webhooks.capture_truncate() IS
+  'Internal trigger function: TRUNCATE of a tracked table emits <resource>.truncated.';
 
-CREATE FUNCTION webhooks.drop_capture_triggers(rel regclass) RETURNS void
+CREATE FUNCTION webhooks.drop_capture_triggers(rel regclass, prefix text DEFAULT 'webhooks\_capture\_%')
+RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
     t name;
 BEGIN
-    FOR t IN SELECT tgname FROM pg_trigger
-              WHERE tgrelid = rel AND tgname LIKE 'webhooks\_capture\_%' LOOP
+    FOR t IN SELECT tgname FROM pg_trigger WHERE tgrelid = rel AND tgname LIKE prefix LOOP
         EXECUTE format('DROP TRIGGER %I ON %s', t, rel);
     END LOOP;
 END $$;
-COMMENT ON FUNCTION webhooks.drop_capture_triggers(regclass) IS
-  'Internal: remove the capture triggers that webhooks.track() installed on a table.';
+COMMENT ON FUNCTION webhooks.drop_capture_triggers(regclass, text) IS
+  'Internal: remove the capture triggers that webhooks.track() (or track_event()) installed on a table.';
 
-CREATE FUNCTION webhooks.track(
-    source   regclass,
-    resource text DEFAULT NULL,
-    events   text[] DEFAULT '{created,updated,deleted}'
-) RETURNS void
-LANGUAGE plpgsql AS $$
+-- Internal: refuses tables that cannot be tracked; returns their primary key.
+CREATE FUNCTION webhooks.trackable(rel regclass, caller text) RETURNS name[]
+LANGUAGE plpgsql STABLE AS $$
 DECLARE
-    keys     name[];
-    res      text;
-    args     text;
-    bad      text;
-    rel      regclass := source;
+    keys name[];
 BEGIN
     IF (SELECT relkind FROM pg_class WHERE oid = rel) NOT IN ('r', 'p') THEN
-        RAISE EXCEPTION 'webhooks.track: % is not a table', rel
-          USING ERRCODE = 'wrong_object_type';
+        RAISE EXCEPTION '%: % is not a table', caller, rel USING ERRCODE = 'wrong_object_type';
     END IF;
     IF (SELECT relnamespace::regnamespace::text FROM pg_class WHERE oid = rel)
        IN ('pg_catalog', 'information_schema', 'pg_toast', 'webhooks') THEN
-        RAISE EXCEPTION 'webhooks.track: % is a system or pg_webhooks table and cannot be tracked', rel
+        RAISE EXCEPTION '%: % is a system or pg_webhooks table and cannot be tracked', caller, rel
           USING ERRCODE = 'insufficient_privilege';
     END IF;
     SELECT array_agg(a.attname ORDER BY k.ord) INTO keys
@@ -249,74 +326,229 @@ BEGIN
       JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
      WHERE i.indrelid = rel AND i.indisprimary;
     IF keys IS NULL THEN
-        RAISE EXCEPTION 'webhooks.track: table % has no primary key', rel
+        RAISE EXCEPTION '%: table % has no primary key', caller, rel
           USING ERRCODE = 'invalid_table_definition',
                 HINT = 'Events carry the row''s primary key as their key; add one with ALTER TABLE ... ADD PRIMARY KEY.';
     END IF;
-    res := coalesce(resource, (SELECT relname FROM pg_class WHERE oid = rel));
+    RETURN keys;
+END $$;
+COMMENT ON FUNCTION webhooks.trackable(regclass, text) IS
+  'Internal: raise unless the table can be tracked (a table with a primary key, not a system table); '
+  'return its key columns.';
+
+-- Internal: raises unless every name is a column of the table.
+CREATE FUNCTION webhooks.check_columns(rel regclass, what text, columns name[]) RETURNS name[]
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    bad name;
+BEGIN
+    SELECT c INTO bad FROM unnest(columns) c
+     WHERE c IS NULL OR NOT EXISTS (SELECT 1 FROM pg_attribute a
+                                     WHERE a.attrelid = rel AND a.attname = c
+                                       AND a.attnum > 0 AND NOT a.attisdropped)
+     LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION '%: % has no column %', what, rel, coalesce(quote_ident(bad), 'NULL')
+          USING ERRCODE = 'undefined_column';
+    END IF;
+    RETURN columns;
+END $$;
+COMMENT ON FUNCTION webhooks.check_columns(regclass, text, name[]) IS
+  'Internal: raise undefined_column unless every name is a column of the table.';
+
+-- Internal: raises unless the function can shape a payload: (jsonb) RETURNS jsonb.
+CREATE FUNCTION webhooks.check_payload(payload regprocedure) RETURNS regprocedure
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    IF payload IS NOT NULL AND NOT EXISTS (
+           SELECT 1 FROM pg_proc p
+            WHERE p.oid = payload AND p.pronargs = 1 AND p.proargtypes[0] = 'jsonb'::regtype
+              AND p.prorettype = 'jsonb'::regtype AND NOT p.proretset AND p.prokind = 'f') THEN
+        RAISE EXCEPTION 'payload function % must take one jsonb argument and return jsonb', payload
+          USING ERRCODE = 'invalid_function_definition';
+    END IF;
+    RETURN payload;
+END $$;
+COMMENT ON FUNCTION webhooks.check_payload(regprocedure) IS
+  'Internal: raise unless a payload function has the signature (jsonb) RETURNS jsonb.';
+
+CREATE FUNCTION webhooks.track(
+    source          regclass,
+    resource        text DEFAULT NULL,
+    events          text[] DEFAULT '{created,updated,deleted}',
+    columns         name[] DEFAULT NULL,
+    exclude_columns name[] DEFAULT NULL,
+    tenant_column   name DEFAULT NULL,
+    payload         regprocedure DEFAULT NULL
+) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    rel  regclass := source;
+    keys name[] := webhooks.trackable(source, 'webhooks.track');
+    res  text := coalesce(resource, (SELECT relname FROM pg_class WHERE oid = source));
+    bad  text;
+    src  webhooks.source;
+    fn   text;
+    changed_when text;
+BEGIN
     PERFORM webhooks.check_event_name(res);
     IF events IS NULL OR cardinality(events) = 0 THEN
-        RAISE EXCEPTION 'webhooks.track: events must not be empty'
-          USING ERRCODE = 'invalid_parameter_value';
+        RAISE EXCEPTION 'webhooks.track: events must not be empty' USING ERRCODE = 'invalid_parameter_value';
     END IF;
     SELECT e INTO bad FROM unnest(events) e
-     WHERE e IS NULL OR e NOT IN ('created', 'updated', 'deleted') LIMIT 1;
+     WHERE e IS NULL OR e NOT IN ('created', 'updated', 'deleted', 'truncated') LIMIT 1;
     IF FOUND THEN
         RAISE EXCEPTION 'webhooks.track: unknown event kind %', coalesce(quote_literal(bad), 'NULL')
           USING ERRCODE = 'invalid_parameter_value',
-                HINT = 'Use created, updated and/or deleted.';
+                HINT = 'Use created, updated, deleted and/or truncated.';
     END IF;
+    IF columns IS NOT NULL AND cardinality(columns) = 0 THEN
+        RAISE EXCEPTION 'webhooks.track: columns must list at least one column (or be NULL for any change)'
+          USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM webhooks.check_columns(rel, 'webhooks.track columns', columns),
+            webhooks.check_columns(rel, 'webhooks.track exclude_columns', exclude_columns),
+            webhooks.check_payload(payload);
+    IF tenant_column IS NOT NULL THEN
+        PERFORM webhooks.check_columns(rel, 'webhooks.track tenant_column', ARRAY[tenant_column]);
+    END IF;
+
+    INSERT INTO webhooks.source AS s (source, resource, events, key_columns, columns, exclude_columns,
+                                      tenant_column, payload)
+    VALUES (rel, res, events, keys, columns, coalesce(exclude_columns, '{}'), tenant_column, payload)
+    ON CONFLICT ON CONSTRAINT source_pkey DO UPDATE
+       SET resource = excluded.resource, events = excluded.events, key_columns = excluded.key_columns,
+           columns = excluded.columns, exclude_columns = excluded.exclude_columns,
+           tenant_column = excluded.tenant_column, payload = excluded.payload, updated_at = now()
+    RETURNING * INTO src;
+
+    fn := format('webhooks.capture_%s', src.id);
+    EXECUTE format('CREATE OR REPLACE FUNCTION %s() RETURNS trigger LANGUAGE plpgsql AS %L',
+                   fn, webhooks.capture_source(src, NULL, payload));
+    EXECUTE format('COMMENT ON FUNCTION %s() IS %L', fn,
+                   'Capture trigger of ' || rel::text || ', generated by webhooks.track(); do not edit.');
 
     PERFORM webhooks.drop_capture_triggers(rel);
-    args := (SELECT string_agg(quote_literal(a), ', ')
-               FROM unnest(ARRAY[res] || keys::text[]) a);
     IF 'created' = ANY (events) OR 'deleted' = ANY (events) THEN
-        EXECUTE format(
-          'CREATE TRIGGER webhooks_capture_ins_del AFTER %s ON %s '
-          'FOR EACH ROW EXECUTE FUNCTION webhooks.capture(%s)',
-          concat_ws(' OR ',
-                    CASE WHEN 'created' = ANY (events) THEN 'INSERT' END,
-                    CASE WHEN 'deleted' = ANY (events) THEN 'DELETE' END),
-          rel, args);
+        EXECUTE format('CREATE TRIGGER webhooks_capture_ins_del AFTER %s ON %s FOR EACH ROW EXECUTE FUNCTION %s()',
+                       concat_ws(' OR ', CASE WHEN 'created' = ANY (events) THEN 'INSERT' END,
+                                         CASE WHEN 'deleted' = ANY (events) THEN 'DELETE' END),
+                       rel, fn);
     END IF;
     IF 'updated' = ANY (events) THEN
-        -- The WHEN clause keeps no-op updates (SET x = x) out without calling the trigger.
-        EXECUTE format(
-          'CREATE TRIGGER webhooks_capture_upd AFTER UPDATE ON %s '
-          'FOR EACH ROW WHEN (OLD.* IS DISTINCT FROM NEW.*) '
-          'EXECUTE FUNCTION webhooks.capture(%s)',
-          rel, args);
+        -- The WHEN clause keeps uninteresting updates (SET x = x, or no listed
+        -- column changed) out without even calling the function.
+        changed_when := CASE WHEN columns IS NULL THEN 'OLD.* IS DISTINCT FROM NEW.*'
+                             ELSE format('(%s) IS DISTINCT FROM (%s)',
+                                         (SELECT string_agg('OLD.' || quote_ident(c), ', ') FROM unnest(columns) c)
+                                           || CASE WHEN cardinality(columns) = 1 THEN ', NULL' ELSE '' END,
+                                         (SELECT string_agg('NEW.' || quote_ident(c), ', ') FROM unnest(columns) c)
+                                           || CASE WHEN cardinality(columns) = 1 THEN ', NULL' ELSE '' END)
+                        END;
+        EXECUTE format('CREATE TRIGGER webhooks_capture_upd AFTER UPDATE ON %s FOR EACH ROW WHEN (%s) '
+                       'EXECUTE FUNCTION %s()', rel, changed_when, fn);
     END IF;
-
-    INSERT INTO webhooks.source AS s (source, resource, events, key_columns)
-    VALUES (rel, res, events, keys)
-    ON CONFLICT ON CONSTRAINT source_pkey DO UPDATE
-       SET resource = excluded.resource, events = excluded.events,
-           key_columns = excluded.key_columns, updated_at = now();
+    IF 'truncated' = ANY (events) OR events = '{created,updated,deleted}' THEN
+        EXECUTE format('CREATE TRIGGER webhooks_capture_truncate AFTER TRUNCATE ON %s FOR EACH STATEMENT '
+                       'EXECUTE FUNCTION webhooks.capture_truncate(%L)', rel, res);
+    END IF;
 END $$;
-COMMENT ON FUNCTION webhooks.track(regclass, text, text[]) IS
-  'Turn committed INSERT/UPDATE/DELETE on a table into <resource>.created/updated/deleted events. '
-  'Calling it again changes the settings.';
+COMMENT ON FUNCTION webhooks.track(regclass, text, text[], name[], name[], name, regprocedure) IS
+  'Turn committed INSERT/UPDATE/DELETE (and TRUNCATE) on a table into <resource>.created/updated/deleted '
+  '(/truncated) events. Calling it again changes the settings.';
+
+CREATE FUNCTION webhooks.track_event(source regclass, event text, condition text,
+                                     payload regprocedure DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    rel  regclass := source;
+    keys name[] := webhooks.trackable(source, 'webhooks.track_event');
+    src  webhooks.source;
+    se   webhooks.source_event;
+    fn   text;
+    trg  text;
+BEGIN
+    PERFORM webhooks.check_event_name(event), webhooks.check_payload(payload);
+    IF condition IS NULL OR btrim(condition) = '' THEN
+        RAISE EXCEPTION 'webhooks.track_event: condition must not be empty' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- The table's own settings (excluded and tenant columns) apply when it is tracked.
+    SELECT * INTO src FROM webhooks.source s WHERE s.source = rel;
+    IF NOT FOUND THEN
+        src := ROW(NULL, rel, NULL, '{}', keys, NULL, '{}', NULL, NULL, now(), now())::webhooks.source;
+    END IF;
+    INSERT INTO webhooks.source_event AS x (source, event, condition, payload)
+    VALUES (rel, track_event.event, condition, payload)
+    ON CONFLICT ON CONSTRAINT source_event_unique DO UPDATE
+       SET condition = excluded.condition, payload = excluded.payload
+    RETURNING * INTO se;
+
+    fn := format('webhooks.capture_event_%s', se.id);
+    trg := format('webhooks_event_%s', se.id);
+    EXECUTE format('CREATE OR REPLACE FUNCTION %s() RETURNS trigger LANGUAGE plpgsql AS %L',
+                   fn, webhooks.capture_source(src, track_event.event, payload));
+    EXECUTE format('COMMENT ON FUNCTION %s() IS %L', fn,
+                   'Business event ' || track_event.event || ' of ' || rel::text
+                   || ', generated by webhooks.track_event(); do not edit.');
+    PERFORM webhooks.drop_capture_triggers(rel, replace(trg, '_', '\_'));
+    -- Postgres validates the condition as the trigger's WHEN clause. One that
+    -- mentions OLD cannot apply to INSERT: then it is an UPDATE-only event.
+    BEGIN
+        EXECUTE format('CREATE TRIGGER %I AFTER INSERT OR UPDATE ON %s FOR EACH ROW WHEN (%s) EXECUTE FUNCTION %s()',
+                       trg, rel, condition, fn);
+    EXCEPTION WHEN invalid_object_definition THEN
+        EXECUTE format('CREATE TRIGGER %I AFTER UPDATE ON %s FOR EACH ROW WHEN (%s) EXECUTE FUNCTION %s()',
+                       trg, rel, condition, fn);
+    END;
+EXCEPTION
+    WHEN syntax_error OR undefined_column OR undefined_function OR datatype_mismatch
+         OR undefined_table OR invalid_object_definition OR feature_not_supported THEN
+        RAISE EXCEPTION 'webhooks.track_event: invalid condition %: %', quote_literal(condition), SQLERRM
+          USING ERRCODE = SQLSTATE;
+END $$;
+COMMENT ON FUNCTION webhooks.track_event(regclass, text, text, regprocedure) IS
+  'Emit a named business event (e.g. invoice.paid) when a row change meets a condition over OLD/NEW, '
+  'checked by the trigger''s own WHEN clause. Calling it again replaces the condition.';
 
 CREATE FUNCTION webhooks.untrack(source regclass) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
     rel regclass := source;
+    src webhooks.source;
+    fn  text;
 BEGIN
-    IF NOT EXISTS (SELECT 1 FROM webhooks.source s WHERE s.source = rel) THEN
+    SELECT * INTO src FROM webhooks.source s WHERE s.source = rel;
+    IF NOT FOUND AND NOT EXISTS (SELECT 1 FROM webhooks.source_event x WHERE x.source = rel) THEN
         RAISE EXCEPTION 'webhooks.untrack: table % is not tracked', rel
           USING ERRCODE = 'undefined_object';
     END IF;
     PERFORM webhooks.drop_capture_triggers(rel);
+    PERFORM webhooks.drop_capture_triggers(rel, 'webhooks\_event\_%');
+    IF src.id IS NOT NULL THEN
+        EXECUTE format('DROP FUNCTION IF EXISTS webhooks.capture_%s()', src.id);
+    END IF;
+    FOR fn IN SELECT format('webhooks.capture_event_%s', x.id) FROM webhooks.source_event x WHERE x.source = rel LOOP
+        EXECUTE format('DROP FUNCTION IF EXISTS %s()', fn);
+    END LOOP;
     DELETE FROM webhooks.source s WHERE s.source = rel;
+    DELETE FROM webhooks.source_event x WHERE x.source = rel;
 END $$;
 COMMENT ON FUNCTION webhooks.untrack(regclass) IS
-  'Stop capturing changes of a table (drops its triggers). Past events and deliveries stay.';
+  'Stop capturing changes of a table (its triggers, generated functions and business events go). '
+  'Past events and deliveries stay.';
 
 CREATE VIEW webhooks.sources AS
-SELECT source, resource, events, key_columns, created_at, updated_at
-  FROM webhooks.source;
-COMMENT ON VIEW webhooks.sources IS 'Tracked tables and their settings.';
+SELECT t.source, s.resource, s.events, s.key_columns, s.columns, s.exclude_columns, s.tenant_column,
+       s.payload,
+       (SELECT coalesce(jsonb_object_agg(x.event, x.condition), '{}') FROM webhooks.source_event x
+         WHERE x.source = t.source) AS business_events,
+       s.created_at, s.updated_at
+  FROM (SELECT source FROM webhooks.source UNION SELECT source FROM webhooks.source_event) t
+  LEFT JOIN webhooks.source s ON s.source = t.source;
+COMMENT ON VIEW webhooks.sources IS
+  'Tracked tables, their settings and their business events (track_event). A table with business events '
+  'only has NULL settings.';
 
 CREATE FUNCTION webhooks.emit(event text, data jsonb, key text DEFAULT NULL, tenant text DEFAULT NULL)
 RETURNS uuid LANGUAGE plpgsql AS $$
@@ -696,8 +928,9 @@ LANGUAGE sql STABLE AS $$
        AND (e.filter IS NULL OR coalesce(jsonb_path_match(webhooks.envelope(ev), e.filter, silent => true), false))
 $$;
 COMMENT ON FUNCTION webhooks.endpoint_matches(webhooks.endpoint, webhooks.event) IS
-  'Does the event go to the endpoint (event pattern, tenant, jsonpath filter)? Inactive endpoints still '
-  'match: their deliveries wait until they are resumed.';
+  'Does the event go to the endpoint (event pattern, tenant, jsonpath filter)? An endpoint with a tenant '
+  'gets only that tenant''s events; one without gets all. Inactive endpoints still match: their deliveries '
+  'wait until they are resumed.';
 
 -- Create the deliveries of events not fanned out yet, oldest first. One
 -- fan-out at a time (others skip, they have nothing to add): deliveries of

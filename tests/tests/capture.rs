@@ -1,0 +1,299 @@
+//! Capture by SQL alone: track() options, business events, TRUNCATE, column
+//! types, tenant routing, and the SQLSTATE of every bad input.
+
+use pg_webhooks_tests::cluster::{db_message, sqlstate, Cluster};
+use serde_json::json;
+use tokio_postgres::Client;
+
+async fn setup() -> (Cluster, Client) {
+    let cluster = Cluster::start().expect("cluster");
+    let db = cluster.create_database("erp", true).await.expect("database");
+    db.batch_execute(
+        "CREATE SCHEMA sales;
+         CREATE TABLE sales.customers (id int PRIMARY KEY, name text NOT NULL);
+         CREATE TABLE sales.\"Orders\" (
+             id int PRIMARY KEY, customer_id int REFERENCES sales.customers, status text NOT NULL,
+             total numeric(12,2), card_number text, tenant text, note text);
+         CREATE TABLE sales.order_lines (order_id int REFERENCES sales.\"Orders\", line int, sku text, qty int,
+                                         PRIMARY KEY (order_id, line));
+         CREATE FUNCTION sales.order_payload(o jsonb) RETURNS jsonb LANGUAGE sql STABLE AS $$
+             SELECT o || jsonb_build_object(
+                 'customer', (SELECT to_jsonb(c) FROM sales.customers c WHERE c.id = (o->>'customer_id')::int),
+                 'lines', (SELECT coalesce(jsonb_agg(to_jsonb(l) ORDER BY l.line), '[]')
+                             FROM sales.order_lines l WHERE l.order_id = (o->>'id')::int))
+         $$;",
+    )
+    .await
+    .unwrap();
+    (cluster, db)
+}
+
+async fn events(
+    db: &Client,
+) -> Vec<(
+    String,
+    Option<String>,
+    Option<String>,
+    serde_json::Value,
+    Option<serde_json::Value>,
+)> {
+    db.query(
+        "SELECT event, key, tenant, data, previous FROM webhooks.event ORDER BY id",
+        &[],
+    )
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
+    .collect()
+}
+
+async fn refused(db: &Client, sql: &str, code: &str) -> String {
+    let err = db.batch_execute(sql).await.expect_err(sql);
+    assert_eq!(sqlstate(&err).as_deref(), Some(code), "{sql}: {}", db_message(&err));
+    db_message(&err)
+}
+
+#[tokio::test]
+async fn track_options_shape_what_is_captured() {
+    let (_c, db) = setup().await;
+    db.batch_execute(
+        "INSERT INTO sales.customers VALUES (7, 'ACME');
+         SELECT webhooks.track('sales.\"Orders\"', resource => 'order', columns => '{status,total,card_number}',
+                               exclude_columns => '{card_number}', tenant_column => 'tenant',
+                               payload => 'sales.order_payload(jsonb)');
+         BEGIN;
+         INSERT INTO sales.\"Orders\" VALUES (1, 7, 'new', 10, '4111111111111111', 'acme', 'x');
+         COMMIT;
+         UPDATE sales.\"Orders\" SET note = 'not a listed column';
+         UPDATE sales.\"Orders\" SET card_number = '5500000000000004';  -- listed, but excluded
+         INSERT INTO sales.order_lines VALUES (1, 1, 'SKU-1', 2);
+         UPDATE sales.\"Orders\" SET status = 'paid';
+         DELETE FROM sales.order_lines; DELETE FROM sales.\"Orders\";",
+    )
+    .await
+    .unwrap();
+    let got = events(&db).await;
+    let names: Vec<&str> = got.iter().map(|e| e.0.as_str()).collect();
+    assert_eq!(names, ["order.created", "order.updated", "order.deleted"]);
+    for (_, key, tenant, data, _) in &got {
+        assert_eq!(key.as_deref(), Some("1"));
+        assert_eq!(tenant.as_deref(), Some("acme"));
+        assert!(
+            data.get("card_number").is_none(),
+            "excluded columns never leave: {data}"
+        );
+        assert_eq!(data["customer"], json!({"id": 7, "name": "ACME"}), "payload enriches");
+    }
+    assert_eq!(got[0].3["lines"], json!([]));
+    assert_eq!(
+        got[1].3["lines"],
+        json!([{"order_id": 1, "line": 1, "sku": "SKU-1", "qty": 2}])
+    );
+    let previous = got[1].4.clone().unwrap();
+    assert_eq!(previous["status"], "new");
+    assert!(
+        previous.get("card_number").is_none(),
+        "excluded from previous too: {previous}"
+    );
+    assert_eq!(got[2].3["status"], "paid", "DELETE sends the old row");
+}
+
+#[tokio::test]
+async fn business_events_use_the_triggers_when_clause() {
+    let (_c, db) = setup().await;
+    db.batch_execute(
+        "INSERT INTO sales.customers VALUES (1, 'A');
+         SELECT webhooks.track_event('sales.\"Orders\"', 'invoice.paid',
+                'OLD.status IS DISTINCT FROM NEW.status AND NEW.status = ''paid''');
+         SELECT webhooks.track_event('sales.\"Orders\"', 'order.big', 'NEW.total > 1000');
+         INSERT INTO sales.\"Orders\" (id, customer_id, status, total) VALUES (1, 1, 'paid', 5000);  -- big only: OLD means UPDATE only
+         UPDATE sales.\"Orders\" SET status = 'open', total = 5;
+         UPDATE sales.\"Orders\" SET status = 'paid';
+         UPDATE sales.\"Orders\" SET status = 'paid';",
+    )
+    .await
+    .unwrap();
+    let got = events(&db).await;
+    let names: Vec<&str> = got.iter().map(|e| e.0.as_str()).collect();
+    assert_eq!(names, ["order.big", "invoice.paid"]);
+    assert_eq!(got[1].4, Some(json!({"status": "open"})));
+    let listed: serde_json::Value = db
+        .query_one("SELECT business_events FROM webhooks.sources", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(listed["order.big"], "NEW.total > 1000");
+
+    for (condition, code) in [
+        ("NEW.nope = 1", "42703"),
+        ("NEW.status = ", "42601"),
+        ("", "22023"),
+        ("lower(NEW.status)", "42804"),
+    ] {
+        let sql = format!(
+            "SELECT webhooks.track_event('sales.\"Orders\"', 'order.bad', {})",
+            pg_literal(condition)
+        );
+        let msg = refused(&db, &sql, code).await;
+        assert!(msg.contains("condition"), "{msg}");
+    }
+    let triggers: i64 = db
+        .query_one(
+            "SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'webhooks_event_%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(triggers, 2, "a refused condition leaves no trigger");
+}
+
+fn pg_literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+#[tokio::test]
+async fn truncate_and_untrack() {
+    let (_c, db) = setup().await;
+    db.batch_execute(
+        "SELECT webhooks.track('sales.customers', resource => 'customer');
+         INSERT INTO sales.customers VALUES (1, 'A');
+         TRUNCATE sales.customers CASCADE;
+         SELECT webhooks.untrack('sales.customers');
+         INSERT INTO sales.customers VALUES (2, 'B');",
+    )
+    .await
+    .unwrap();
+    let names: Vec<String> = events(&db).await.into_iter().map(|e| e.0).collect();
+    assert_eq!(names, ["customer.created", "customer.truncated"]);
+    let generated: i64 = db
+        .query_one("SELECT count(*) FROM pg_proc WHERE proname ~ '^capture_[0-9]+$'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(generated, 0, "untrack drops the generated function");
+}
+
+#[tokio::test]
+async fn every_common_type_is_sent_exactly_as_to_jsonb() {
+    let (_c, db) = setup().await;
+    db.batch_execute(
+        "CREATE TYPE mood AS ENUM ('sad', 'happy');
+         CREATE TABLE public.kinds (
+             id bigint PRIMARY KEY, n numeric, big numeric(30,10), f float8, i int, b boolean,
+             ts timestamptz, t timestamp, d date, tm time, iv interval, j jsonb, js json,
+             arr int[], tarr text[], e mood, bin bytea, u uuid, txt text, nothing text);
+         SELECT webhooks.track('public.kinds');
+         SET TIME ZONE 'Europe/Berlin';
+         INSERT INTO public.kinds VALUES (1, 0.1, 12345678901234567890.0123456789, 1.5e300, -7, true,
+             '2026-03-12 10:00:00.123456+00', '2026-03-12 10:00:00', '2026-03-12', '10:11:12', '1 day 2 hours',
+             '{\"a\": [1, 2.50]}', '{\"b\":  1}', '{1,NULL,3}', '{\"x,y\",\"\"}', 'happy', '\\x00ff',
+             'caf8e206-49bc-424c-b228-b4e4ac548f61', 'O''Brien \"quoted\" ünïcödé', NULL);",
+    )
+    .await
+    .unwrap();
+    let same: bool = db
+        .query_one("SELECT e.data = to_jsonb(k) FROM webhooks.event e, public.kinds k", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(same, "data is exactly to_jsonb(row)");
+    let text: String = db
+        .query_one("SELECT data::text FROM webhooks.event", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(text.contains("12345678901234567890.0123456789"), "{text}");
+    assert!(text.contains("\"nothing\": null"), "{text}");
+}
+
+#[tokio::test]
+async fn tenants_route_events_to_their_endpoints() {
+    let (_c, db) = setup().await;
+    db.batch_execute(
+        "INSERT INTO sales.customers VALUES (1, 'A');
+         SELECT webhooks.track('sales.\"Orders\"', resource => 'order', tenant_column => 'tenant');
+         SELECT webhooks.create_endpoint('https://acme.example/h', tenant => 'acme', name => 'acme');
+         SELECT webhooks.create_endpoint('https://globex.example/h', tenant => 'globex', name => 'globex');
+         SELECT webhooks.create_endpoint('https://all.example/h', name => 'all');
+         INSERT INTO sales.\"Orders\" (id, customer_id, status, tenant) VALUES (1, 1, 'new', 'acme'), (2, 1, 'new', 'globex'), (3, 1, 'new', NULL);
+         SELECT webhooks.emit('loyalty.points_earned', '{}', tenant => 'acme');
+         SELECT webhooks.fan_out();",
+    )
+    .await
+    .unwrap();
+    let rows = db
+        .query(
+            "SELECT e.name, string_agg(coalesce(ev.key, ev.event), ',' ORDER BY ev.id)
+               FROM webhooks.delivery d JOIN webhooks.endpoint e ON e.id = d.endpoint_id
+               JOIN webhooks.event ev ON ev.id = d.event_id GROUP BY e.name ORDER BY e.name",
+            &[],
+        )
+        .await
+        .unwrap();
+    let got: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    // An event without a tenant goes only to endpoints without one: a
+    // tenant's endpoint never sees rows that are not that tenant's.
+    assert_eq!(
+        got,
+        [
+            ("acme".to_owned(), "1,loyalty.points_earned".to_owned()),
+            ("all".to_owned(), "1,2,3,loyalty.points_earned".to_owned()),
+            ("globex".to_owned(), "2".to_owned()),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn bad_track_options_are_refused() {
+    let (_c, db) = setup().await;
+    refused(
+        &db,
+        "SELECT webhooks.track('sales.customers', exclude_columns => '{nope}')",
+        "42703",
+    )
+    .await;
+    refused(
+        &db,
+        "SELECT webhooks.track('sales.customers', columns => '{nope}')",
+        "42703",
+    )
+    .await;
+    refused(
+        &db,
+        "SELECT webhooks.track('sales.customers', columns => '{}')",
+        "22023",
+    )
+    .await;
+    refused(
+        &db,
+        "SELECT webhooks.track('sales.customers', tenant_column => 'nope')",
+        "42703",
+    )
+    .await;
+    refused(
+        &db,
+        "SELECT webhooks.track('sales.customers', payload => 'lower(text)')",
+        "42P13",
+    )
+    .await;
+    refused(
+        &db,
+        "SELECT webhooks.track('sales.customers', payload => 'no_such_fn(jsonb)')",
+        "42883",
+    )
+    .await;
+    refused(
+        &db,
+        "SELECT webhooks.track_event('sales.customers', 'bad event', 'true')",
+        "22023",
+    )
+    .await;
+    let n: i64 = db
+        .query_one("SELECT count(*) FROM webhooks.sources", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0);
+}
