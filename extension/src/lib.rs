@@ -19,6 +19,7 @@ static CAPTURE: GucSetting<bool> = GucSetting::<bool>::new(true);
 static NOTIFY: GucSetting<bool> = GucSetting::<bool>::new(true);
 static REQUIRE_HTTPS: GucSetting<bool> = GucSetting::<bool>::new(true);
 static RESPONSE_BODY_LIMIT: GucSetting<i32> = GucSetting::<i32>::new(8192);
+static MAX_ENDPOINTS_PER_TENANT: GucSetting<i32> = GucSetting::<i32>::new(0);
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
@@ -53,6 +54,16 @@ pub extern "C-unwind" fn _PG_init() {
         &RESPONSE_BODY_LIMIT,
         0,
         1 << 20,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"webhooks.max_endpoints_per_tenant",
+        c"Most endpoints one tenant may have (0: no limit).",
+        c"Endpoints without a tenant count as one group.",
+        &MAX_ENDPOINTS_PER_TENANT,
+        0,
+        1_000_000,
         GucContext::Suset,
         GucFlags::default(),
     );
@@ -159,6 +170,12 @@ fn notify_once() {
 #[pg_extern(stable, parallel_safe)]
 fn capture_enabled() -> bool {
     CAPTURE.get()
+}
+
+/// `webhooks.max_endpoints_per_tenant` (0: no limit).
+#[pg_extern(stable, parallel_safe)]
+fn max_endpoints_per_tenant() -> i32 {
+    MAX_ENDPOINTS_PER_TENANT.get()
 }
 
 /// Is `webhooks.require_https` on?

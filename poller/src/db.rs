@@ -247,12 +247,7 @@ impl Db {
     pub async fn backlog(&self) -> Result<i64, DbError> {
         let client = self.client().await;
         let row = client
-            .query_one(
-                "SELECT (SELECT count(*) FROM webhooks.delivery \
-                          WHERE status IN ('pending', 'delivering') AND next_attempt_at <= now()) \
-                      + (SELECT count(*) FROM webhooks.event WHERE NOT fanned_out)",
-                &[],
-            )
+            .query_one("SELECT webhooks.backlog()", &[])
             .await
             .map_err(DbError::Query)?;
         Ok(row.get(0))

@@ -366,3 +366,39 @@ async fn retry_delay_is_a_pure_policy() {
         "Retry-After is capped at the longest step"
     );
 }
+
+#[tokio::test]
+async fn tenant_endpoint_limit() {
+    let (_cluster, db) = setup().await;
+    db.batch_execute(
+        "SET webhooks.max_endpoints_per_tenant = 2;
+         SELECT webhooks.create_endpoint('https://a.example/1', tenant => 'acme');
+         SELECT webhooks.create_endpoint('https://a.example/2', tenant => 'acme');
+         SELECT webhooks.create_endpoint('https://g.example/1', tenant => 'globex');",
+    )
+    .await
+    .unwrap();
+    let msg = refused(
+        &db,
+        "SELECT webhooks.create_endpoint('https://a.example/3', tenant => 'acme')",
+        "53400",
+    )
+    .await;
+    assert!(
+        msg.contains("acme") && msg.contains("max_endpoints_per_tenant"),
+        "{msg}"
+    );
+    refused(&db, "SELECT webhooks.update_endpoint(3, tenant => 'acme')", "53400").await;
+    db.batch_execute(
+        "SELECT webhooks.delete_endpoint(1); SELECT webhooks.create_endpoint('https://a.example/3', tenant => 'acme')",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM webhooks.endpoints WHERE tenant = 'acme'").await,
+        2
+    );
+    db.batch_execute("SET webhooks.max_endpoints_per_tenant = 0; SELECT webhooks.create_endpoint('https://a.example/4', tenant => 'acme')")
+        .await
+        .unwrap();
+}
