@@ -193,12 +193,14 @@ SELECT pg_catalog.pg_extension_config_dump('webhooks.attempt_id_seq', '');
 -- Capture
 ---------------------------------------------------------------------------
 
--- How capture works: webhooks.track() generates one trigger function per
--- table, webhooks.capture_<n>(), with the table's settings (key columns,
--- excluded columns, tenant column, payload function) written into static SQL.
--- PL/pgSQL caches its plans, so a captured row costs one INSERT and no
--- planning, catalog lookup or dynamic SQL. The writer pays for that INSERT
--- only: deliveries are created later, by webhooks.claim().
+-- How capture works: webhooks.track() generates one statement-level trigger
+-- function per table, webhooks.capture_<n>(), with the table's settings (key
+-- columns, excluded and listed columns, tenant column, payload function)
+-- written into static SQL over the statement's transition tables: one
+-- INSERT ... SELECT per statement, no catalog lookup or dynamic SQL per row.
+-- The writer pays for the event rows only: deliveries are created later, by
+-- webhooks.claim(). Business events (track_event) are row-level, since they
+-- need the trigger's WHEN clause.
 
 -- Capture functions run as their owner (who ran track()), not as the writer:
 -- applications need no rights on schema webhooks, and cannot insert events
@@ -220,8 +222,8 @@ $$;
 COMMENT ON FUNCTION webhooks.column_text_expr(text, name[]) IS
   'Internal: SQL text of the key (or tenant) of NEW/OLD: column values as JSON text, joined by commas.';
 
--- Internal: the body of a generated capture function. `event_name` is NULL
--- for <resource>.created/updated/deleted, or a fixed name (track_event).
+-- Internal: the body of a row-level business-event function (track_event):
+-- the trigger's WHEN clause has already decided; this writes the event.
 CREATE FUNCTION webhooks.capture_source(src webhooks.source, event_name text, payload regprocedure)
 RETURNS text
 LANGUAGE plpgsql STABLE AS $$
@@ -236,8 +238,6 @@ DECLARE
     qualified text := (SELECT format('%I.%I', n.nspname, c.relname)
                          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
                         WHERE c.oid = src.source);
-    name  text := CASE WHEN event_name IS NULL THEN format('%L || verb', src.resource || '.')
-                       ELSE quote_literal(event_name) END;
     tenant_new text := CASE WHEN src.tenant_column IS NULL THEN 'NULL'
                             ELSE webhooks.column_text_expr('NEW', ARRAY[src.tenant_column]) END;
     tenant_old text := CASE WHEN src.tenant_column IS NULL THEN 'NULL'
@@ -247,7 +247,6 @@ BEGIN
 DECLARE
     row_data jsonb;
     changed  jsonb;
-    verb     text;
     key      text;
     tenant   text;
 BEGIN
@@ -258,24 +257,18 @@ BEGIN
         row_data := to_jsonb(OLD)%1$s;
         key := %2$s;
         tenant := %3$s;
-        verb := 'deleted';
     ELSE
         row_data := to_jsonb(NEW)%1$s;
         key := %4$s;
         tenant := %5$s;
-        verb := 'created';
         IF TG_OP = 'UPDATE' THEN
-            verb := 'updated';
             SELECT jsonb_object_agg(o.key, o.value) INTO changed
               FROM jsonb_each(to_jsonb(OLD)%1$s) o
              WHERE row_data -> o.key IS DISTINCT FROM o.value;
-            IF changed IS NULL AND %6$L IS NULL THEN
-                RETURN NULL;  -- only excluded columns changed
-            END IF;
         END IF;
     END IF;
     INSERT INTO webhooks.event (event, source, operation, key, tenant, data, previous)
-    VALUES (%7$s, %8$L, TG_OP, key, tenant, %9$s, changed);
+    VALUES (%6$L, %7$L, TG_OP, key, tenant, %8$s, changed);
     PERFORM webhooks.notify_once();
     RETURN NULL;
 END
@@ -283,10 +276,75 @@ $body$,
         excl,
         webhooks.column_text_expr('OLD', src.key_columns), tenant_old,
         webhooks.column_text_expr('NEW', src.key_columns), tenant_new,
-        event_name, name, qualified, shape);
+        event_name, qualified, shape);
 END $$;
 COMMENT ON FUNCTION webhooks.capture_source(webhooks.source, text, regprocedure) IS
-  'Internal: PL/pgSQL source of a generated capture trigger function.';
+  'Internal: PL/pgSQL source of a generated business-event trigger function (track_event).';
+
+-- Internal: the body of a table's statement-level capture function. One
+-- INSERT ... SELECT per statement over its transition tables, so a 100k-row
+-- UPDATE is one set-based insert, not 100k trigger calls. UPDATE pairs old and
+-- new rows by primary key; a row whose key changed is still sent, without
+-- `previous`.
+CREATE FUNCTION webhooks.capture_statement_source(src webhooks.source, payload regprocedure)
+RETURNS text
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    excl text := CASE WHEN cardinality(src.exclude_columns) > 0
+                      THEN format(' - %L::text[]', src.exclude_columns) ELSE '' END;
+    fn   text := (SELECT format('%I.%I', n.nspname, p.proname)
+                    FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE p.oid = payload);
+    qualified text := (SELECT format('%I.%I', n.nspname, c.relname)
+                         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                        WHERE c.oid = src.source);
+    tenant_of text := CASE WHEN src.tenant_column IS NULL THEN 'NULL'
+                           ELSE webhooks.column_text_expr('%s', ARRAY[src.tenant_column]) END;
+    same_key text := (SELECT string_agg(format('o.%1$I = n.%1$I', k), ' AND ') FROM unnest(src.key_columns) k);
+    listed_changed text := CASE WHEN src.columns IS NULL THEN 'true'
+                                ELSE format('(%s, NULL) IS DISTINCT FROM (%s, NULL)',
+                                            (SELECT string_agg('o.' || quote_ident(c), ', ') FROM unnest(src.columns) c),
+                                            (SELECT string_agg('n.' || quote_ident(c), ', ') FROM unnest(src.columns) c))
+                           END;
+BEGIN
+    RETURN format($body$
+BEGIN
+    IF NOT webhooks.capture_enabled() THEN
+        RETURN NULL;
+    END IF;
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO webhooks.event (event, source, operation, key, tenant, data)
+        SELECT %1$L, %2$L, 'INSERT', %3$s, %4$s, %5$s FROM new_rows n;
+    ELSIF TG_OP = 'DELETE' THEN
+        INSERT INTO webhooks.event (event, source, operation, key, tenant, data)
+        SELECT %6$L, %2$L, 'DELETE', %7$s, %8$s, %9$s FROM old_rows o;
+    ELSE
+        INSERT INTO webhooks.event (event, source, operation, key, tenant, data, previous)
+        SELECT %10$L, %2$L, 'UPDATE', %3$s, %4$s, %11$s, c.changed
+          FROM new_rows n
+          LEFT JOIN old_rows o ON %12$s
+         CROSS JOIN LATERAL (SELECT to_jsonb(n.*)%13$s AS nd, to_jsonb(o.*)%13$s AS od) j
+         CROSS JOIN LATERAL (SELECT jsonb_object_agg(e.key, e.value) AS changed
+                               FROM jsonb_each(j.od) e WHERE j.nd -> e.key IS DISTINCT FROM e.value) c
+         WHERE %15$s OR (%14$s AND c.changed IS NOT NULL);
+    END IF;
+    IF FOUND THEN
+        PERFORM webhooks.notify_once();
+    END IF;
+    RETURN NULL;
+END
+$body$,
+        src.resource || '.created', qualified,
+        webhooks.column_text_expr('n', src.key_columns), format(tenant_of, 'n'),
+        CASE WHEN fn IS NULL THEN format('to_jsonb(n.*)%s', excl) ELSE format('%s(to_jsonb(n.*)%s)', fn, excl) END,
+        src.resource || '.deleted',
+        webhooks.column_text_expr('o', src.key_columns), format(tenant_of, 'o'),
+        CASE WHEN fn IS NULL THEN format('to_jsonb(o.*)%s', excl) ELSE format('%s(to_jsonb(o.*)%s)', fn, excl) END,
+        src.resource || '.updated',
+        CASE WHEN fn IS NULL THEN 'j.nd' ELSE format('%s(j.nd)', fn) END,
+        same_key, excl, listed_changed, format('o.%I IS NULL', src.key_columns[1]));
+END $$;
+COMMENT ON FUNCTION webhooks.capture_statement_source(webhooks.source, regprocedure) IS
+  'Internal: PL/pgSQL source of a table''s generated statement-level capture function.';
 
 CREATE FUNCTION webhooks.capture_truncate() RETURNS trigger
 LANGUAGE plpgsql AS $$
@@ -400,7 +458,6 @@ DECLARE
     bad  text;
     src  webhooks.source;
     fn   text;
-    changed_when text;
 BEGIN
     PERFORM webhooks.check_event_name(res);
     IF events IS NULL OR cardinality(events) = 0 THEN
@@ -435,29 +492,25 @@ BEGIN
 
     fn := format('webhooks.capture_%s', src.id);
     EXECUTE format('CREATE OR REPLACE FUNCTION %s() RETURNS trigger LANGUAGE plpgsql %s AS %L',
-                   fn, webhooks.capture_security(), webhooks.capture_source(src, NULL, payload));
+                   fn, webhooks.capture_security(), webhooks.capture_statement_source(src, payload));
     EXECUTE format('COMMENT ON FUNCTION %s() IS %L', fn,
                    'Capture trigger of ' || rel::text || ', generated by webhooks.track(); do not edit.');
 
+    -- Statement-level with transition tables (one trigger per operation, as
+    -- transition tables require).
     PERFORM webhooks.drop_capture_triggers(rel);
-    IF 'created' = ANY (events) OR 'deleted' = ANY (events) THEN
-        EXECUTE format('CREATE TRIGGER webhooks_capture_ins_del AFTER %s ON %s FOR EACH ROW EXECUTE FUNCTION %s()',
-                       concat_ws(' OR ', CASE WHEN 'created' = ANY (events) THEN 'INSERT' END,
-                                         CASE WHEN 'deleted' = ANY (events) THEN 'DELETE' END),
-                       rel, fn);
+    IF 'created' = ANY (events) THEN
+        EXECUTE format('CREATE TRIGGER webhooks_capture_ins AFTER INSERT ON %s REFERENCING NEW TABLE AS new_rows '
+                       'FOR EACH STATEMENT EXECUTE FUNCTION %s()', rel, fn);
     END IF;
     IF 'updated' = ANY (events) THEN
-        -- The WHEN clause keeps uninteresting updates (SET x = x, or no listed
-        -- column changed) out without even calling the function.
-        changed_when := CASE WHEN columns IS NULL THEN 'OLD.* IS DISTINCT FROM NEW.*'
-                             ELSE format('(%s) IS DISTINCT FROM (%s)',
-                                         (SELECT string_agg('OLD.' || quote_ident(c), ', ') FROM unnest(columns) c)
-                                           || CASE WHEN cardinality(columns) = 1 THEN ', NULL' ELSE '' END,
-                                         (SELECT string_agg('NEW.' || quote_ident(c), ', ') FROM unnest(columns) c)
-                                           || CASE WHEN cardinality(columns) = 1 THEN ', NULL' ELSE '' END)
-                        END;
-        EXECUTE format('CREATE TRIGGER webhooks_capture_upd AFTER UPDATE ON %s FOR EACH ROW WHEN (%s) '
-                       'EXECUTE FUNCTION %s()', rel, changed_when, fn);
+        EXECUTE format('CREATE TRIGGER webhooks_capture_upd AFTER UPDATE ON %s '
+                       'REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows '
+                       'FOR EACH STATEMENT EXECUTE FUNCTION %s()', rel, fn);
+    END IF;
+    IF 'deleted' = ANY (events) THEN
+        EXECUTE format('CREATE TRIGGER webhooks_capture_del AFTER DELETE ON %s REFERENCING OLD TABLE AS old_rows '
+                       'FOR EACH STATEMENT EXECUTE FUNCTION %s()', rel, fn);
     END IF;
     IF 'truncated' = ANY (events) OR events = '{created,updated,deleted}' THEN
         EXECUTE format('CREATE TRIGGER webhooks_capture_truncate AFTER TRUNCATE ON %s FOR EACH STATEMENT '

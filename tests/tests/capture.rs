@@ -297,3 +297,58 @@ async fn bad_track_options_are_refused() {
         .get(0);
     assert_eq!(n, 0);
 }
+
+#[tokio::test]
+async fn bulk_statements_capture_every_row_and_key_changes_are_kept() {
+    let (_c, db) = setup().await;
+    db.batch_execute(
+        "SELECT webhooks.track('sales.customers', resource => 'customer');
+         INSERT INTO sales.customers SELECT g, 'c' || g FROM generate_series(1, 1000) g;
+         UPDATE sales.customers SET name = name || '!' WHERE id <= 500;
+         UPDATE sales.customers SET name = name WHERE id > 500;          -- changes nothing
+         UPDATE sales.customers SET id = 5000 WHERE id = 1000;           -- a key change
+         DELETE FROM sales.customers WHERE id > 900;",
+    )
+    .await
+    .unwrap();
+    let counts = db
+        .query(
+            "SELECT event, count(*), count(previous) FROM webhooks.event GROUP BY 1 ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap();
+    let got: Vec<(String, i64, i64)> = counts.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect();
+    assert_eq!(
+        got,
+        [
+            ("customer.created".to_owned(), 1000, 0),
+            ("customer.deleted".to_owned(), 100, 0),
+            ("customer.updated".to_owned(), 501, 500),
+        ]
+    );
+    let (key, data): (String, serde_json::Value) = {
+        let r = db
+            .query_one(
+                "SELECT key, data FROM webhooks.event WHERE event = 'customer.updated' AND previous IS NULL",
+                &[],
+            )
+            .await
+            .unwrap();
+        (r.get(0), r.get(1))
+    };
+    assert_eq!(
+        (key.as_str(), &data["name"]),
+        ("5000", &json!("c1000")),
+        "a key change is sent as the new row"
+    );
+    let sample: serde_json::Value = db
+        .query_one(
+            "SELECT previous FROM webhooks.event WHERE event = 'customer.updated' AND key = '7'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(sample, json!({"name": "c7"}));
+}
