@@ -15,6 +15,26 @@
 -- of webhooks.claim(), outside the writer's transaction. Until then
 -- webhooks.delivery_log shows the event as pending for each matching endpoint.
 
+-- The helpers written in Rust (extension/src/lib.rs).
+COMMENT ON FUNCTION webhooks.sign_standard(text, text, bigint, text) IS
+  'Standard Webhooks signature v1,<base64 HMAC-SHA256(key, msg_id.timestamp.body)>; the key is the base64 part '
+  'of a whsec_ secret, else the secret''s UTF-8 bytes.';
+COMMENT ON FUNCTION webhooks.sign_hex(text, text) IS
+  'Lowercase hex HMAC-SHA256 of the body keyed with the secret''s UTF-8 bytes.';
+COMMENT ON FUNCTION webhooks.check_secret(text) IS 'Raise 22023 unless the secret can sign; return it.';
+COMMENT ON FUNCTION webhooks.generate_secret() IS 'A new whsec_ secret: base64 of 32 bytes from the OS CSPRNG.';
+COMMENT ON FUNCTION webhooks.uuid_v7() IS 'A time-ordered UUID (version 7).';
+COMMENT ON FUNCTION webhooks.check_patterns(text[]) IS 'Raise 22023 unless every element is a valid event pattern.';
+COMMENT ON FUNCTION webhooks.check_event_name(text) IS 'Raise 22023 unless the text is a valid event name.';
+COMMENT ON FUNCTION webhooks.event_matches(text[], text) IS
+  'Does the event name match any pattern? * is one segment, or one or more as the last; webhooks.* events '
+  'match only patterns starting with webhooks.';
+COMMENT ON FUNCTION webhooks.notify_once() IS
+  'NOTIFY webhooks at most once per (sub)transaction, unless webhooks.notify is off.';
+COMMENT ON FUNCTION webhooks.capture_enabled() IS 'The session''s webhooks.capture setting.';
+COMMENT ON FUNCTION webhooks.https_required() IS 'The webhooks.require_https setting.';
+COMMENT ON FUNCTION webhooks.max_endpoints_per_tenant() IS 'The webhooks.max_endpoints_per_tenant setting (0: no limit).';
+
 ---------------------------------------------------------------------------
 -- Tables
 ---------------------------------------------------------------------------

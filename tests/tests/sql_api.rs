@@ -402,3 +402,24 @@ async fn tenant_endpoint_limit() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn every_public_object_is_commented() {
+    let (_cluster, db) = setup().await;
+    let missing: Vec<String> = db
+        .query(
+            "SELECT 'function ' || p.oid::regprocedure FROM pg_proc p
+              WHERE p.pronamespace = 'webhooks'::regnamespace AND obj_description(p.oid, 'pg_proc') IS NULL
+             UNION ALL
+             SELECT 'relation ' || c.oid::regclass FROM pg_class c
+              WHERE c.relnamespace = 'webhooks'::regnamespace AND c.relkind IN ('r', 'v')
+                AND obj_description(c.oid, 'pg_class') IS NULL",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(missing.is_empty(), "COMMENT ON missing for: {missing:?}");
+}
