@@ -28,5 +28,5 @@ fi
 bash scripts/setup.sh
 
 say "poller unit tests and end-to-end tests"
-cargo build --quiet -p pg-webhooks-poller
+cargo build --quiet -p pg-webhooks-poller -p pg_webhooks_tests --bins
 cargo test -p pg-webhooks-poller -p pg_webhooks_tests

@@ -63,19 +63,21 @@ impl Poller {
 
 /// Path of the `pg-webhooks-poller` binary built next to the running test.
 pub fn binary() -> Result<PathBuf, String> {
+    built_binary("pg-webhooks-poller", "cargo build -p pg-webhooks-poller")
+}
+
+/// Path of a workspace binary built next to the running test (target/<profile>/).
+pub fn built_binary(name: &str, how: &str) -> Result<PathBuf, String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     // target/<profile>/deps/<test> or target/<profile>/<bin>
     let mut dir = exe.parent().map(PathBuf::from).unwrap_or_default();
     if dir.ends_with("deps") {
         dir.pop();
     }
-    let bin = dir.join("pg-webhooks-poller");
+    let bin = dir.join(name);
     if bin.exists() {
         Ok(bin)
     } else {
-        Err(format!(
-            "{} not found: run `cargo build -p pg-webhooks-poller` first",
-            bin.display()
-        ))
+        Err(format!("{} not found: run `{how}` first", bin.display()))
     }
 }
