@@ -3,7 +3,7 @@
 
 use crate::cluster::Cluster;
 use crate::receiver::Receiver;
-use crate::wait_until;
+use crate::wait_for_count;
 use std::time::Duration;
 use tokio_postgres::types::FromSqlOwned;
 use tokio_postgres::Client;
@@ -77,19 +77,14 @@ impl Env {
     /// Waits until every delivery has finished (none pending or delivering, no
     /// event waiting for fan-out).
     pub async fn all_finished(&self) {
-        wait_until("every delivery to finish", WAIT, || async {
-            let left: i64 = self
-                .db
-                .query_one(
-                    "SELECT (SELECT count(*) FROM webhooks.delivery WHERE status IN ('pending', 'delivering'))
+        wait_for_count(
+            &self.db,
+            "every delivery to finish",
+            WAIT,
+            "SELECT (SELECT count(*) FROM webhooks.delivery WHERE status IN ('pending', 'delivering'))
                           + (SELECT count(*) FROM webhooks.event WHERE NOT fanned_out)",
-                    &[],
-                )
-                .await
-                .ok()?
-                .get(0);
-            (left == 0).then_some(())
-        })
+            |left| left == 0,
+        )
         .await
         .unwrap();
     }

@@ -9,6 +9,7 @@ pub mod verify;
 
 use std::future::Future;
 use std::time::{Duration, Instant};
+use tokio_postgres::Client;
 
 /// Polls `check` until it yields a value or `timeout` passes. For conditions
 /// that have no event to wait on (rows in another process's database).
@@ -27,4 +28,20 @@ where
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// Waits until a query returning one bigint satisfies `done` (counts of rows
+/// in another process's database: there is nothing to wait on but the rows).
+pub async fn wait_for_count(
+    db: &Client,
+    what: &str,
+    timeout: Duration,
+    sql: &str,
+    done: impl Fn(i64) -> bool,
+) -> Result<(), String> {
+    wait_until(what, timeout, || async {
+        let n: i64 = db.query_one(sql, &[]).await.ok()?.get(0);
+        done(n).then_some(())
+    })
+    .await
 }

@@ -6,6 +6,7 @@
 use pg_webhooks_tests::fixture::{Env, SECRET, WAIT};
 use pg_webhooks_tests::poller::{binary, Poller};
 use pg_webhooks_tests::receiver::Reply;
+use pg_webhooks_tests::wait_for_count;
 use pg_webhooks_tests::{verify, wait_until};
 use std::collections::{HashMap, HashSet};
 use std::process::{Command, Stdio};
@@ -98,15 +99,13 @@ async fn gone_pauses_the_endpoint_at_once() {
     .unwrap();
     env.insert_orders([2]).await;
     // The new event is fanned out (the poller keeps claiming) but not sent.
-    wait_until("order 2's delivery to exist", WAIT, || async {
-        let n: i64 = env
-            .db
-            .query_one("SELECT count(*) FROM webhooks.delivery", &[])
-            .await
-            .ok()?
-            .get(0);
-        (n == 2).then_some(())
-    })
+    wait_for_count(
+        &env.db,
+        "order 2's delivery to exist",
+        WAIT,
+        "SELECT count(*) FROM webhooks.delivery",
+        |n| n == 2,
+    )
     .await
     .unwrap();
     poller.stop().await.unwrap();
@@ -154,15 +153,13 @@ async fn pause_after_consecutive_failed_deliveries_and_tell_the_admin_endpoint()
     // 2 × delivery.failed + 1 × endpoint.paused
     let pages = admin.wait_for(3, WAIT).await.unwrap();
     env.insert_orders([3]).await;
-    wait_until("order 3's delivery to exist", WAIT, || async {
-        let n: i64 = env
-            .db
-            .query_one("SELECT count(*) FROM webhooks.delivery WHERE endpoint_id = 1", &[])
-            .await
-            .ok()?
-            .get(0);
-        (n == 3).then_some(())
-    })
+    wait_for_count(
+        &env.db,
+        "order 3's delivery to exist",
+        WAIT,
+        "SELECT count(*) FROM webhooks.delivery WHERE endpoint_id = 1",
+        |n| n == 3,
+    )
     .await
     .unwrap();
     poller.stop().await.unwrap();
@@ -416,18 +413,13 @@ async fn a_poller_killed_mid_batch_loses_nothing() {
         &["--lease", "1s", "--concurrency", "8", "--poll-interval", "100ms"],
     );
     // Kill it while requests are in flight and leases are held.
-    wait_until("requests in flight", WAIT, || async {
-        let n: i64 = env
-            .db
-            .query_one(
-                "SELECT count(*) FROM webhooks.delivery WHERE status = 'delivering'",
-                &[],
-            )
-            .await
-            .ok()?
-            .get(0);
-        (n >= 4).then_some(())
-    })
+    wait_for_count(
+        &env.db,
+        "requests in flight",
+        WAIT,
+        "SELECT count(*) FROM webhooks.delivery WHERE status = 'delivering'",
+        |n| n >= 4,
+    )
     .await
     .unwrap();
     victim.kill().unwrap();
@@ -459,18 +451,13 @@ async fn sigterm_finishes_in_flight_requests_and_gives_back_the_rest() {
         .set_default(Reply::status(200).delayed(Duration::from_millis(500)));
     env.insert_orders(1..=6).await;
     let mut poller = spawn_binary(&env.url(), &["--concurrency", "3", "--lease", "1h"]);
-    wait_until("requests in flight", WAIT, || async {
-        let n: i64 = env
-            .db
-            .query_one(
-                "SELECT count(*) FROM webhooks.delivery WHERE status = 'delivering'",
-                &[],
-            )
-            .await
-            .ok()?
-            .get(0);
-        (n == 3).then_some(())
-    })
+    wait_for_count(
+        &env.db,
+        "requests in flight",
+        WAIT,
+        "SELECT count(*) FROM webhooks.delivery WHERE status = 'delivering'",
+        |n| n == 3,
+    )
     .await
     .unwrap();
     let pid = poller.id().to_string();
@@ -549,30 +536,22 @@ async fn the_poller_reconnects_and_catches_up_after_a_database_restart() {
             .unwrap();
     }
     env.receiver.wait_for(4, WAIT).await.unwrap();
-    wait_until("the poller to LISTEN again", WAIT, || async {
-        let n: i64 = db
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE query = 'LISTEN webhooks'",
-                &[],
-            )
-            .await
-            .ok()?
-            .get(0);
-        (n > 0).then_some(())
-    })
+    wait_for_count(
+        &db,
+        "the poller to LISTEN again",
+        WAIT,
+        "SELECT count(*) FROM pg_stat_activity WHERE query = 'LISTEN webhooks'",
+        |n| n > 0,
+    )
     .await
     .unwrap();
-    let recorded = wait_until("every delivery recorded", WAIT, || async {
-        let left: i64 = db
-            .query_one(
-                "SELECT count(*) FROM webhooks.delivery WHERE status <> 'succeeded'",
-                &[],
-            )
-            .await
-            .ok()?
-            .get(0);
-        (left == 0).then_some(())
-    })
+    let recorded = wait_for_count(
+        &db,
+        "every delivery recorded",
+        WAIT,
+        "SELECT count(*) FROM webhooks.delivery WHERE status <> 'succeeded'",
+        |left| left == 0,
+    )
     .await;
     if let Err(e) = recorded {
         let rows = db

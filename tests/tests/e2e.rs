@@ -5,6 +5,7 @@ use pg_webhooks_tests::cluster::{db_message, Cluster};
 use pg_webhooks_tests::fixture::{Env, SECRET, WAIT};
 use pg_webhooks_tests::poller::Poller;
 use pg_webhooks_tests::receiver::Received;
+use pg_webhooks_tests::wait_for_count;
 use pg_webhooks_tests::{verify, wait_until};
 use serde_json::json;
 use std::time::{Duration, Instant, SystemTime};
@@ -157,18 +158,13 @@ async fn rolled_back_changes_deliver_nothing() {
 }
 
 async fn wait_listening(env: &Env) {
-    wait_until("the poller to LISTEN", WAIT, || async {
-        let n: i64 = env
-            .db
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE query = 'LISTEN webhooks'",
-                &[],
-            )
-            .await
-            .ok()?
-            .get(0);
-        (n > 0).then_some(())
-    })
+    wait_for_count(
+        &env.db,
+        "the poller to LISTEN",
+        WAIT,
+        "SELECT count(*) FROM pg_stat_activity WHERE query = 'LISTEN webhooks'",
+        |n| n > 0,
+    )
     .await
     .unwrap();
 }

@@ -84,17 +84,13 @@ async fn each_role_can_do_its_job_and_nothing_more() {
 
     // The reader sees the log, never a secret or a credential.
     let ops = login(&cluster, "ops").await;
-    pg_webhooks_tests::wait_until("outcomes to be recorded", WAIT, || async {
-        let n: i64 = ops
-            .query_one(
-                "SELECT count(*) FROM webhooks.delivery_log WHERE status = 'succeeded'",
-                &[],
-            )
-            .await
-            .ok()?
-            .get(0);
-        (n == 3).then_some(())
-    })
+    pg_webhooks_tests::wait_for_count(
+        &ops,
+        "outcomes to be recorded",
+        WAIT,
+        "SELECT count(*) FROM webhooks.delivery_log WHERE status = 'succeeded'",
+        |n| n == 3,
+    )
     .await
     .unwrap();
     poller.stop().await.unwrap();

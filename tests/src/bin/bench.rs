@@ -11,7 +11,7 @@
 use pg_webhooks_tests::cluster::{db_message, Cluster};
 use pg_webhooks_tests::poller::binary;
 use pg_webhooks_tests::receiver::Receiver;
-use pg_webhooks_tests::wait_until;
+use pg_webhooks_tests::wait_for_count;
 use std::collections::HashMap;
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::Arc;
@@ -315,17 +315,13 @@ async fn latency(
     receiver.keep_payload(true);
     let child = spawn_poller(&cluster.url("bench"))?;
     // Let it connect and LISTEN before measuring.
-    wait_until("the poller to LISTEN", Duration::from_secs(30), || async {
-        let n: i64 = db
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE query = 'LISTEN webhooks'",
-                &[],
-            )
-            .await
-            .ok()?
-            .get(0);
-        (n > 0).then_some(())
-    })
+    wait_for_count(
+        db,
+        "the poller to LISTEN",
+        Duration::from_secs(30),
+        "SELECT count(*) FROM pg_stat_activity WHERE query = 'LISTEN webhooks'",
+        |n| n > 0,
+    )
     .await?;
     let total = (o.latency_rate * o.latency_seconds) as i64;
     let period = Duration::from_secs_f64(1.0 / o.latency_rate as f64);

@@ -4,7 +4,8 @@
 
 use pg_webhooks_tests::cluster::{db_message, Cluster};
 use pg_webhooks_tests::receiver::{Receiver, Reply};
-use pg_webhooks_tests::{poller, verify, wait_until};
+use pg_webhooks_tests::wait_for_count;
+use pg_webhooks_tests::{poller, verify};
 use std::process::{ExitCode, Stdio};
 use std::time::Duration;
 use tokio_postgres::Client;
@@ -133,20 +134,14 @@ async fn demo() -> Result<(), String> {
         exec(&db, line).await?;
     }
 
-    wait_until("every delivery to finish", Duration::from_secs(60), || async {
-        // Deliveries are created by the poller's first claim: count events
-        // not fanned out yet too, or this would hold before anything started.
-        let n: i64 = db
-            .query_one(
-                "SELECT (SELECT count(*) FROM webhooks.delivery WHERE status IN ('pending','delivering'))
+    wait_for_count(
+        &db,
+        "every delivery to finish",
+        Duration::from_secs(60),
+        "SELECT (SELECT count(*) FROM webhooks.delivery WHERE status IN ('pending','delivering'))
                       + (SELECT count(*) FROM webhooks.event WHERE NOT fanned_out)",
-                &[],
-            )
-            .await
-            .ok()?
-            .get(0);
-        (n == 0).then_some(())
-    })
+        |n| n == 0,
+    )
     .await?;
     // Every attempt the database recorded is one request the receiver answered.
     let expected: i64 = db
