@@ -320,12 +320,39 @@ DECLARE
     tenant_of text := CASE WHEN src.tenant_column IS NULL THEN 'NULL'
                            ELSE webhooks.column_text_expr('%s', ARRAY[src.tenant_column]) END;
     same_key text := (SELECT string_agg(format('o.%1$I = n.%1$I', k), ' AND ') FROM unnest(src.key_columns) k);
-    listed_changed text := CASE WHEN src.columns IS NULL THEN 'true'
-                                ELSE format('(%s, NULL) IS DISTINCT FROM (%s, NULL)',
-                                            (SELECT string_agg('o.' || quote_ident(c), ', ') FROM unnest(src.columns) c),
-                                            (SELECT string_agg('n.' || quote_ident(c), ', ') FROM unnest(src.columns) c))
-                           END;
+    -- Per sent column: "unchanged", as a typed comparison where the type has
+    -- its own = operator, else (json, arrays, enums, domains, ...) as JSON.
+    -- Generated from the catalog, so webhooks.on_ddl() regenerates it after
+    -- ALTER TABLE.
+    same_sql text[];
+    sent     name[];
+    unchanged_all text;
+    previous_expr text;
 BEGIN
+    SELECT array_agg(a.attname ORDER BY a.attnum),
+           array_agg(CASE WHEN EXISTS (SELECT 1 FROM pg_operator op
+                                        WHERE op.oprname = '=' AND op.oprleft = a.atttypid
+                                          AND op.oprright = a.atttypid)
+                          THEN format('o.%1$I IS NOT DISTINCT FROM n.%1$I', a.attname)
+                          ELSE format('to_jsonb(o.%1$I) IS NOT DISTINCT FROM to_jsonb(n.%1$I)', a.attname)
+                     END ORDER BY a.attnum)
+      INTO sent, same_sql
+      FROM pg_attribute a
+     WHERE a.attrelid = src.source AND a.attnum > 0 AND NOT a.attisdropped
+       AND NOT a.attname = ANY (src.exclude_columns);
+    -- `previous`: the old row minus the columns that did not change.
+    previous_expr := format('to_jsonb(o.*)%s - array_remove(ARRAY[%s]::text[], NULL)', excl,
+        (SELECT string_agg(format('CASE WHEN %s THEN %L END', same_sql[i], sent[i]), ', ')
+           FROM generate_subscripts(sent, 1) i));
+    -- The statement's rows worth an event: a listed column changed, or (no
+    -- list) any sent column did.
+    unchanged_all := (SELECT string_agg(same_sql[i], ' AND ')
+                        FROM generate_subscripts(sent, 1) i
+                       WHERE src.columns IS NULL OR sent[i] = ANY (src.columns));
+    IF unchanged_all IS NULL THEN
+        unchanged_all := 'true';  -- nothing that could change is sent
+    END IF;
+
     RETURN format($body$
 BEGIN
     IF NOT webhooks.capture_enabled() THEN
@@ -339,13 +366,10 @@ BEGIN
         SELECT %6$L, %2$L, 'DELETE', %7$s, %8$s, %9$s FROM old_rows o;
     ELSE
         INSERT INTO webhooks.event (event, source, operation, key, tenant, data, previous)
-        SELECT %10$L, %2$L, 'UPDATE', %3$s, %4$s, %11$s, c.changed
+        SELECT %10$L, %2$L, 'UPDATE', %3$s, %4$s, %11$s, CASE WHEN %15$s THEN NULL ELSE %13$s END
           FROM new_rows n
           LEFT JOIN old_rows o ON %12$s
-         CROSS JOIN LATERAL (SELECT to_jsonb(n.*)%13$s AS nd, to_jsonb(o.*)%13$s AS od) j
-         CROSS JOIN LATERAL (SELECT jsonb_object_agg(e.key, e.value) AS changed
-                               FROM jsonb_each(j.od) e WHERE j.nd -> e.key IS DISTINCT FROM e.value) c
-         WHERE %15$s OR (%14$s AND c.changed IS NOT NULL);
+         WHERE %15$s OR NOT (%14$s);
     END IF;
     IF FOUND THEN
         PERFORM webhooks.notify_once();
@@ -360,8 +384,8 @@ $body$,
         webhooks.column_text_expr('o', src.key_columns), format(tenant_of, 'o'),
         CASE WHEN fn IS NULL THEN format('to_jsonb(o.*)%s', excl) ELSE format('%s(to_jsonb(o.*)%s)', fn, excl) END,
         src.resource || '.updated',
-        CASE WHEN fn IS NULL THEN 'j.nd' ELSE format('%s(j.nd)', fn) END,
-        same_key, excl, listed_changed, format('o.%I IS NULL', src.key_columns[1]));
+        CASE WHEN fn IS NULL THEN format('to_jsonb(n.*)%s', excl) ELSE format('%s(to_jsonb(n.*)%s)', fn, excl) END,
+        same_key, previous_expr, unchanged_all, format('o.%I IS NULL', src.key_columns[1]));
 END $$;
 COMMENT ON FUNCTION webhooks.capture_statement_source(webhooks.source, regprocedure) IS
   'Internal: PL/pgSQL source of a table''s generated statement-level capture function.';
@@ -461,6 +485,43 @@ END $$;
 COMMENT ON FUNCTION webhooks.check_payload(regprocedure) IS
   'Internal: raise unless a payload function has the signature (jsonb) RETURNS jsonb.';
 
+-- Internal: (re)generate a tracked table's capture function and triggers
+-- from its row in webhooks.source.
+CREATE FUNCTION webhooks.install_capture(src webhooks.source) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    fn text;
+BEGIN
+    fn := format('webhooks.capture_%s', src.id);
+    EXECUTE format('CREATE OR REPLACE FUNCTION %s() RETURNS trigger LANGUAGE plpgsql %s AS %L',
+                   fn, webhooks.capture_security(), webhooks.capture_statement_source(src, src.payload));
+    EXECUTE format('COMMENT ON FUNCTION %s() IS %L', fn,
+                   'Capture trigger of ' || src.source::text || ', generated by webhooks.track(); do not edit.');
+
+    -- Statement-level with transition tables (one trigger per operation, as
+    -- transition tables require).
+    PERFORM webhooks.drop_capture_triggers(src.source);
+    IF 'created' = ANY (src.events) THEN
+        EXECUTE format('CREATE TRIGGER webhooks_capture_ins AFTER INSERT ON %s REFERENCING NEW TABLE AS new_rows '
+                       'FOR EACH STATEMENT EXECUTE FUNCTION %s()', src.source, fn);
+    END IF;
+    IF 'updated' = ANY (src.events) THEN
+        EXECUTE format('CREATE TRIGGER webhooks_capture_upd AFTER UPDATE ON %s '
+                       'REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows '
+                       'FOR EACH STATEMENT EXECUTE FUNCTION %s()', src.source, fn);
+    END IF;
+    IF 'deleted' = ANY (src.events) THEN
+        EXECUTE format('CREATE TRIGGER webhooks_capture_del AFTER DELETE ON %s REFERENCING OLD TABLE AS old_rows '
+                       'FOR EACH STATEMENT EXECUTE FUNCTION %s()', src.source, fn);
+    END IF;
+    IF 'truncated' = ANY (src.events) OR src.events = '{created,updated,deleted}' THEN
+        EXECUTE format('CREATE TRIGGER webhooks_capture_truncate AFTER TRUNCATE ON %s FOR EACH STATEMENT '
+                       'EXECUTE FUNCTION webhooks.capture_truncate(%L)', src.source, src.resource);
+    END IF;
+END $$;
+COMMENT ON FUNCTION webhooks.install_capture(webhooks.source) IS
+  'Internal: generate a tracked table''s capture function and create its triggers.';
+
 CREATE FUNCTION webhooks.track(
     source          regclass,
     resource        text DEFAULT NULL,
@@ -477,7 +538,6 @@ DECLARE
     res  text := coalesce(resource, (SELECT relname FROM pg_class WHERE oid = source));
     bad  text;
     src  webhooks.source;
-    fn   text;
 BEGIN
     PERFORM webhooks.check_event_name(res);
     IF events IS NULL OR cardinality(events) = 0 THEN
@@ -510,32 +570,7 @@ BEGIN
            tenant_column = excluded.tenant_column, payload = excluded.payload, updated_at = now()
     RETURNING * INTO src;
 
-    fn := format('webhooks.capture_%s', src.id);
-    EXECUTE format('CREATE OR REPLACE FUNCTION %s() RETURNS trigger LANGUAGE plpgsql %s AS %L',
-                   fn, webhooks.capture_security(), webhooks.capture_statement_source(src, payload));
-    EXECUTE format('COMMENT ON FUNCTION %s() IS %L', fn,
-                   'Capture trigger of ' || rel::text || ', generated by webhooks.track(); do not edit.');
-
-    -- Statement-level with transition tables (one trigger per operation, as
-    -- transition tables require).
-    PERFORM webhooks.drop_capture_triggers(rel);
-    IF 'created' = ANY (events) THEN
-        EXECUTE format('CREATE TRIGGER webhooks_capture_ins AFTER INSERT ON %s REFERENCING NEW TABLE AS new_rows '
-                       'FOR EACH STATEMENT EXECUTE FUNCTION %s()', rel, fn);
-    END IF;
-    IF 'updated' = ANY (events) THEN
-        EXECUTE format('CREATE TRIGGER webhooks_capture_upd AFTER UPDATE ON %s '
-                       'REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows '
-                       'FOR EACH STATEMENT EXECUTE FUNCTION %s()', rel, fn);
-    END IF;
-    IF 'deleted' = ANY (events) THEN
-        EXECUTE format('CREATE TRIGGER webhooks_capture_del AFTER DELETE ON %s REFERENCING OLD TABLE AS old_rows '
-                       'FOR EACH STATEMENT EXECUTE FUNCTION %s()', rel, fn);
-    END IF;
-    IF 'truncated' = ANY (events) OR events = '{created,updated,deleted}' THEN
-        EXECUTE format('CREATE TRIGGER webhooks_capture_truncate AFTER TRUNCATE ON %s FOR EACH STATEMENT '
-                       'EXECUTE FUNCTION webhooks.capture_truncate(%L)', rel, res);
-    END IF;
+    PERFORM webhooks.install_capture(src);
 END $$;
 COMMENT ON FUNCTION webhooks.track(regclass, text, text[], name[], name[], name, regprocedure) IS
   'Turn committed INSERT/UPDATE/DELETE (and TRUNCATE) on a table into <resource>.created/updated/deleted '
@@ -1572,3 +1607,86 @@ GRANT EXECUTE ON FUNCTION webhooks.claim(integer, interval),
 -- likewise, so that granting EXECUTE on it is all an application needs.
 ALTER FUNCTION webhooks.capture_truncate() SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 ALTER FUNCTION webhooks.emit(text, jsonb, text, text) SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+
+---------------------------------------------------------------------------
+-- Keeping generated capture code in step with the tables
+---------------------------------------------------------------------------
+-- Generated capture functions name columns in static SQL, and Postgres does
+-- not track what a PL/pgSQL body depends on: without this, dropping a column
+-- named in a table's settings would make every later write to it fail.
+
+CREATE FUNCTION webhooks.on_ddl() RETURNS event_trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    cmd     record;
+    src     webhooks.source;
+    keys    name[];
+    kept    name[];
+    dropped name[];
+BEGIN
+    FOR cmd IN SELECT DISTINCT objid FROM pg_event_trigger_ddl_commands() WHERE object_type = 'table' LOOP
+        SELECT * INTO src FROM webhooks.source s WHERE s.source = cmd.objid;
+        CONTINUE WHEN NOT FOUND;
+        SELECT array_agg(a.attname ORDER BY k.ord) INTO keys
+          FROM pg_index i
+          CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
+          JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+         WHERE i.indrelid = src.source AND i.indisprimary;
+        IF keys IS NULL THEN
+            RAISE EXCEPTION 'table % is tracked by pg_webhooks and needs its primary key', src.source
+              USING ERRCODE = 'dependent_objects_still_exist',
+                    HINT = format('SELECT webhooks.untrack(%L) first.', src.source::text);
+        END IF;
+        SELECT array_agg(c) FILTER (WHERE a.attname IS NOT NULL), array_agg(c) FILTER (WHERE a.attname IS NULL)
+          INTO kept, dropped
+          FROM unnest(array_remove(coalesce(src.columns, '{}') || src.exclude_columns || src.tenant_column, NULL)) c
+          LEFT JOIN pg_attribute a ON a.attrelid = src.source AND a.attname = c AND a.attnum > 0
+                                  AND NOT a.attisdropped;
+        IF dropped IS NOT NULL THEN
+            RAISE WARNING 'pg_webhooks: % no longer has column(s) %; removed from its tracking settings',
+                          src.source, dropped;
+        END IF;
+        UPDATE webhooks.source s
+           SET key_columns = keys,
+               columns = CASE WHEN s.columns IS NULL THEN NULL
+                              ELSE coalesce((SELECT array_agg(c) FROM unnest(s.columns) c
+                                              WHERE dropped IS NULL OR NOT c = ANY (dropped)), '{}') END,
+               exclude_columns = coalesce((SELECT array_agg(c) FROM unnest(s.exclude_columns) c
+                                            WHERE dropped IS NULL OR NOT c = ANY (dropped)), '{}'),
+               tenant_column = CASE WHEN s.tenant_column = ANY (coalesce(dropped, '{}')) THEN NULL
+                                    ELSE s.tenant_column END,
+               updated_at = now()
+         WHERE s.source = src.source
+        RETURNING * INTO src;
+        PERFORM webhooks.install_capture(src);
+    END LOOP;
+END $$;
+COMMENT ON FUNCTION webhooks.on_ddl() IS
+  'Event trigger: after ALTER TABLE on a tracked table, regenerate its capture code (dropping vanished '
+  'columns from its settings, with a warning); refuse to drop its primary key.';
+
+CREATE FUNCTION webhooks.on_drop() RETURNS event_trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    gone record;
+BEGIN
+    FOR gone IN SELECT s.id, s.source FROM webhooks.source s
+                  JOIN pg_event_trigger_dropped_objects() d ON d.objid = s.source::oid
+                 WHERE d.object_type = 'table' LOOP
+        EXECUTE format('DROP FUNCTION IF EXISTS webhooks.capture_%s()', gone.id);
+        DELETE FROM webhooks.source s WHERE s.id = gone.id;
+    END LOOP;
+    FOR gone IN SELECT x.id FROM webhooks.source_event x
+                  JOIN pg_event_trigger_dropped_objects() d ON d.objid = x.source::oid
+                 WHERE d.object_type = 'table' LOOP
+        EXECUTE format('DROP FUNCTION IF EXISTS webhooks.capture_event_%s()', gone.id);
+        DELETE FROM webhooks.source_event x WHERE x.id = gone.id;
+    END LOOP;
+END $$;
+COMMENT ON FUNCTION webhooks.on_drop() IS
+  'Event trigger: forget a tracked table (settings and generated functions) when it is dropped.';
+
+CREATE EVENT TRIGGER webhooks_ddl ON ddl_command_end WHEN TAG IN ('ALTER TABLE')
+    EXECUTE FUNCTION webhooks.on_ddl();
+CREATE EVENT TRIGGER webhooks_drop ON sql_drop WHEN TAG IN ('DROP TABLE', 'DROP SCHEMA', 'DROP OWNED')
+    EXECUTE FUNCTION webhooks.on_drop();

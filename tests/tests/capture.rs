@@ -352,3 +352,89 @@ async fn bulk_statements_capture_every_row_and_key_changes_are_kept() {
         .get(0);
     assert_eq!(sample, json!({"name": "c7"}));
 }
+
+#[tokio::test]
+async fn schema_changes_keep_capture_working() {
+    let (_c, db) = setup().await;
+    db.batch_execute(
+        "INSERT INTO sales.customers VALUES (1, 'A');
+         SELECT webhooks.track('sales.\"Orders\"', resource => 'order', columns => '{status,note}',
+                               exclude_columns => '{card_number}', tenant_column => 'tenant');
+         INSERT INTO sales.\"Orders\" (id, customer_id, status, card_number, tenant) VALUES (1, 1, 'new', '4111', 't');
+         ALTER TABLE sales.\"Orders\" DROP COLUMN note;          -- named in columns
+         ALTER TABLE sales.\"Orders\" DROP COLUMN card_number;   -- named in exclude_columns
+         ALTER TABLE sales.\"Orders\" DROP COLUMN tenant;        -- the tenant column
+         ALTER TABLE sales.\"Orders\" ADD COLUMN carrier text;
+         UPDATE sales.\"Orders\" SET status = 'shipped', carrier = 'DHL';",
+    )
+    .await
+    .expect("writes keep working after the columns named in the settings are dropped");
+    let (names, previous): (Vec<String>, Option<serde_json::Value>) = {
+        let rows = db
+            .query("SELECT event, previous FROM webhooks.event ORDER BY id", &[])
+            .await
+            .unwrap();
+        (
+            rows.iter().map(|r| r.get(0)).collect(),
+            rows.last().and_then(|r| r.get(1)),
+        )
+    };
+    assert_eq!(names, ["order.created", "order.updated"]);
+    assert_eq!(
+        previous,
+        Some(json!({"status": "new", "carrier": null})),
+        "new columns are captured too"
+    );
+    let settings = db
+        .query_one(
+            "SELECT columns::text[], exclude_columns::text[], tenant_column::text FROM webhooks.sources",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (columns, excluded, tenant): (Vec<String>, Vec<String>, Option<String>) =
+        (settings.get(0), settings.get(1), settings.get(2));
+    assert_eq!((columns, excluded, tenant), (vec!["status".to_owned()], vec![], None));
+
+    refused(
+        &db,
+        "ALTER TABLE sales.\"Orders\" DROP CONSTRAINT \"Orders_pkey\" CASCADE",
+        "2BP01",
+    )
+    .await;
+    db.batch_execute("DROP TABLE sales.\"Orders\" CASCADE").await.unwrap();
+    let left: i64 = db
+        .query_one(
+            "SELECT (SELECT count(*) FROM webhooks.source) + (SELECT count(*) FROM pg_proc WHERE proname ~ '^capture_[0-9]+$')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0, "a dropped table is forgotten");
+}
+
+#[tokio::test]
+async fn updates_compare_columns_of_every_type() {
+    let (_c, db) = setup().await;
+    db.batch_execute(
+        "CREATE TYPE mood AS ENUM ('sad', 'happy');
+         CREATE TABLE public.kinds (id int PRIMARY KEY, js json, arr int[], e mood, j jsonb, pt point, n numeric);
+         SELECT webhooks.track('public.kinds');
+         INSERT INTO public.kinds VALUES (1, '{\"b\": 1}', '{1,NULL,3}', 'happy', '{\"x\": 1}', '(1,2)', 1.5);
+         UPDATE public.kinds SET js = '{\"b\": 2}', arr = '{4}', e = 'sad', pt = '(3,4)';
+         UPDATE public.kinds SET js = '{\"b\": 2}', arr = '{4}', e = 'sad', j = '{\"x\": 1}', n = 1.5;  -- nothing changes",
+    )
+    .await
+    .unwrap();
+    let rows = db
+        .query("SELECT previous FROM webhooks.event WHERE operation = 'UPDATE'", &[])
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1, "an UPDATE to the same values is no event");
+    let previous: serde_json::Value = rows[0].get(0);
+    assert_eq!(
+        previous,
+        json!({"js": {"b": 1}, "arr": [1, null, 3], "e": "happy", "pt": "(1,2)"})
+    );
+}
