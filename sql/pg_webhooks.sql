@@ -1545,6 +1545,234 @@ COMMENT ON FUNCTION webhooks.backlog() IS
   'Poller API (metrics): deliveries due now and not claimed, plus events whose deliveries are not created yet.';
 
 ---------------------------------------------------------------------------
+-- Operations: stats, recovery actions, tests, retention
+---------------------------------------------------------------------------
+
+-- Internal: the delivery with this id, or undefined_object.
+CREATE FUNCTION webhooks.delivery_row(id uuid) RETURNS webhooks.delivery
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    d webhooks.delivery;
+BEGIN
+    SELECT * INTO d FROM webhooks.delivery x WHERE x.id = delivery_row.id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'delivery % does not exist', coalesce(id::text, 'NULL') USING ERRCODE = 'undefined_object';
+    END IF;
+    RETURN d;
+END $$;
+COMMENT ON FUNCTION webhooks.delivery_row(uuid) IS
+  'Internal: the delivery with this id, or an undefined_object error.';
+
+CREATE FUNCTION webhooks.stats(since interval DEFAULT '30 days')
+RETURNS TABLE (
+    endpoint_id          bigint,
+    endpoint             text,
+    total                bigint,
+    succeeded            bigint,
+    failed               bigint,
+    pending              bigint,
+    success_rate         numeric,
+    avg_latency          interval,
+    p95_latency          interval,
+    last_success         timestamptz,
+    last_failure         timestamptz,
+    consecutive_failures integer
+)
+LANGUAGE sql STABLE AS $$
+    SELECT e.id, e.name,
+           count(d.id),
+           count(d.id) FILTER (WHERE d.status = 'succeeded'),
+           count(d.id) FILTER (WHERE d.status = 'failed'),
+           count(d.id) FILTER (WHERE d.status IN ('pending', 'delivering')),
+           round(100.0 * count(d.id) FILTER (WHERE d.status = 'succeeded')
+                 / nullif(count(d.id) FILTER (WHERE d.status IN ('succeeded', 'failed')), 0), 2),
+           a.avg_latency, a.p95_latency,
+           max(d.completed_at) FILTER (WHERE d.status = 'succeeded'),
+           max(d.completed_at) FILTER (WHERE d.status = 'failed'),
+           e.consecutive_failures
+      FROM webhooks.endpoint e
+      LEFT JOIN webhooks.delivery d ON d.endpoint_id = e.id AND d.created_at >= now() - since
+      LEFT JOIN LATERAL (
+          SELECT avg(x.duration) AS avg_latency,
+                 percentile_cont(0.95) WITHIN GROUP (ORDER BY x.duration) AS p95_latency
+            FROM webhooks.attempt x JOIN webhooks.delivery y ON y.id = x.delivery_id
+           WHERE y.endpoint_id = e.id AND x.started_at >= now() - since) a ON true
+     WHERE e.deleted_at IS NULL
+     GROUP BY e.id, e.name, a.avg_latency, a.p95_latency, e.consecutive_failures
+     ORDER BY e.id
+$$;
+COMMENT ON FUNCTION webhooks.stats(interval) IS
+  'Per endpoint over the period: deliveries total/succeeded/failed/pending, success rate (%), average and p95 '
+  'attempt latency, last success and failure, consecutive failed deliveries.';
+
+CREATE FUNCTION webhooks.retry(delivery uuid) RETURNS uuid
+LANGUAGE plpgsql AS $$
+DECLARE
+    d webhooks.delivery := webhooks.delivery_row(delivery);
+BEGIN
+    IF d.status NOT IN ('failed', 'cancelled') THEN
+        RAISE EXCEPTION 'delivery % is %; only failed or cancelled deliveries can be retried', d.id, d.status
+          USING ERRCODE = 'object_not_in_prerequisite_state',
+                HINT = CASE WHEN d.status = 'succeeded' THEN 'webhooks.resend() sends it again as a new delivery.' END;
+    END IF;
+    PERFORM webhooks.endpoint_row(d.endpoint_id);
+    UPDATE webhooks.delivery x SET status = 'pending', next_attempt_at = now(), completed_at = NULL
+     WHERE x.id = d.id;
+    PERFORM webhooks.notify_once();
+    RETURN d.id;
+END $$;
+COMMENT ON FUNCTION webhooks.retry(uuid) IS
+  'Try a failed or cancelled delivery once more (same delivery id, so receivers can deduplicate). Returns its id.';
+
+CREATE FUNCTION webhooks.retry_failed(endpoint bigint DEFAULT NULL, since interval DEFAULT '7 days')
+RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+    n integer;
+BEGIN
+    IF endpoint IS NOT NULL THEN
+        PERFORM webhooks.endpoint_row(endpoint);
+    END IF;
+    UPDATE webhooks.delivery d SET status = 'pending', next_attempt_at = now(), completed_at = NULL
+      FROM webhooks.endpoint e
+     WHERE e.id = d.endpoint_id AND e.deleted_at IS NULL
+       AND d.status = 'failed' AND d.completed_at >= now() - since
+       AND (retry_failed.endpoint IS NULL OR d.endpoint_id = retry_failed.endpoint);
+    GET DIAGNOSTICS n = ROW_COUNT;
+    IF n > 0 THEN
+        PERFORM webhooks.notify_once();
+    END IF;
+    RETURN n;
+END $$;
+COMMENT ON FUNCTION webhooks.retry_failed(bigint, interval) IS
+  'Retry every delivery that failed within the period (of one endpoint, or all). Returns how many.';
+
+CREATE FUNCTION webhooks.resend(delivery uuid) RETURNS uuid
+LANGUAGE plpgsql AS $$
+DECLARE
+    d      webhooks.delivery := webhooks.delivery_row(delivery);
+    new_id uuid;
+BEGIN
+    PERFORM webhooks.endpoint_row(d.endpoint_id);
+    INSERT INTO webhooks.delivery (event_id, endpoint_id, ordering_key)
+    VALUES (d.event_id, d.endpoint_id, d.ordering_key)
+    RETURNING id INTO new_id;
+    PERFORM webhooks.notify_once();
+    RETURN new_id;
+END $$;
+COMMENT ON FUNCTION webhooks.resend(uuid) IS
+  'Send a delivery''s event to its endpoint again, as a new delivery (new webhook-id). Returns the new id.';
+
+CREATE FUNCTION webhooks.cancel(delivery uuid) RETURNS uuid
+LANGUAGE plpgsql AS $$
+DECLARE
+    d webhooks.delivery := webhooks.delivery_row(delivery);
+BEGIN
+    IF d.status NOT IN ('pending', 'delivering') THEN
+        RAISE EXCEPTION 'delivery % is already %', d.id, d.status
+          USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    -- A request in flight may still arrive; its outcome is then stale.
+    UPDATE webhooks.delivery x SET status = 'cancelled', completed_at = now(), locked_until = NULL,
+                                   last_error = 'cancelled'
+     WHERE x.id = d.id;
+    RETURN d.id;
+END $$;
+COMMENT ON FUNCTION webhooks.cancel(uuid) IS
+  'Stop a pending delivery (one in flight may still arrive). Returns its id.';
+
+CREATE FUNCTION webhooks.replay(endpoint bigint, since timestamptz, until timestamptz DEFAULT now(),
+                                events text[] DEFAULT NULL)
+RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+    e webhooks.endpoint := webhooks.endpoint_row(endpoint);
+    n integer;
+BEGIN
+    IF since IS NULL OR until IS NULL OR since > until THEN
+        RAISE EXCEPTION 'replay needs since <= until' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF events IS NOT NULL THEN
+        PERFORM webhooks.check_patterns(events);
+    END IF;
+    INSERT INTO webhooks.delivery (event_id, endpoint_id, ordering_key)
+    SELECT ev.id, e.id,
+           CASE WHEN e.ordered THEN coalesce(ev.source, '') || '/' || coalesce(ev.key, ev.id::text) END
+      FROM webhooks.event ev
+     WHERE ev.created_at >= since AND ev.created_at < until AND ev.fanned_out
+       AND webhooks.endpoint_matches(e, ev)
+       AND (replay.events IS NULL OR webhooks.event_matches(replay.events, ev.event))
+     ORDER BY ev.id;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    IF n > 0 THEN
+        PERFORM webhooks.notify_once();
+    END IF;
+    RETURN n;
+END $$;
+COMMENT ON FUNCTION webhooks.replay(bigint, timestamptz, timestamptz, text[]) IS
+  'Deliver past events again to an endpoint (e.g. a new one): those it matches, captured in [since, until), '
+  'optionally only these event patterns. Returns how many deliveries were created.';
+
+CREATE FUNCTION webhooks.send_test(endpoint bigint, event text DEFAULT 'webhooks.test', data jsonb DEFAULT NULL)
+RETURNS uuid
+LANGUAGE plpgsql AS $$
+DECLARE
+    e       webhooks.endpoint := webhooks.endpoint_row(endpoint);
+    payload jsonb := data;
+    ev_id   uuid;
+    d_id    uuid;
+BEGIN
+    PERFORM webhooks.check_event_name(event);
+    IF payload IS NULL THEN
+        SELECT x.data INTO payload FROM webhooks.event x
+         WHERE x.event = send_test.event AND x.operation <> 'TEST' ORDER BY x.id DESC LIMIT 1;
+        payload := coalesce(payload, jsonb_build_object('message', 'Test event from pg_webhooks',
+                                                        'endpoint', e.name));
+    END IF;
+    -- Sent to this endpoint only: the event is created already fanned out.
+    INSERT INTO webhooks.event (event, operation, data, fanned_out)
+    VALUES (send_test.event, 'TEST', payload, true)
+    RETURNING id INTO ev_id;
+    INSERT INTO webhooks.delivery (event_id, endpoint_id) VALUES (ev_id, e.id) RETURNING id INTO d_id;
+    PERFORM webhooks.notify_once();
+    RETURN d_id;
+END $$;
+COMMENT ON FUNCTION webhooks.send_test(bigint, text, jsonb) IS
+  'Send a test event to one endpoint: the given data, else the latest real event of that name, else a sample. '
+  'Returns the delivery id (follow it in webhooks.delivery_log).';
+
+CREATE FUNCTION webhooks.purge(older_than interval DEFAULT '30 days', include_failed boolean DEFAULT false)
+RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    cutoff timestamptz := now() - older_than;
+    n      bigint;
+BEGIN
+    IF older_than IS NULL OR older_than < '0' THEN
+        RAISE EXCEPTION 'older_than must be a non-negative interval' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- Finished history only; failed deliveries stay (they may be retried)
+    -- unless asked for.
+    WITH gone AS (
+        DELETE FROM webhooks.delivery d
+         WHERE (d.status IN ('succeeded', 'cancelled') OR (include_failed AND d.status = 'failed'))
+           AND d.completed_at < cutoff
+        RETURNING d.id
+    ), attempts AS (
+        DELETE FROM webhooks.attempt a USING gone WHERE a.delivery_id = gone.id
+    )
+    SELECT count(*) INTO n FROM gone;
+    DELETE FROM webhooks.event ev
+     WHERE ev.created_at < cutoff AND ev.fanned_out
+       AND NOT EXISTS (SELECT 1 FROM webhooks.delivery d WHERE d.event_id = ev.id);
+    RETURN n;
+END $$;
+COMMENT ON FUNCTION webhooks.purge(interval, boolean) IS
+  'Delete succeeded and cancelled deliveries (and their attempts) finished longer ago than older_than, and '
+  'events left without deliveries. Failed deliveries are kept unless include_failed. Returns the number of '
+  'deliveries deleted.';
+
+---------------------------------------------------------------------------
 -- Roles and privileges
 ---------------------------------------------------------------------------
 -- webhooks_admin manages everything; webhooks_reader reads logs and stats
@@ -1581,7 +1809,7 @@ GRANT SELECT ON webhooks.endpoints, webhooks.sources, webhooks.delivery_log,
                 webhooks.event, webhooks.delivery, webhooks.attempt
    TO webhooks_reader;
 GRANT EXECUTE ON FUNCTION webhooks.version(), webhooks.retry_delay(interval[], integer, interval, double precision),
-                          webhooks.event_matches(text[], text)
+                          webhooks.event_matches(text[], text), webhooks.stats(interval)
    TO webhooks_reader;
 
 -- The poller's functions run as the extension's owner, so the role needs no
@@ -1596,6 +1824,8 @@ ALTER FUNCTION webhooks.complete(uuid, integer, integer, text, double precision,
 ALTER FUNCTION webhooks.release(uuid[], integer[]) SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 ALTER FUNCTION webhooks.next_due() SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 ALTER FUNCTION webhooks.backlog() SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+-- Readers see stats without access to the endpoint table (no secrets in them).
+ALTER FUNCTION webhooks.stats(interval) SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 GRANT EXECUTE ON FUNCTION webhooks.claim(integer, interval),
       webhooks.complete_batch(uuid[], integer[], integer[], text[], double precision[], jsonb[], jsonb[], text[],
                               double precision[], text),

@@ -276,7 +276,8 @@ async fn capture(cluster: &Cluster, db: &Client, o: &Options) -> Result<Capture,
         let t = Instant::now();
         exec(db, &sql).await.map(|_| t.elapsed().as_secs_f64())
     };
-    let insert = |t: &str| format!("INSERT INTO {t} (customer, total) SELECT 'c' || g, g FROM generate_series(1, 100000) g");
+    let insert =
+        |t: &str| format!("INSERT INTO {t} (customer, total) SELECT 'c' || g, g FROM generate_series(1, 100000) g");
     let update = |t: &str| format!("UPDATE {t} SET status = 'shipped', total = total + 1");
     let mut runs: [Vec<f64>; 4] = [Vec::new(), Vec::new(), Vec::new(), Vec::new()];
     for _ in 0..3 {
