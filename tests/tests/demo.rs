@@ -17,4 +17,8 @@ fn the_demo_runs_and_shows_real_deliveries() {
     assert!(!stdout.contains("INVALID"), "{stdout}");
     assert!(stdout.contains("succeeded"), "the delivery log is printed: {stdout}");
     assert!(stdout.contains("503"), "the retried delivery is shown: {stdout}");
+    assert!(
+        stdout.contains("success_rate"),
+        "it ends with webhooks.stats(): {stdout}"
+    );
 }

@@ -193,6 +193,13 @@ async fn demo() -> Result<(), String> {
     show_sql(q);
     print!("{}", cluster.psql("erp", q)?);
 
+    let q = "SELECT endpoint, total, succeeded, failed, pending, success_rate, \
+             round(extract(epoch FROM avg_latency) * 1000, 1) AS avg_ms, \
+             round(extract(epoch FROM p95_latency) * 1000, 1) AS p95_ms FROM webhooks.stats()";
+    step("per-endpoint stats");
+    show_sql(q);
+    print!("{}", cluster.psql("erp", q)?);
+
     step("stopping the poller (SIGTERM: graceful)");
     if let Some(pid) = child.id() {
         let _ = std::process::Command::new("kill")
