@@ -49,6 +49,7 @@ CREATE TABLE webhooks.endpoint (
     previous_secret_until timestamptz,
     tenant               text,
     filter               jsonpath,
+    template             jsonb,
     headers              jsonb NOT NULL DEFAULT '{}',
     auth                 jsonb,
     signature            text NOT NULL DEFAULT 'standard',
@@ -816,6 +817,124 @@ END $$;
 COMMENT ON FUNCTION webhooks.check_choice(text, text, text[]) IS
   'Validate a setting that must be one of a fixed list.';
 
+-- Body templates (DESIGN §4): a JSON document whose string values may hold
+-- {{path}} placeholders. A string that is exactly one placeholder becomes the
+-- value itself (numbers stay numbers); anything else is interpolated as text.
+
+-- Internal: every placeholder path in a template.
+CREATE FUNCTION webhooks.template_paths(template jsonb) RETURNS SETOF text
+LANGUAGE sql IMMUTABLE AS $$
+    WITH RECURSIVE walk(v) AS (
+        SELECT template
+        UNION ALL
+        SELECT c.v FROM walk
+         CROSS JOIN LATERAL (
+            SELECT e.value FROM jsonb_each(CASE WHEN jsonb_typeof(walk.v) = 'object' THEN walk.v END) e
+            UNION ALL
+            SELECT a.value FROM jsonb_array_elements(CASE WHEN jsonb_typeof(walk.v) = 'array' THEN walk.v END) a
+         ) AS c(v)
+    )
+    SELECT btrim(m[1])
+      FROM walk CROSS JOIN LATERAL regexp_matches(walk.v #>> '{}', '\{\{([^{}]*)\}\}', 'g') AS m
+     WHERE jsonb_typeof(walk.v) = 'string'
+$$;
+COMMENT ON FUNCTION webhooks.template_paths(jsonb) IS 'Internal: the {{path}} placeholders used in a template.';
+
+CREATE FUNCTION webhooks.check_template(template jsonb) RETURNS jsonb
+LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    path text;
+BEGIN
+    IF template IS NULL OR template = 'null' THEN
+        RETURN NULL;
+    END IF;
+    IF jsonb_typeof(template) NOT IN ('object', 'array') THEN
+        RAISE EXCEPTION 'a template must be a JSON object or array' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    FOR path IN SELECT webhooks.template_paths(template) LOOP
+        IF NOT (path IN ('event.id', 'event.name', 'event.action', 'event.verb', 'event.timestamp',
+                         'event.unix_ms', 'delivery.id', 'delivery.attempt', 'endpoint.name',
+                         'data', 'previous', 'metadata')
+                OR path ~ '^(data|previous|metadata)(\.[A-Za-z0-9_$-]+)+$') THEN
+            RAISE EXCEPTION 'unknown template path {{%}}', path
+              USING ERRCODE = 'invalid_parameter_value',
+                    HINT = 'Use event.id, event.name, event.action, event.verb, event.timestamp, event.unix_ms, '
+                           'delivery.id, delivery.attempt, endpoint.name, data.<field…>, previous.<field…> '
+                           'or metadata.<field…>.';
+        END IF;
+    END LOOP;
+    IF EXISTS (SELECT 1 FROM jsonb_path_query(template, 'strict $.**') v
+                WHERE jsonb_typeof(v) = 'string'
+                  AND regexp_replace(v #>> '{}', '\{\{[^{}]*\}\}', '', 'g') ~ '\{\{|\}\}') THEN
+        RAISE EXCEPTION 'a template string has an unclosed {{ or a stray }}' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN template;
+END $$;
+COMMENT ON FUNCTION webhooks.check_template(jsonb) IS
+  'Validate a body template: a JSON object or array whose {{path}} placeholders are all known.';
+
+-- What a template can refer to, for one attempt of one delivery.
+CREATE FUNCTION webhooks.template_context(ev webhooks.event, delivery_id uuid, attempt integer, endpoint_name text)
+RETURNS jsonb
+LANGUAGE sql STABLE AS $$
+    SELECT jsonb_build_object(
+        'event', jsonb_build_object(
+            'id', ev.id,
+            'name', ev.event,
+            'action', a.action,
+            'verb', CASE a.action WHEN 'created' THEN 'create' WHEN 'updated' THEN 'update'
+                                  WHEN 'deleted' THEN 'delete' ELSE a.action END,
+            'timestamp', to_char(ev.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+            'unix_ms', (extract(epoch FROM ev.created_at) * 1000)::bigint),
+        'delivery', jsonb_build_object('id', delivery_id, 'attempt', attempt),
+        'endpoint', jsonb_build_object('name', endpoint_name),
+        'data', ev.data,
+        'previous', ev.previous,
+        'metadata', jsonb_build_object('source', ev.source, 'operation', ev.operation,
+                                       'key', ev.key, 'tenant', ev.tenant))
+      FROM (SELECT regexp_replace(ev.event, '^.*\.', '') AS action) a
+$$;
+COMMENT ON FUNCTION webhooks.template_context(webhooks.event, uuid, integer, text) IS
+  'The values a body template can use for one attempt (event.*, delivery.*, endpoint.name, data, previous, metadata).';
+
+CREATE FUNCTION webhooks.render_template(template jsonb, context jsonb) RETURNS jsonb
+LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    s     text;
+    whole text[];
+    m     text[];
+    v     jsonb;
+BEGIN
+    CASE jsonb_typeof(template)
+    WHEN 'object' THEN
+        RETURN (SELECT coalesce(jsonb_object_agg(x.k, webhooks.render_template(x.v, context)), '{}')
+                  FROM jsonb_each(template) AS x(k, v));
+    WHEN 'array' THEN
+        RETURN (SELECT coalesce(jsonb_agg(webhooks.render_template(x.v, context) ORDER BY x.o), '[]')
+                  FROM jsonb_array_elements(template) WITH ORDINALITY AS x(v, o));
+    WHEN 'string' THEN
+        s := template #>> '{}';
+        IF position('{{' IN s) = 0 THEN
+            RETURN template;
+        END IF;
+        whole := regexp_match(s, '^\{\{\s*([^{}]*?)\s*\}\}$');
+        IF whole IS NOT NULL THEN
+            RETURN coalesce(context #> string_to_array(whole[1], '.'), 'null');
+        END IF;
+        FOR m IN SELECT regexp_matches(s, '(\{\{\s*([^{}]*?)\s*\}\})', 'g') LOOP
+            v := context #> string_to_array(m[2], '.');
+            s := replace(s, m[1], CASE WHEN v IS NULL OR jsonb_typeof(v) = 'null' THEN ''
+                                       WHEN jsonb_typeof(v) = 'string' THEN v #>> '{}'
+                                       ELSE v::text END);
+        END LOOP;
+        RETURN to_jsonb(s);
+    ELSE
+        RETURN template;
+    END CASE;
+END $$;
+COMMENT ON FUNCTION webhooks.render_template(jsonb, jsonb) IS
+  'Render a body template against a context (see webhooks.template_context).';
+
 -- Serialised per tenant (advisory lock) so two concurrent creations cannot
 -- both take the last place.
 CREATE FUNCTION webhooks.check_tenant_limit(tenant text) RETURNS text
@@ -848,6 +967,7 @@ CREATE FUNCTION webhooks.create_endpoint(
     secret           text DEFAULT NULL,
     tenant           text DEFAULT NULL,
     filter           jsonpath DEFAULT NULL,
+    template         jsonb DEFAULT NULL,
     headers          jsonb DEFAULT '{}',
     auth             jsonb DEFAULT NULL,
     signature        text DEFAULT 'standard',
@@ -865,7 +985,7 @@ CREATE FUNCTION webhooks.create_endpoint(
 ) RETURNS TABLE (id bigint, secret text)
 LANGUAGE sql AS $$
     INSERT INTO webhooks.endpoint AS e
-        (name, url, events, secret, tenant, filter, headers, auth, signature, signature_header,
+        (name, url, events, secret, tenant, filter, template, headers, auth, signature, signature_header,
          method, retry_schedule, timeout, connect_timeout, success_codes, max_in_flight, ordered,
          pause_after, description, metadata)
     VALUES (webhooks.check_endpoint_name(create_endpoint.name),
@@ -874,6 +994,7 @@ LANGUAGE sql AS $$
             webhooks.check_secret(coalesce(create_endpoint.secret, webhooks.generate_secret())),
             webhooks.check_tenant_limit(create_endpoint.tenant),
             create_endpoint.filter,
+            webhooks.check_template(create_endpoint.template),
             webhooks.check_headers(create_endpoint.headers),
             webhooks.check_auth(create_endpoint.auth),
             webhooks.check_choice('signature', create_endpoint.signature, '{standard,hex,sha256,none}'),
@@ -889,7 +1010,7 @@ LANGUAGE sql AS $$
             coalesce(create_endpoint.metadata, '{}'))
     RETURNING e.id, e.secret
 $$;
-COMMENT ON FUNCTION webhooks.create_endpoint(text, text[], text, text, text, jsonpath, jsonb, jsonb, text, text,
+COMMENT ON FUNCTION webhooks.create_endpoint(text, text[], text, text, text, jsonpath, jsonb, jsonb, jsonb, text, text,
                                              text, interval[], interval, interval, int4multirange, integer,
                                              boolean, integer, text, jsonb) IS
   'Register a receiver. Returns its id and its secret; the secret is shown here once and never again.';
@@ -918,6 +1039,7 @@ CREATE FUNCTION webhooks.update_endpoint(
     active           boolean DEFAULT NULL,
     tenant           text DEFAULT NULL,
     filter           jsonpath DEFAULT NULL,
+    template         jsonb DEFAULT NULL,
     headers          jsonb DEFAULT NULL,
     auth             jsonb DEFAULT NULL,
     signature        text DEFAULT NULL,
@@ -956,6 +1078,9 @@ BEGIN
         consecutive_failures = CASE WHEN update_endpoint.active THEN 0 ELSE x.consecutive_failures END,
         tenant           = coalesce(update_endpoint.tenant, x.tenant),
         filter           = coalesce(update_endpoint.filter, x.filter),
+        -- 'null'::jsonb removes a template.
+        template         = CASE WHEN update_endpoint.template IS NULL THEN x.template
+                                ELSE webhooks.check_template(update_endpoint.template) END,
         headers          = coalesce(CASE WHEN update_endpoint.headers IS NOT NULL
                                          THEN webhooks.check_headers(update_endpoint.headers) END, x.headers),
         auth             = coalesce(webhooks.check_auth(update_endpoint.auth), x.auth),
@@ -984,10 +1109,11 @@ BEGIN
         updated_at       = now()
      WHERE x.id = e.id;
 END $$;
-COMMENT ON FUNCTION webhooks.update_endpoint(bigint, text, text[], text, boolean, text, jsonpath, jsonb, jsonb,
+COMMENT ON FUNCTION webhooks.update_endpoint(bigint, text, text[], text, boolean, text, jsonpath, jsonb, jsonb, jsonb,
                                              text, text, text, interval[], interval, interval, int4multirange,
                                              integer, boolean, integer, text, jsonb) IS
-  'Change an endpoint; NULL leaves a setting as it is. active => true also resumes a paused endpoint.';
+  'Change an endpoint; NULL leaves a setting as it is (template => ''null'' removes the template). '
+  'active => true also resumes a paused endpoint.';
 
 CREATE FUNCTION webhooks.delete_endpoint(id bigint) RETURNS integer
 LANGUAGE plpgsql AS $$
@@ -1027,7 +1153,7 @@ COMMENT ON FUNCTION webhooks.rotate_secret(bigint, interval, text) IS
   'with both the old and the new secret.';
 
 CREATE VIEW webhooks.endpoints AS
-SELECT id, name, url, events, tenant, filter, headers, auth ->> 'type' AS auth_type, signature,
+SELECT id, name, url, events, tenant, filter, template, headers, auth ->> 'type' AS auth_type, signature,
        signature_header, method, retry_schedule, timeout, connect_timeout, success_codes,
        max_in_flight, ordered, pause_after, active, paused_at, paused_reason, description, metadata,
        consecutive_failures, previous_secret_until AS rotation_grace_until, created_at, updated_at
@@ -1219,7 +1345,11 @@ BEGIN
       FROM claimed c
       JOIN webhooks.endpoint e ON e.id = c.endpoint_id
       JOIN webhooks.event ev ON ev.id = c.event_id
-     CROSS JOIN LATERAL (SELECT webhooks.render_body(ev) AS body) r;
+     CROSS JOIN LATERAL (
+        SELECT CASE WHEN e.template IS NULL THEN webhooks.render_body(ev)
+                    ELSE webhooks.render_template(e.template,
+                             webhooks.template_context(ev, c.id, c.attempts, e.name))::text
+               END AS body) r;
 END $$;
 COMMENT ON FUNCTION webhooks.claim(integer, interval) IS
   'Poller API: fan out new events, then lease up to batch_size due deliveries (FOR UPDATE SKIP LOCKED, '
