@@ -243,6 +243,41 @@ $$;
 COMMENT ON FUNCTION webhooks.column_text_expr(text, name[]) IS
   'Internal: SQL text of the key (or tenant) of NEW/OLD: column values as JSON text, joined by commas.';
 
+-- Internal helpers shared by the capture generators, fan-out and replay.
+CREATE FUNCTION webhooks.primary_key(rel regclass) RETURNS name[]
+LANGUAGE sql STABLE AS $$
+    SELECT array_agg(a.attname ORDER BY k.ord)
+      FROM pg_index i
+     CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
+      JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+     WHERE i.indrelid = rel AND i.indisprimary
+$$;
+COMMENT ON FUNCTION webhooks.primary_key(regclass) IS 'Internal: the primary-key columns of a table, in key order.';
+
+-- Schema-qualified names for generated code: a trigger runs under the
+-- writer's search_path.
+CREATE FUNCTION webhooks.qualified_table(rel regclass) RETURNS text
+LANGUAGE sql STABLE AS $$
+    SELECT format('%I.%I', n.nspname, c.relname)
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = rel
+$$;
+COMMENT ON FUNCTION webhooks.qualified_table(regclass) IS 'Internal: schema.table, quoted as needed.';
+
+CREATE FUNCTION webhooks.qualified_function(fn regprocedure) RETURNS text
+LANGUAGE sql STABLE AS $$
+    SELECT format('%I.%I', n.nspname, p.proname)
+      FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE p.oid = fn
+$$;
+COMMENT ON FUNCTION webhooks.qualified_function(regprocedure) IS 'Internal: schema.function, quoted as needed.';
+
+-- Deliveries of one row to an ordered endpoint share this key.
+CREATE FUNCTION webhooks.ordering_key(e webhooks.endpoint, ev webhooks.event) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN e.ordered THEN coalesce(ev.source, '') || '/' || coalesce(ev.key, ev.id::text) END
+$$;
+COMMENT ON FUNCTION webhooks.ordering_key(webhooks.endpoint, webhooks.event) IS
+  'Internal: the per-row ordering key of a delivery to an ordered endpoint (NULL for unordered endpoints).';
+
 -- Internal: the body of a row-level business-event function (track_event):
 -- the trigger's WHEN clause has already decided; this writes the event.
 CREATE FUNCTION webhooks.capture_source(src webhooks.source, event_name text, payload regprocedure)
@@ -251,14 +286,9 @@ LANGUAGE plpgsql STABLE AS $$
 DECLARE
     excl  text := CASE WHEN cardinality(src.exclude_columns) > 0
                        THEN format(' - %L::text[]', src.exclude_columns) ELSE '' END;
-    -- Schema-qualified names: the trigger runs under the writer's search_path.
     shape text := CASE WHEN payload IS NULL THEN 'row_data'
-                       ELSE (SELECT format('%I.%I(row_data)', n.nspname, p.proname)
-                               FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-                              WHERE p.oid = payload) END;
-    qualified text := (SELECT format('%I.%I', n.nspname, c.relname)
-                         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-                        WHERE c.oid = src.source);
+                       ELSE webhooks.qualified_function(payload) || '(row_data)' END;
+    qualified text := webhooks.qualified_table(src.source);
     tenant_new text := CASE WHEN src.tenant_column IS NULL THEN 'NULL'
                             ELSE webhooks.column_text_expr('NEW', ARRAY[src.tenant_column]) END;
     tenant_old text := CASE WHEN src.tenant_column IS NULL THEN 'NULL'
@@ -313,11 +343,8 @@ LANGUAGE plpgsql STABLE AS $$
 DECLARE
     excl text := CASE WHEN cardinality(src.exclude_columns) > 0
                       THEN format(' - %L::text[]', src.exclude_columns) ELSE '' END;
-    fn   text := (SELECT format('%I.%I', n.nspname, p.proname)
-                    FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE p.oid = payload);
-    qualified text := (SELECT format('%I.%I', n.nspname, c.relname)
-                         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-                        WHERE c.oid = src.source);
+    fn   text := webhooks.qualified_function(payload);
+    qualified text := webhooks.qualified_table(src.source);
     tenant_of text := CASE WHEN src.tenant_column IS NULL THEN 'NULL'
                            ELSE webhooks.column_text_expr('%s', ARRAY[src.tenant_column]) END;
     same_key text := (SELECT string_agg(format('o.%1$I = n.%1$I', k), ' AND ') FROM unnest(src.key_columns) k);
@@ -434,11 +461,7 @@ BEGIN
         RAISE EXCEPTION '%: % is a system or pg_webhooks table and cannot be tracked', caller, rel
           USING ERRCODE = 'insufficient_privilege';
     END IF;
-    SELECT array_agg(a.attname ORDER BY k.ord) INTO keys
-      FROM pg_index i
-      CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
-      JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
-     WHERE i.indrelid = rel AND i.indisprimary;
+    keys := webhooks.primary_key(rel);
     IF keys IS NULL THEN
         RAISE EXCEPTION '%: table % has no primary key', caller, rel
           USING ERRCODE = 'invalid_table_definition',
@@ -1222,9 +1245,7 @@ BEGIN
         RETURNING ev AS r
     ), created AS (
         INSERT INTO webhooks.delivery (event_id, endpoint_id, ordering_key, created_at, next_attempt_at)
-        SELECT (m.r).id, e.id,
-               CASE WHEN e.ordered THEN coalesce((m.r).source, '') || '/' || coalesce((m.r).key, (m.r).id::text) END,
-               (m.r).created_at, now()
+        SELECT (m.r).id, e.id, webhooks.ordering_key(e, m.r), (m.r).created_at, now()
           FROM marked m
           JOIN webhooks.endpoint e ON webhooks.endpoint_matches(e, m.r)
          ORDER BY (m.r).id
@@ -1826,8 +1847,7 @@ BEGIN
         PERFORM webhooks.check_patterns(events);
     END IF;
     INSERT INTO webhooks.delivery (event_id, endpoint_id, ordering_key)
-    SELECT ev.id, e.id,
-           CASE WHEN e.ordered THEN coalesce(ev.source, '') || '/' || coalesce(ev.key, ev.id::text) END
+    SELECT ev.id, e.id, webhooks.ordering_key(e, ev)
       FROM webhooks.event ev
      WHERE ev.created_at >= since AND ev.created_at < until AND ev.fanned_out
        AND webhooks.endpoint_matches(e, ev)
@@ -1987,11 +2007,7 @@ BEGIN
     FOR cmd IN SELECT DISTINCT objid FROM pg_event_trigger_ddl_commands() WHERE object_type = 'table' LOOP
         SELECT * INTO src FROM webhooks.source s WHERE s.source = cmd.objid;
         CONTINUE WHEN NOT FOUND;
-        SELECT array_agg(a.attname ORDER BY k.ord) INTO keys
-          FROM pg_index i
-          CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
-          JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
-         WHERE i.indrelid = src.source AND i.indisprimary;
+        keys := webhooks.primary_key(src.source);
         IF keys IS NULL THEN
             RAISE EXCEPTION 'table % is tracked by pg_webhooks and needs its primary key', src.source
               USING ERRCODE = 'dependent_objects_still_exist',
@@ -2045,6 +2061,11 @@ BEGIN
 END $$;
 COMMENT ON FUNCTION webhooks.on_drop() IS
   'Event trigger: forget a tracked table (settings and generated functions) when it is dropped.';
+
+-- Event triggers run as whoever issues the DDL: as the owner instead, or an
+-- ALTER TABLE by a role without rights on schema webhooks would fail.
+ALTER FUNCTION webhooks.on_ddl() SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION webhooks.on_drop() SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 
 CREATE EVENT TRIGGER webhooks_ddl ON ddl_command_end WHEN TAG IN ('ALTER TABLE')
     EXECUTE FUNCTION webhooks.on_ddl();

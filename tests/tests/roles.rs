@@ -114,4 +114,26 @@ async fn each_role_can_do_its_job_and_nothing_more() {
 
     // A role outside the three cannot see anything of it.
     denied(&app, "SELECT * FROM webhooks.endpoints").await;
+
+    // Schema changes by other roles are not held up by pg_webhooks' event
+    // triggers (they run as the extension's owner).
+    allowed(
+        &su,
+        "REVOKE USAGE ON SCHEMA webhooks FROM app; GRANT CREATE ON SCHEMA public TO app",
+    )
+    .await;
+    allowed(
+        &app,
+        "CREATE TABLE public.app_notes (id int PRIMARY KEY); ALTER TABLE public.app_notes ADD COLUMN body text;
+         DROP TABLE public.app_notes;",
+    )
+    .await;
+    allowed(&su, "ALTER TABLE public.orders ADD COLUMN note text").await;
+    allowed(&app, "UPDATE orders SET note = 'still captured'").await;
+    let updates: i64 = su
+        .query_one("SELECT count(*) FROM webhooks.event WHERE event = 'order.updated'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(updates, 2);
 }
