@@ -237,11 +237,13 @@ COMMENT ON FUNCTION webhooks.capture_security() IS
 -- Internal: `NEW.a`-style expressions for a list of columns, rendered as JSON text.
 CREATE FUNCTION webhooks.column_text_expr(rec text, columns name[]) RETURNS text
 LANGUAGE sql IMMUTABLE AS $$
-    SELECT string_agg(format('(to_jsonb(%s.%I) #>> ''{}'')', rec, c), ' || '','' || ' ORDER BY o)
+    SELECT coalesce(string_agg(format('(to_jsonb(%s.%I) #>> ''{}'')', rec, c), ' || '','' || ' ORDER BY o), 'NULL')
       FROM unnest(columns) WITH ORDINALITY AS u(c, o)
+     WHERE c IS NOT NULL
 $$;
 COMMENT ON FUNCTION webhooks.column_text_expr(text, name[]) IS
-  'Internal: SQL text of the key (or tenant) of NEW/OLD: column values as JSON text, joined by commas.';
+  'Internal: SQL text of the key (or tenant) of a row: column values as JSON text, joined by commas; '
+  'NULL (the SQL literal) for no columns.';
 
 -- Internal helpers shared by the capture generators, fan-out and replay.
 CREATE FUNCTION webhooks.primary_key(rel regclass) RETURNS name[]
@@ -289,10 +291,8 @@ DECLARE
     shape text := CASE WHEN payload IS NULL THEN 'row_data'
                        ELSE webhooks.qualified_function(payload) || '(row_data)' END;
     qualified text := webhooks.qualified_table(src.source);
-    tenant_new text := CASE WHEN src.tenant_column IS NULL THEN 'NULL'
-                            ELSE webhooks.column_text_expr('NEW', ARRAY[src.tenant_column]) END;
-    tenant_old text := CASE WHEN src.tenant_column IS NULL THEN 'NULL'
-                            ELSE webhooks.column_text_expr('OLD', ARRAY[src.tenant_column]) END;
+    tenant_new text := webhooks.column_text_expr('NEW', ARRAY[src.tenant_column]);
+    tenant_old text := webhooks.column_text_expr('OLD', ARRAY[src.tenant_column]);
 BEGIN
     RETURN format($body$
 DECLARE
@@ -345,8 +345,6 @@ DECLARE
                       THEN format(' - %L::text[]', src.exclude_columns) ELSE '' END;
     fn   text := webhooks.qualified_function(payload);
     qualified text := webhooks.qualified_table(src.source);
-    tenant_of text := CASE WHEN src.tenant_column IS NULL THEN 'NULL'
-                           ELSE webhooks.column_text_expr('%s', ARRAY[src.tenant_column]) END;
     same_key text := (SELECT string_agg(format('o.%1$I = n.%1$I', k), ' AND ') FROM unnest(src.key_columns) k);
     -- Per sent column: "unchanged", as a typed comparison where the type has
     -- its own = operator, else (json, arrays, enums, domains, ...) as JSON.
@@ -406,10 +404,10 @@ BEGIN
 END
 $body$,
         src.resource || '.created', qualified,
-        webhooks.column_text_expr('n', src.key_columns), format(tenant_of, 'n'),
+        webhooks.column_text_expr('n', src.key_columns), webhooks.column_text_expr('n', ARRAY[src.tenant_column]),
         CASE WHEN fn IS NULL THEN format('to_jsonb(n.*)%s', excl) ELSE format('%s(to_jsonb(n.*)%s)', fn, excl) END,
         src.resource || '.deleted',
-        webhooks.column_text_expr('o', src.key_columns), format(tenant_of, 'o'),
+        webhooks.column_text_expr('o', src.key_columns), webhooks.column_text_expr('o', ARRAY[src.tenant_column]),
         CASE WHEN fn IS NULL THEN format('to_jsonb(o.*)%s', excl) ELSE format('%s(to_jsonb(o.*)%s)', fn, excl) END,
         src.resource || '.updated',
         CASE WHEN fn IS NULL THEN format('to_jsonb(n.*)%s', excl) ELSE format('%s(to_jsonb(n.*)%s)', fn, excl) END,
@@ -580,10 +578,8 @@ BEGIN
     END IF;
     PERFORM webhooks.check_columns(rel, 'webhooks.track columns', columns),
             webhooks.check_columns(rel, 'webhooks.track exclude_columns', exclude_columns),
+            webhooks.check_columns(rel, 'webhooks.track tenant_column', array_remove(ARRAY[tenant_column], NULL)),
             webhooks.check_payload(payload);
-    IF tenant_column IS NOT NULL THEN
-        PERFORM webhooks.check_columns(rel, 'webhooks.track tenant_column', ARRAY[tenant_column]);
-    END IF;
 
     INSERT INTO webhooks.source AS s (source, resource, events, key_columns, columns, exclude_columns,
                                       tenant_column, payload)

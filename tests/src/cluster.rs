@@ -233,3 +233,11 @@ pub fn db_message(e: &tokio_postgres::Error) -> String {
 pub fn sqlstate(e: &tokio_postgres::Error) -> Option<String> {
     e.code().map(|c| c.code().to_owned())
 }
+
+/// Runs `sql`, expecting the server to refuse it with SQLSTATE `code`;
+/// returns the message (for assertions on its wording).
+pub async fn refused(db: &Client, sql: &str, code: &str) -> String {
+    let err = db.batch_execute(sql).await.expect_err(sql);
+    assert_eq!(sqlstate(&err).as_deref(), Some(code), "{sql}: {}", db_message(&err));
+    db_message(&err)
+}

@@ -1,7 +1,7 @@
 //! Capture by SQL alone: track() options, business events, TRUNCATE, column
 //! types, tenant routing, and the SQLSTATE of every bad input.
 
-use pg_webhooks_tests::cluster::{db_message, sqlstate, Cluster};
+use pg_webhooks_tests::cluster::{refused, Cluster};
 use serde_json::json;
 use tokio_postgres::Client;
 
@@ -46,12 +46,6 @@ async fn events(
     .iter()
     .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
     .collect()
-}
-
-async fn refused(db: &Client, sql: &str, code: &str) -> String {
-    let err = db.batch_execute(sql).await.expect_err(sql);
-    assert_eq!(sqlstate(&err).as_deref(), Some(code), "{sql}: {}", db_message(&err));
-    db_message(&err)
 }
 
 #[tokio::test]

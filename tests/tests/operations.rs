@@ -1,15 +1,10 @@
 //! Operating by SQL: stats, retry, retry_failed, resend, cancel, replay,
 //! send_test and purge, against real deliveries.
 
-use pg_webhooks_tests::cluster::{db_message, sqlstate};
+use pg_webhooks_tests::cluster::refused;
 use pg_webhooks_tests::fixture::{Env, WAIT};
 use pg_webhooks_tests::poller::Poller;
 use pg_webhooks_tests::receiver::Reply;
-
-async fn refused(env: &Env, sql: &str, code: &str) {
-    let err = env.db.batch_execute(sql).await.expect_err(sql);
-    assert_eq!(sqlstate(&err).as_deref(), Some(code), "{sql}: {}", db_message(&err));
-}
 
 async fn delivery_of(env: &Env, key: &str) -> String {
     env.scalar(&format!(
@@ -50,10 +45,10 @@ async fn recovery_actions_and_stats() {
     assert!(ids[2] == one || ids[3] == one);
 
     // nonsense is refused
-    refused(&env, &format!("SELECT webhooks.retry('{one}')"), "55000").await;
-    refused(&env, &format!("SELECT webhooks.cancel('{one}')"), "55000").await;
+    refused(&env.db, &format!("SELECT webhooks.retry('{one}')"), "55000").await;
+    refused(&env.db, &format!("SELECT webhooks.cancel('{one}')"), "55000").await;
     refused(
-        &env,
+        &env.db,
         "SELECT webhooks.retry('00000000-0000-0000-0000-000000000000')",
         "42704",
     )
@@ -142,7 +137,7 @@ async fn replay_history_to_a_new_endpoint_and_purge() {
     assert_eq!(env.receiver.received().len(), 4, "the first endpoint got nothing again");
 
     refused(
-        &env,
+        &env.db,
         &format!("SELECT webhooks.replay({id}, now(), now() - interval '1 day')"),
         "22023",
     )
@@ -152,7 +147,7 @@ async fn replay_history_to_a_new_endpoint_and_purge() {
         .await
         .unwrap();
     refused(
-        &env,
+        &env.db,
         &format!("SELECT webhooks.replay({id}, now() - interval '1 day')"),
         "42704",
     )
@@ -169,5 +164,5 @@ async fn replay_history_to_a_new_endpoint_and_purge() {
         .scalar("SELECT (SELECT count(*) FROM webhooks.delivery) * 1000 + (SELECT count(*) FROM webhooks.attempt)")
         .await;
     assert_eq!(left, 3 * 1000 + 3, "the replayed deliveries and their attempts stay");
-    refused(&env, "SELECT webhooks.purge('-1 day')", "22023").await;
+    refused(&env.db, "SELECT webhooks.purge('-1 day')", "22023").await;
 }

@@ -1,7 +1,7 @@
 //! Least privilege: what an application, a reader, a poller and an admin can
 //! and cannot do. Each role logs in for real (trust auth on the test cluster).
 
-use pg_webhooks_tests::cluster::{db_message, sqlstate, Cluster};
+use pg_webhooks_tests::cluster::{db_message, refused, Cluster};
 use pg_webhooks_tests::fixture::WAIT;
 use pg_webhooks_tests::poller::Poller;
 use pg_webhooks_tests::receiver::Receiver;
@@ -17,8 +17,7 @@ async fn login(cluster: &Cluster, user: &str) -> Client {
 }
 
 async fn denied(db: &Client, sql: &str) {
-    let err = db.batch_execute(sql).await.expect_err(sql);
-    assert_eq!(sqlstate(&err).as_deref(), Some("42501"), "{sql}: {}", db_message(&err));
+    refused(db, sql, "42501").await;
 }
 
 async fn allowed(db: &Client, sql: &str) {

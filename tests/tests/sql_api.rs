@@ -1,7 +1,7 @@
 //! The SQL API against a real database: what it accepts, and that every bad
 //! input is refused with a specific SQLSTATE and changes nothing.
 
-use pg_webhooks_tests::cluster::{db_message, sqlstate, Cluster};
+use pg_webhooks_tests::cluster::{refused, Cluster};
 use tokio_postgres::Client;
 
 async fn setup() -> (Cluster, Client) {
@@ -20,13 +20,6 @@ async fn setup() -> (Cluster, Client) {
 
 async fn count(db: &Client, sql: &str) -> i64 {
     db.query_one(sql, &[]).await.unwrap().get(0)
-}
-
-/// Runs `sql`, expecting SQLSTATE `code`; returns the message.
-async fn refused(db: &Client, sql: &str, code: &str) -> String {
-    let err = db.batch_execute(sql).await.expect_err(sql);
-    assert_eq!(sqlstate(&err).as_deref(), Some(code), "{sql}: {}", db_message(&err));
-    db_message(&err)
 }
 
 #[tokio::test]
