@@ -1,4 +1,4 @@
-.PHONY: demo test bench
+.PHONY: demo test bench chaos
 
 # Local Postgres + extension + poller + receiver; prints real deliveries and the log.
 demo:
@@ -11,3 +11,7 @@ test:
 # Throughput and latency with release builds, next to baselines measured in the same run.
 bench:
 	bash scripts/bench.sh
+
+# Kills, restarts, failing receivers, three pollers: does any guarantee break?
+chaos:
+	bash scripts/chaos.sh

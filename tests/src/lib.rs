@@ -1,6 +1,7 @@
 //! Test harness shared by the end-to-end tests, the demo and the benchmarks:
 //! a throwaway PostgreSQL 15 cluster and a recording HTTP receiver.
 
+pub mod chaos;
 pub mod cluster;
 pub mod fixture;
 pub mod poller;
@@ -44,4 +45,33 @@ pub async fn wait_for_count(
         done(n).then_some(())
     })
     .await
+}
+
+/// A small reproducible random number generator (xorshift64*) for fault
+/// injection: the same seed replays the same faults.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.max(1))
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Uniform in `0..n` (0 when n is 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        if n == 0 {
+            0
+        } else {
+            self.next_u64() % n
+        }
+    }
 }

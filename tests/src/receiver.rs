@@ -1,6 +1,8 @@
 //! A recording HTTP receiver on 127.0.0.1:0. It keeps every request (method,
 //! path, headers, exact body bytes, arrival time) and answers with scripted
-//! replies: status, delay, headers.
+//! replies (status, delay, headers) or random faults. It also notices when a
+//! request arrives while another one with the same `webhook-id` is still
+//! being answered: a concurrent double delivery.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -8,7 +10,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -16,6 +18,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
+
+use crate::Rng;
 
 #[derive(Debug, Clone)]
 pub struct Received {
@@ -27,6 +31,15 @@ pub struct Received {
     pub at: Instant,
     /// The status this receiver answered with.
     pub replied: u16,
+    /// Answered too late on purpose (a timeout): the sender gave up on it.
+    pub abandoned: bool,
+}
+
+impl Received {
+    /// Delivered from the sender's point of view: a 2xx answered in time.
+    pub fn delivered(&self) -> bool {
+        (200..300).contains(&self.replied) && !self.abandoned
+    }
 }
 
 impl Received {
@@ -49,6 +62,10 @@ pub struct Reply {
     pub delay: Duration,
     pub headers: Vec<(String, String)>,
     pub body: String,
+    /// The sender is expected to give up before this reply (a timeout): the
+    /// request stops counting as in flight when it arrives, so its retry is
+    /// not mistaken for a concurrent double delivery.
+    pub abandoned: bool,
 }
 
 impl Reply {
@@ -58,6 +75,15 @@ impl Reply {
             delay: Duration::ZERO,
             headers: Vec::new(),
             body: String::new(),
+            abandoned: false,
+        }
+    }
+
+    /// No answer within `delay`, which the sender's timeout is shorter than.
+    pub fn timeout(delay: Duration) -> Reply {
+        Reply {
+            abandoned: true,
+            ..Reply::status(200).delayed(delay)
         }
     }
 
@@ -77,6 +103,38 @@ impl Reply {
     }
 }
 
+/// Random replies for fault injection: out of every 100 requests, about
+/// `fail_percent` get a 500 and `timeout_percent` no answer in time; the
+/// others a 200 after up to `ok_delay` (so that requests overlap).
+#[derive(Debug, Clone)]
+pub struct Faults {
+    pub fail_percent: u64,
+    pub timeout_percent: u64,
+    pub timeout: Duration,
+    pub ok_delay: Duration,
+    pub seed: u64,
+}
+
+struct Random {
+    faults: Faults,
+    rng: Rng,
+}
+
+impl Random {
+    fn reply(&mut self) -> Reply {
+        let roll = self.rng.below(100);
+        let f = &self.faults;
+        if roll < f.fail_percent {
+            Reply::status(500)
+        } else if roll < f.fail_percent + f.timeout_percent {
+            Reply::timeout(f.timeout)
+        } else {
+            let delay = self.rng.below(f.ok_delay.as_micros() as u64);
+            Reply::status(200).delayed(Duration::from_micros(delay))
+        }
+    }
+}
+
 struct State {
     received: Mutex<Vec<Received>>,
     script: Mutex<VecDeque<Reply>>,
@@ -86,6 +144,10 @@ struct State {
     max_in_flight: AtomicUsize,
     /// Off: record only arrival times (benchmarks with 100k requests).
     keep_payload: std::sync::atomic::AtomicBool,
+    faults: Mutex<Option<Random>>,
+    /// `path webhook-id` of requests being answered.
+    answering: Mutex<HashSet<String>>,
+    overlaps: AtomicUsize,
 }
 
 pub struct Receiver {
@@ -98,44 +160,109 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// A request being answered. Dropped when the answer is sent or when the
+/// sender hangs up (hyper then drops the handler): either way the request no
+/// longer counts as in flight.
+struct Answering<'a> {
+    state: &'a State,
+    id: Option<String>,
+    counted: bool,
+}
+
+impl<'a> Answering<'a> {
+    fn begin(state: &'a State, id: Option<String>) -> Answering<'a> {
+        let now = state.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        state.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        if let Some(id) = &id {
+            if !lock(&state.answering).insert(id.clone()) {
+                state.overlaps.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        Answering {
+            state,
+            id,
+            counted: true,
+        }
+    }
+
+    fn end(&mut self) {
+        if std::mem::take(&mut self.counted) {
+            self.state.in_flight.fetch_sub(1, Ordering::SeqCst);
+            if let Some(id) = self.id.take() {
+                lock(&self.state.answering).remove(&id);
+            }
+        }
+    }
+}
+
+impl Drop for Answering<'_> {
+    fn drop(&mut self) {
+        self.end();
+    }
+}
+
 async fn handle(state: Arc<State>, req: Request<hyper::body::Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
-    let now_in_flight = state.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
-    state.max_in_flight.fetch_max(now_in_flight, Ordering::SeqCst);
     let at = Instant::now();
     let method = req.method().to_string();
     let path = req.uri().path_and_query().map(|p| p.to_string()).unwrap_or_default();
-    let headers = req
+    let webhook_id = req
         .headers()
-        .iter()
-        .map(|(n, v)| {
-            (
-                n.as_str().to_owned(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
-        .collect();
-    let body = req
+        .get("webhook-id")
+        .map(|v| format!("{path} {}", String::from_utf8_lossy(v.as_bytes())));
+    let mut answering = Answering::begin(&state, webhook_id);
+    let keep = state.keep_payload.load(Ordering::Relaxed);
+    let mut headers = Vec::new();
+    if keep {
+        headers = req
+            .headers()
+            .iter()
+            .map(|(n, v)| {
+                (
+                    n.as_str().to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+    }
+    let mut body = req
         .into_body()
         .collect()
         .await
         .map(|b| b.to_bytes().to_vec())
         .unwrap_or_default();
-    let reply = lock(&state.script)
-        .pop_front()
-        .unwrap_or_else(|| lock(&state.default).clone());
-    if !reply.delay.is_zero() {
-        tokio::time::sleep(reply.delay).await;
+    if !keep {
+        body = Vec::new();
     }
-    lock(&state.received).push(Received {
+    let reply = lock(&state.script).pop_front().unwrap_or_else(|| {
+        lock(&state.faults)
+            .as_mut()
+            .map(Random::reply)
+            .unwrap_or_else(|| lock(&state.default).clone())
+    });
+    let received = Received {
         method,
         path,
         headers,
         body,
         at,
         replied: reply.status,
-    });
-    state.in_flight.fetch_sub(1, Ordering::SeqCst);
-    state.arrived.notify_waiters();
+        abandoned: reply.abandoned,
+    };
+    // The sender of an abandoned request hangs up before the answer, and hyper
+    // then drops this handler: record it now.
+    if reply.abandoned {
+        answering.end();
+        lock(&state.received).push(received.clone());
+        state.arrived.notify_waiters();
+    }
+    if !reply.delay.is_zero() {
+        tokio::time::sleep(reply.delay).await;
+    }
+    if !reply.abandoned {
+        answering.end();
+        lock(&state.received).push(received);
+        state.arrived.notify_waiters();
+    }
     let mut response = Response::builder().status(reply.status);
     for (n, v) in &reply.headers {
         response = response.header(n, v);
@@ -163,6 +290,9 @@ impl Receiver {
             in_flight: AtomicUsize::new(0),
             max_in_flight: AtomicUsize::new(0),
             keep_payload: std::sync::atomic::AtomicBool::new(true),
+            faults: Mutex::new(None),
+            answering: Mutex::new(HashSet::new()),
+            overlaps: AtomicUsize::new(0),
         });
         let shared = state.clone();
         let task = tokio::spawn(async move {
@@ -202,9 +332,29 @@ impl Receiver {
         *lock(&self.state.default) = reply;
     }
 
-    /// Requests recorded so far (a request is recorded when its reply is sent).
+    /// Answers unscripted requests with random faults instead of the default.
+    pub fn inject_faults(&self, faults: Faults) {
+        let rng = Rng::new(faults.seed);
+        *lock(&self.state.faults) = Some(Random { faults, rng });
+    }
+
+    /// How many requests arrived while another with the same path and
+    /// `webhook-id` was still being answered (0 unless a delivery was sent
+    /// twice at once).
+    pub fn overlaps(&self) -> usize {
+        self.state.overlaps.load(Ordering::SeqCst)
+    }
+
+    /// Requests recorded so far. A request is recorded when its reply is sent
+    /// (an abandoned one when it arrives); one whose sender hung up before
+    /// the reply is not recorded.
     pub fn received(&self) -> Vec<Received> {
         lock(&self.state.received).clone()
+    }
+
+    /// How many requests have been recorded so far.
+    pub fn count(&self) -> usize {
+        lock(&self.state.received).len()
     }
 
     /// The most requests this receiver was handling at once.
