@@ -24,6 +24,8 @@ COMMENT ON FUNCTION webhooks.sign_hex(text, text) IS
 COMMENT ON FUNCTION webhooks.check_secret(text) IS 'Raise 22023 unless the secret can sign; return it.';
 COMMENT ON FUNCTION webhooks.generate_secret() IS 'A new whsec_ secret: base64 of 32 bytes from the OS CSPRNG.';
 COMMENT ON FUNCTION webhooks.uuid_v7() IS 'A time-ordered UUID (version 7).';
+COMMENT ON FUNCTION webhooks.url_parts(text) IS
+  'Scheme and host of an endpoint URL as the poller parses it; raises 22023 for a URL the poller could not send to.';
 COMMENT ON FUNCTION webhooks.check_patterns(text[]) IS 'Raise 22023 unless every element is a valid event pattern.';
 COMMENT ON FUNCTION webhooks.check_event_name(text) IS 'Raise 22023 unless the text is a valid event name.';
 COMMENT ON FUNCTION webhooks.event_matches(text[], text) IS
@@ -713,16 +715,15 @@ COMMENT ON FUNCTION webhooks.emit(text, jsonb, text, text) IS
 CREATE FUNCTION webhooks.check_url(url text) RETURNS text
 LANGUAGE plpgsql STABLE AS $$
 DECLARE
-    m text[];
+    p record;
 BEGIN
-    m := regexp_match(url, '^(https?)://(\[[0-9A-Fa-f:.]+\]|[^/:?#@\s\[\]]+)(:[0-9]{1,5})?([/?#]\S*)?$');
-    IF m IS NULL THEN
-        RAISE EXCEPTION 'invalid endpoint URL: %', coalesce(quote_literal(url), 'NULL')
-          USING ERRCODE = 'invalid_parameter_value',
-                HINT = 'Use an absolute URL such as https://example.com/hooks.';
+    IF url IS NULL THEN
+        RAISE EXCEPTION 'invalid endpoint URL: NULL' USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF m[1] = 'http' AND webhooks.https_required()
-       AND lower(m[2]) NOT IN ('localhost', '127.0.0.1', '[::1]') THEN
+    -- Parsed by the poller's own URL parser (Rust), so that an accepted URL
+    -- is one the poller can send to.
+    SELECT * INTO p FROM webhooks.url_parts(url);
+    IF p.scheme = 'http' AND webhooks.https_required() AND p.host NOT IN ('localhost', '127.0.0.1', '[::1]') THEN
         RAISE EXCEPTION 'endpoint URL must use https: %', url
           USING ERRCODE = 'invalid_parameter_value',
                 HINT = 'webhooks.require_https is on; only loopback URLs may use http.';

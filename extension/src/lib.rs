@@ -8,6 +8,7 @@ use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode;
 use std::cell::Cell;
 
+pub mod endpoint_url;
 pub mod pattern;
 pub mod sign;
 
@@ -127,6 +128,26 @@ fn check_patterns(patterns: Vec<Option<String>>) -> Vec<Option<String>> {
         }
     }
     patterns
+}
+
+/// Scheme and host of an endpoint URL as the poller will parse it; raises
+/// 22023 for anything the poller could not send to.
+#[pg_extern(immutable, strict, parallel_safe)]
+fn url_parts(url: &str) -> pgrx::iter::TableIterator<'static, (name!(scheme, String), name!(host, String))> {
+    match endpoint_url::parse(url) {
+        Ok(parts) => pgrx::iter::TableIterator::once(parts),
+        Err(e) => {
+            let shown: String = url.chars().take(200).collect();
+            pgrx::pg_sys::panic::ErrorReport::new(
+                PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+                format!("invalid endpoint URL {shown:?}: {e}"),
+                "url_parts",
+            )
+            .set_hint("Use an absolute http or https URL such as https://example.com/hooks.")
+            .report(pgrx::PgLogLevel::ERROR);
+            unreachable!("an ERROR report does not return")
+        }
+    }
 }
 
 /// Raises 22023 unless the text is a valid event name; returns it.

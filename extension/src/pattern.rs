@@ -132,4 +132,88 @@ mod tests {
         assert!(validate_event_name("loyalty.points_earned").is_ok());
         assert!(matches!(validate_event_name("order.*"), Err(PatternError::Wildcard(_))));
     }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        /// Event names built from the allowed alphabet.
+        fn event_name() -> impl Strategy<Value = String> {
+            prop::collection::vec("[A-Za-z0-9_-]{1,8}", 1..5).prop_map(|s| s.join("."))
+        }
+
+        /// Small alphabets, so that random patterns and names often match.
+        fn small_name() -> impl Strategy<Value = String> {
+            prop::collection::vec("[ab]{1,2}", 1..5).prop_map(|s| s.join("."))
+        }
+
+        fn small_pattern() -> impl Strategy<Value = String> {
+            prop::collection::vec(prop_oneof!["[ab]{1,2}", Just("*".to_owned())], 1..5).prop_map(|s| s.join("."))
+        }
+
+        /// The documented rule, written recursively: `*` is one segment, and
+        /// one or more as the last segment.
+        fn model(p: &[&str], e: &[&str]) -> bool {
+            match (p, e) {
+                ([], []) => true,
+                (["*"], [_, ..]) => true,
+                ([ph, pt @ ..], [eh, et @ ..]) => (*ph == "*" || ph == eh) && model(pt, et),
+                _ => false,
+            }
+        }
+
+        proptest! {
+            #[test]
+            fn any_input_is_accepted_or_refused_without_panicking(s in ".{0,40}", t in ".{0,40}") {
+                let _ = validate_pattern(&s);
+                let _ = validate_event_name(&s);
+                let _ = matches(&s, &t);
+            }
+
+            #[test]
+            fn accepted_names_use_only_the_documented_alphabet(s in "[a-z.*_ -]{0,12}") {
+                if validate_event_name(&s).is_ok() {
+                    prop_assert!(!s.is_empty() && !s.contains('*') && !s.contains(' ') && !s.contains(".."));
+                    prop_assert!(!s.starts_with('.') && !s.ends_with('.'));
+                }
+                if validate_pattern(&s).is_ok() {
+                    prop_assert!(s.split('.').all(|seg| seg == "*" || !seg.contains('*')));
+                }
+            }
+
+            #[test]
+            fn a_name_matches_itself_and_its_wildcards(name in event_name(), mask in any::<u8>()) {
+                prop_assume!(!name.starts_with("webhooks."));
+                prop_assert!(validate_event_name(&name).is_ok());
+                prop_assert!(matches(&name, &name));
+                prop_assert!(matches("*", &name));
+                // Any segment replaced by `*` still matches.
+                let starred: Vec<&str> = name
+                    .split('.')
+                    .enumerate()
+                    .map(|(i, seg)| if mask & (1 << (i % 8)) != 0 { "*" } else { seg })
+                    .collect();
+                let pattern = starred.join(".");
+                prop_assert!(validate_pattern(&pattern).is_ok());
+                prop_assert!(matches(&pattern, &name), "{} should match {}", pattern, name);
+            }
+
+            #[test]
+            fn matching_agrees_with_a_segment_by_segment_model(pattern in small_pattern(), name in small_name()) {
+                let p: Vec<&str> = pattern.split('.').collect();
+                let e: Vec<&str> = name.split('.').collect();
+                prop_assert!(validate_pattern(&pattern).is_ok());
+                prop_assert_eq!(matches(&pattern, &name), model(&p, &e), "{} vs {}", pattern, name);
+            }
+
+            #[test]
+            fn system_events_need_a_pattern_naming_webhooks(rest in event_name(), pattern in event_name()) {
+                let system = format!("webhooks.{rest}");
+                prop_assume!(!pattern.starts_with("webhooks."));
+                prop_assert!(!matches(&pattern, &system));
+                prop_assert!(!matches("*", &system));
+                prop_assert!(matches("webhooks.*", &system));
+            }
+        }
+    }
 }

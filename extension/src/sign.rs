@@ -128,4 +128,40 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(standard_key(&a).unwrap().len(), 32);
     }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn any_secret_is_usable_or_refused_without_panicking(secret in ".{0,60}", body in ".{0,60}") {
+                match standard(&secret, "msg_1", 1_700_000_000, body.as_bytes()) {
+                    Ok(sig) => {
+                        prop_assert!(sig.starts_with("v1,"));
+                        prop_assert_eq!(STANDARD.decode(&sig[3..]).map(|m| m.len()).ok(), Some(32));
+                    }
+                    Err(e) => prop_assert!(!e.to_string().is_empty()),
+                }
+                prop_assert_eq!(hex(&secret, body.as_bytes()).len(), 64);
+            }
+
+            #[test]
+            fn whsec_secrets_sign_with_their_decoded_key(key in prop::collection::vec(any::<u8>(), 1..64)) {
+                let secret = format!("whsec_{}", STANDARD.encode(&key));
+                prop_assert_eq!(standard_key(&secret), Ok(key));
+            }
+
+            #[test]
+            fn every_byte_of_the_message_counts(body in prop::collection::vec(any::<u8>(), 1..64), i in any::<usize>()) {
+                let mut changed = body.clone();
+                let at = i % changed.len();
+                changed[at] ^= 1;
+                prop_assert_ne!(
+                    standard("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "msg_1", 1, &body),
+                    standard("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "msg_1", 1, &changed)
+                );
+            }
+        }
+    }
 }

@@ -96,4 +96,26 @@ mod tests {
         assert!(parse_duration("abc").is_err());
         assert!(parse_duration("5 parsecs").is_err());
     }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn any_duration_text_is_parsed_or_refused_without_panicking(s in ".{0,20}") {
+                if let Ok(d) = parse_duration(&s) {
+                    prop_assert!(d > Duration::ZERO);
+                }
+            }
+
+            #[test]
+            fn milliseconds_and_seconds_agree(ms in 1u64..10_000_000) {
+                let from_ms = parse_duration(&format!("{ms}ms")).map_err(TestCaseError::fail)?;
+                let from_s = parse_duration(&format!("{}s", ms as f64 / 1000.0)).map_err(TestCaseError::fail)?;
+                prop_assert_eq!(from_ms, Duration::from_millis(ms));
+                prop_assert!(from_ms.abs_diff(from_s) < Duration::from_micros(1));
+            }
+        }
+    }
 }

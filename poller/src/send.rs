@@ -213,4 +213,29 @@ mod tests {
         assert_eq!(r["X-Api-Key"], "[redacted]");
         assert_eq!(r["X-Webhook-Event"], "a.b");
     }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+        use std::time::{Duration, UNIX_EPOCH};
+
+        proptest! {
+            #[test]
+            fn any_retry_after_is_a_non_negative_delay_or_ignored(s in ".{0,40}", now in 0u64..4_000_000_000) {
+                let now = UNIX_EPOCH + Duration::from_secs(now);
+                if let Some(secs) = parse_retry_after(&s, now) {
+                    prop_assert!(secs.is_finite() && secs >= 0.0);
+                }
+            }
+
+            #[test]
+            fn an_http_date_means_the_seconds_until_then(now in 0u64..4_000_000_000, ahead in 0u64..1_000_000) {
+                let now_t = UNIX_EPOCH + Duration::from_secs(now);
+                let date = httpdate::fmt_http_date(now_t + Duration::from_secs(ahead));
+                prop_assert_eq!(parse_retry_after(&date, now_t), Some(ahead as f64));
+                let past = httpdate::fmt_http_date(now_t - Duration::from_secs(ahead.min(now)));
+                prop_assert_eq!(parse_retry_after(&past, now_t), Some(0.0));
+            }
+        }
+    }
 }

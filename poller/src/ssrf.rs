@@ -154,4 +154,43 @@ mod tests {
         assert!(check_literal(&"https://example.com/x".parse().unwrap()).is_ok());
         assert!(check_literal(&"https://1.1.1.1/x".parse().unwrap()).is_ok());
     }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+        use std::net::Ipv6Addr;
+
+        proptest! {
+            #[test]
+            fn an_ipv4_address_gets_the_same_verdict_in_every_ipv6_disguise(bits in any::<u32>()) {
+                let v4 = Ipv4Addr::from(bits);
+                let verdict = forbidden(IpAddr::V4(v4));
+                prop_assert_eq!(forbidden(IpAddr::V6(v4.to_ipv6_mapped())), verdict);
+                let o = v4.octets();
+                let nat64 = Ipv6Addr::new(0x64, 0xff9b, 0, 0, 0, 0,
+                                          u16::from_be_bytes([o[0], o[1]]), u16::from_be_bytes([o[2], o[3]]));
+                prop_assert_eq!(forbidden(IpAddr::V6(nat64)), verdict);
+            }
+
+            #[test]
+            fn private_ranges_are_always_refused(a in any::<u8>(), b in any::<u8>(), c in any::<u8>()) {
+                for ip in [
+                    Ipv4Addr::new(10, a, b, c),
+                    Ipv4Addr::new(127, a, b, c),
+                    Ipv4Addr::new(172, 16 | (a & 0x0f), b, c),
+                    Ipv4Addr::new(192, 168, b, c),
+                    Ipv4Addr::new(169, 254, b, c),
+                ] {
+                    prop_assert!(forbidden(IpAddr::V4(ip)).is_some(), "{}", ip);
+                }
+            }
+
+            #[test]
+            fn any_url_is_checked_without_panicking(s in "(https?://)?[a-z0-9.:\\[\\]%@/-]{0,40}") {
+                if let Ok(url) = reqwest::Url::parse(&s) {
+                    let _ = check_literal(&url);
+                }
+            }
+        }
+    }
 }

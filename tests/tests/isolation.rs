@@ -16,7 +16,10 @@ fn pg_isolation_regress() -> PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn claim_isolation_specs() {
     let cluster = Cluster::start().expect("start cluster");
-    cluster.create_database("isolation", false).await.expect("create database");
+    cluster
+        .create_database("isolation", false)
+        .await
+        .expect("create database");
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("isolation");
     let mut specs: Vec<String> = std::fs::read_dir(dir.join("specs"))
         .expect("tests/isolation/specs")
@@ -31,7 +34,14 @@ async fn claim_isolation_specs() {
     std::fs::create_dir_all(&out).expect("output dir");
     let run = Command::new(pg_isolation_regress())
         .arg("--use-existing")
-        .args(["--host", "127.0.0.1", "--port", &cluster.port.to_string(), "--user", "postgres"])
+        .args([
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &cluster.port.to_string(),
+            "--user",
+            "postgres",
+        ])
         .args(["--dbname", "isolation"])
         .arg(format!("--inputdir={}", dir.display()))
         .arg(format!("--outputdir={}", out.display()))

@@ -1,0 +1,89 @@
+//! Endpoint URLs, parsed by the same `url` crate the poller's HTTP client
+//! uses: a URL accepted here is one the poller can send to. (A hand-written
+//! pattern accepted `http://300.1.1.1/` and ports above 65535, which no
+//! delivery could ever reach; the property test in tests/tests/properties.rs
+//! found them.)
+
+use url::Url;
+
+/// Why an endpoint URL is refused.
+#[derive(Debug, PartialEq, Eq)]
+pub enum UrlError {
+    /// Spaces or control characters, which the parser would silently drop.
+    Whitespace,
+    Unparsable(String),
+    Scheme(String),
+    NoHost,
+    Credentials,
+}
+
+impl std::fmt::Display for UrlError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UrlError::Whitespace => write!(f, "it contains whitespace or control characters"),
+            UrlError::Unparsable(why) => write!(f, "{why}"),
+            UrlError::Scheme(s) => write!(f, "the scheme must be http or https, not {s:?}"),
+            UrlError::NoHost => write!(f, "it has no host"),
+            UrlError::Credentials => write!(f, "it contains credentials (use the endpoint's auth option)"),
+        }
+    }
+}
+
+/// An endpoint URL's scheme (`http` or `https`) and host as the poller will
+/// see them (lowercase; IPv6 literals in brackets).
+pub fn parse(url: &str) -> Result<(String, String), UrlError> {
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(UrlError::Whitespace);
+    }
+    let parsed = Url::parse(url).map_err(|e| UrlError::Unparsable(e.to_string()))?;
+    let scheme = parsed.scheme();
+    if scheme != "http" && scheme != "https" {
+        return Err(UrlError::Scheme(scheme.to_owned()));
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(UrlError::Credentials);
+    }
+    let host = parsed.host_str().filter(|h| !h.is_empty()).ok_or(UrlError::NoHost)?;
+    Ok((scheme.to_owned(), host.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepted_and_refused() {
+        let ok = |u: &str| parse(u).map(|(s, h)| format!("{s} {h}"));
+        assert_eq!(
+            ok("https://Hooks.Example.com/x?y=1"),
+            Ok("https hooks.example.com".into())
+        );
+        assert_eq!(ok("HTTP://127.0.0.1:8080/"), Ok("http 127.0.0.1".into()));
+        assert_eq!(ok("http://[::1]:9/"), Ok("http [::1]".into()));
+        assert!(matches!(parse("http://300.1.1.1/"), Err(UrlError::Unparsable(_))));
+        assert!(matches!(
+            parse("https://example.com:65536/"),
+            Err(UrlError::Unparsable(_))
+        ));
+        assert!(matches!(parse("ftp://example.com/"), Err(UrlError::Scheme(_))));
+        assert!(matches!(parse("example.com/hooks"), Err(UrlError::Unparsable(_))));
+        assert_eq!(parse("https://exa\tmple.com/"), Err(UrlError::Whitespace));
+        assert_eq!(parse(" https://example.com/"), Err(UrlError::Whitespace));
+        assert_eq!(parse("https://user:pw@example.com/"), Err(UrlError::Credentials));
+    }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn any_text_is_accepted_or_refused_without_panicking(s in "\\PC{0,40}") {
+                if let Ok((scheme, host)) = parse(&s) {
+                    prop_assert!(scheme == "http" || scheme == "https");
+                    prop_assert!(!host.is_empty());
+                }
+            }
+        }
+    }
+}
