@@ -113,8 +113,28 @@ CREATE TABLE webhooks.source_event (
 COMMENT ON TABLE webhooks.source_event IS
   'Business events fired when a row change meets a condition; managed by webhooks.track_event().';
 
+-- History is time-partitioned so that retention drops whole partitions
+-- instead of deleting rows (no bloat, no vacuum debt, space back at once).
+-- The partition key is the UUIDv7 id itself, whose first 48 bits are the
+-- creation time in milliseconds: the primary key stays the id, and a time
+-- range is an id range. webhooks.maintain() creates partitions ahead of
+-- time; rows outside every partition land in the _default ones.
+CREATE FUNCTION webhooks.uuid_v7_floor(at timestamptz) RETURNS uuid
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
+    SELECT (lpad(to_hex(floor(extract(epoch FROM at) * 1000)::bigint), 12, '0') || repeat('0', 20))::uuid
+$$;
+COMMENT ON FUNCTION webhooks.uuid_v7_floor(timestamptz) IS
+  'The smallest UUIDv7 created at or after a time: event and delivery ids sort by creation, so '
+  'id >= webhooks.uuid_v7_floor(t) selects rows created since t (and bounds the partitions).';
+
+CREATE FUNCTION webhooks.uuid_v7_time(id uuid) RETURNS timestamptz
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
+    SELECT to_timestamp(('x' || lpad(left(replace(id::text, '-', ''), 12), 16, '0'))::bit(64)::bigint / 1000.0)
+$$;
+COMMENT ON FUNCTION webhooks.uuid_v7_time(uuid) IS 'When a UUIDv7 (an event or delivery id) was created, to the millisecond.';
+
 CREATE TABLE webhooks.event (
-    id          uuid PRIMARY KEY DEFAULT webhooks.uuid_v7(),
+    id          uuid NOT NULL DEFAULT webhooks.uuid_v7(),
     event       text NOT NULL,
     source      text,
     operation   text NOT NULL,
@@ -124,12 +144,15 @@ CREATE TABLE webhooks.event (
     previous    jsonb,
     created_at  timestamptz NOT NULL DEFAULT clock_timestamp(),
     fanned_out  boolean NOT NULL DEFAULT false
-);
+) PARTITION BY RANGE (id);
 COMMENT ON TABLE webhooks.event IS
   'One row per captured change or emitted event (the outbox). id is a UUIDv7, so it sorts by creation. '
   'fanned_out turns true once its deliveries exist.';
--- Small: only events whose deliveries are not created yet.
-CREATE INDEX event_fan_out ON webhooks.event (id) WHERE NOT fanned_out;
+-- Indexes are made per partition (here for the default one, in maintain()
+-- for the dated ones), not on the partitioned table: the parent belongs to
+-- the extension and pg_dump leaves it out, so a partition index attached to
+-- it would be dumped as a duplicate and break a restore. The id ranges of the
+-- partitions are disjoint, so a primary key per partition is a global one.
 
 CREATE TABLE webhooks.delivery (
     id               uuid PRIMARY KEY DEFAULT webhooks.uuid_v7(),
@@ -176,13 +199,23 @@ ALTER TABLE webhooks.delivery SET (
     autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 5000,
     autovacuum_vacuum_insert_scale_factor = 0, autovacuum_vacuum_insert_threshold = 10000,
     autovacuum_analyze_scale_factor = 0.02, autovacuum_vacuum_cost_delay = 0);
-ALTER TABLE webhooks.event SET (
+-- (The same for each partition of webhooks.event, set where it is created:
+-- a partitioned table has no storage parameters of its own.)
+CREATE TABLE webhooks.event_default PARTITION OF webhooks.event DEFAULT WITH (
     autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 5000,
     autovacuum_vacuum_insert_scale_factor = 0, autovacuum_vacuum_insert_threshold = 10000,
     autovacuum_vacuum_cost_delay = 0);
+COMMENT ON TABLE webhooks.event_default IS
+  'Events outside every dated partition (before the first webhooks.maintain()); purged row by row.';
+ALTER TABLE webhooks.event_default ADD PRIMARY KEY (id);
+-- Small: only events whose deliveries are not created yet.
+CREATE INDEX event_default_fan_out ON webhooks.event_default (id) WHERE NOT fanned_out;
 
+-- Partitioned by delivery id (so by the delivery's creation time): a
+-- delivery's attempts live in one partition, dropped once no delivery of
+-- that period is kept.
 CREATE TABLE webhooks.attempt (
-    id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    id               bigint GENERATED ALWAYS AS IDENTITY,
     delivery_id      uuid NOT NULL,
     attempt          integer NOT NULL,
     started_at       timestamptz NOT NULL,
@@ -194,10 +227,23 @@ CREATE TABLE webhooks.attempt (
     response_body    text,
     poller           text,
     created_at       timestamptz NOT NULL DEFAULT now()
-);
+) PARTITION BY RANGE (delivery_id);
 COMMENT ON TABLE webhooks.attempt IS
   'One row per HTTP attempt: what was sent (headers, credentials redacted), what came back, how long it took.';
-CREATE INDEX attempt_delivery ON webhooks.attempt (delivery_id, attempt);
+CREATE TABLE webhooks.attempt_default PARTITION OF webhooks.attempt DEFAULT;
+COMMENT ON TABLE webhooks.attempt_default IS
+  'Attempts of deliveries outside every dated partition; purged row by row.';
+ALTER TABLE webhooks.attempt_default ADD PRIMARY KEY (delivery_id, attempt, id);
+
+CREATE TABLE webhooks.partition (
+    name   name PRIMARY KEY,
+    parent name NOT NULL CHECK (parent IN ('event', 'attempt')),
+    lower  timestamptz NOT NULL,
+    upper  timestamptz NOT NULL
+);
+COMMENT ON TABLE webhooks.partition IS
+  'The dated partitions of webhooks.event and webhooks.attempt that webhooks.maintain() created: '
+  'rows created in [lower, upper). webhooks.purge() drops those wholly older than its cutoff.';
 
 -- Extension tables are left out of pg_dump unless registered: without this a
 -- dump and restore would lose every endpoint, tracked table and log row.
@@ -207,10 +253,13 @@ SELECT pg_catalog.pg_extension_config_dump('webhooks.source', '');
 SELECT pg_catalog.pg_extension_config_dump('webhooks.source_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('webhooks.source_event', '');
 SELECT pg_catalog.pg_extension_config_dump('webhooks.source_event_id_seq', '');
-SELECT pg_catalog.pg_extension_config_dump('webhooks.event', '');
+SELECT pg_catalog.pg_extension_config_dump('webhooks.event_default', '');
 SELECT pg_catalog.pg_extension_config_dump('webhooks.delivery', '');
-SELECT pg_catalog.pg_extension_config_dump('webhooks.attempt', '');
+SELECT pg_catalog.pg_extension_config_dump('webhooks.attempt_default', '');
 SELECT pg_catalog.pg_extension_config_dump('webhooks.attempt_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('webhooks.partition', '');
+-- The dated partitions are created at run time, not by this script: they are
+-- ordinary tables, which pg_dump dumps (schema and rows) by itself.
 
 ---------------------------------------------------------------------------
 -- Capture
@@ -511,7 +560,7 @@ COMMENT ON FUNCTION webhooks.check_payload(regprocedure) IS
 
 -- Internal: (re)generate a tracked table's capture function and triggers
 -- from its row in webhooks.source.
-CREATE FUNCTION webhooks.install_capture(src webhooks.source) RETURNS void
+CREATE FUNCTION webhooks.install_capture(src webhooks.source, with_triggers boolean DEFAULT true) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
     fn text;
@@ -522,6 +571,9 @@ BEGIN
     EXECUTE format('COMMENT ON FUNCTION %s() IS %L', fn,
                    'Capture trigger of ' || src.source::text || ', generated by webhooks.track(); do not edit.');
 
+    IF NOT with_triggers THEN
+        RETURN;
+    END IF;
     -- Statement-level with transition tables (one trigger per operation, as
     -- transition tables require).
     PERFORM webhooks.drop_capture_triggers(src.source);
@@ -543,8 +595,8 @@ BEGIN
                        'EXECUTE FUNCTION webhooks.capture_truncate(%L)', src.source, src.resource);
     END IF;
 END $$;
-COMMENT ON FUNCTION webhooks.install_capture(webhooks.source) IS
-  'Internal: generate a tracked table''s capture function and create its triggers.';
+COMMENT ON FUNCTION webhooks.install_capture(webhooks.source, boolean) IS
+  'Internal: generate a tracked table''s capture function and (unless told not to) create its triggers.';
 
 CREATE FUNCTION webhooks.track(
     source          regclass,
@@ -1235,10 +1287,14 @@ BEGIN
     IF NOT pg_try_advisory_xact_lock(hashtext('pg_webhooks.fan_out')) THEN
         RETURN 0;
     END IF;
-    WITH todo AS (
-        SELECT id FROM webhooks.event WHERE NOT fanned_out ORDER BY id LIMIT max_events
-    ), marked AS (
-        UPDATE webhooks.event ev SET fanned_out = true FROM todo WHERE ev.id = todo.id
+    -- A range, not a join with the ids: the partial index answers it in each
+    -- partition, and partitions past the bound are pruned.
+    WITH marked AS (
+        UPDATE webhooks.event ev SET fanned_out = true
+         WHERE NOT ev.fanned_out
+           AND ev.id <= coalesce((SELECT t.id FROM webhooks.event t WHERE NOT t.fanned_out
+                                   ORDER BY t.id OFFSET greatest(max_events, 1) - 1 LIMIT 1),
+                                 'ffffffff-ffff-ffff-ffff-ffffffffffff')
         RETURNING ev AS r
     ), created AS (
         INSERT INTO webhooks.delivery (event_id, endpoint_id, ordering_key, created_at, next_attempt_at)
@@ -1888,18 +1944,128 @@ COMMENT ON FUNCTION webhooks.send_test(bigint, text, jsonb) IS
   'Send a test event to one endpoint: the given data, else the latest real event of that name, else a sample. '
   'Returns the delivery id (follow it in webhooks.delivery_log).';
 
+CREATE FUNCTION webhooks.partition_interval() RETURNS interval
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    setting text := coalesce(nullif(current_setting('webhooks.partition_interval', true), ''), '1 day');
+    step    interval;
+BEGIN
+    BEGIN
+        step := setting::interval;
+    EXCEPTION WHEN data_exception THEN
+        step := NULL;
+    END;
+    IF step IS NULL OR step < interval '1 second' OR step > interval '31 days'
+       OR extract(month FROM step) <> 0 OR extract(year FROM step) <> 0 THEN
+        RAISE EXCEPTION 'webhooks.partition_interval must be an interval from 1 second to 31 days without months, not %',
+                        quote_literal(setting)
+          USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN step;
+END $$;
+COMMENT ON FUNCTION webhooks.partition_interval() IS
+  'The span of each new partition of webhooks.event and webhooks.attempt (setting webhooks.partition_interval, '
+  'default 1 day).';
+
+-- Create the partitions of the next three intervals (at least the next
+-- minute). Called by every poller at start and once a minute, and by purge().
+-- It never waits long for a lock: a busy table is tried again next time,
+-- and rows meanwhile go to the _default partitions.
+CREATE FUNCTION webhooks.maintain() RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    step    interval := webhooks.partition_interval();
+    horizon timestamptz := now() + greatest(step * 3, interval '1 minute');
+    tbl     name;
+    key     name;
+    lo      timestamptz;
+    hi      timestamptz;
+    newest  uuid;
+    part    name;
+    created integer := 0;
+BEGIN
+    PERFORM set_config('lock_timeout', '2s', true);
+    FOREACH tbl IN ARRAY ARRAY['event', 'attempt']::name[] LOOP
+        key := CASE tbl WHEN 'event' THEN 'id' ELSE 'delivery_id' END;
+        lo := coalesce((SELECT max(p.upper) FROM webhooks.partition p WHERE p.parent = tbl),
+                       date_bin(step, now(), timestamptz '2000-01-01 00:00:00+00'));
+        WHILE lo < horizon LOOP
+            hi := date_bin(step, lo, timestamptz '2000-01-01 00:00:00+00') + step;
+            -- Rows already in the default partition for this range stay
+            -- there; the new partition starts just after the newest of them.
+            EXECUTE format('SELECT %I FROM webhooks.%I WHERE %I >= $1 AND %I < $2 ORDER BY 1 DESC LIMIT 1',
+                           key, tbl || '_default', key, key)
+               INTO newest USING webhooks.uuid_v7_floor(lo), webhooks.uuid_v7_floor(hi);
+            IF newest IS NOT NULL THEN
+                lo := greatest(lo, webhooks.uuid_v7_time(newest) + interval '1 millisecond');
+            END IF;
+            IF lo < hi THEN
+                part := tbl || '_' || to_char(lo AT TIME ZONE 'UTC', 'YYYYMMDD"_"HH24MISSMS');
+                BEGIN
+                    EXECUTE format(
+                        'CREATE TABLE webhooks.%I PARTITION OF webhooks.%I FOR VALUES FROM (%L) TO (%L) %s',
+                        part, tbl, webhooks.uuid_v7_floor(lo), webhooks.uuid_v7_floor(hi),
+                        CASE tbl WHEN 'event' THEN
+                            'WITH (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 5000, '
+                            'autovacuum_vacuum_insert_scale_factor = 0, '
+                            'autovacuum_vacuum_insert_threshold = 10000, autovacuum_vacuum_cost_delay = 0)'
+                        ELSE '' END);
+                    IF tbl = 'event' THEN
+                        EXECUTE format('ALTER TABLE webhooks.%I ADD PRIMARY KEY (id)', part);
+                        EXECUTE format('CREATE INDEX %I ON webhooks.%I (id) WHERE NOT fanned_out',
+                                       part || '_fan_out', part);
+                    ELSE
+                        EXECUTE format('ALTER TABLE webhooks.%I ADD PRIMARY KEY (delivery_id, attempt, id)', part);
+                    END IF;
+                    EXECUTE format('COMMENT ON TABLE webhooks.%I IS %L', part,
+                                   format('%s rows created from %s to %s (managed by webhooks.maintain/purge).',
+                                          tbl, lo, hi));
+                    INSERT INTO webhooks.partition (name, parent, lower, upper) VALUES (part, tbl, lo, hi);
+                    created := created + 1;
+                EXCEPTION WHEN lock_not_available OR check_violation THEN
+                    -- Busy, or a row for this range reached the default
+                    -- partition meanwhile: next time.
+                    RETURN created;
+                END;
+            END IF;
+            lo := hi;
+        END LOOP;
+    END LOOP;
+    RETURN created;
+END $$;
+COMMENT ON FUNCTION webhooks.maintain() IS
+  'Create the partitions of webhooks.event and webhooks.attempt for the coming intervals; returns how many. '
+  'Pollers call it at start and every minute; safe to call any time.';
+
 CREATE FUNCTION webhooks.purge(older_than interval DEFAULT '30 days', include_failed boolean DEFAULT false)
 RETURNS bigint
 LANGUAGE plpgsql AS $$
 DECLARE
     cutoff timestamptz := now() - older_than;
     n      bigint;
+    p      webhooks.partition;
 BEGIN
     IF older_than IS NULL OR older_than < '0' THEN
         RAISE EXCEPTION 'older_than must be a non-negative interval' USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    PERFORM set_config('lock_timeout', '5s', true);
+    -- Whole attempt partitions first: those of a period none of whose
+    -- deliveries is kept (unfinished, failed and kept, or finished since the
+    -- cutoff). Dropped, not deleted: no dead rows, no vacuum, space back now.
+    FOR p IN SELECT * FROM webhooks.partition x
+              WHERE x.parent = 'attempt' AND x.upper <= cutoff ORDER BY x.lower LOOP
+        IF NOT EXISTS (
+            SELECT 1 FROM webhooks.delivery d
+             WHERE d.id >= webhooks.uuid_v7_floor(p.lower) AND d.id < webhooks.uuid_v7_floor(p.upper)
+               AND NOT ((d.status IN ('succeeded', 'cancelled') OR (include_failed AND d.status = 'failed'))
+                        AND d.completed_at < cutoff)) THEN
+            EXECUTE format('DROP TABLE webhooks.%I', p.name);
+            DELETE FROM webhooks.partition x WHERE x.name = p.name;
+        END IF;
+    END LOOP;
     -- Finished history only; failed deliveries stay (they may be retried)
-    -- unless asked for.
+    -- unless asked for. (The delivery table is the queue: its rows change in
+    -- place and autovacuum reuses the space of deleted ones.)
     WITH gone AS (
         DELETE FROM webhooks.delivery d
          WHERE (d.status IN ('succeeded', 'cancelled') OR (include_failed AND d.status = 'failed'))
@@ -1909,15 +2075,32 @@ BEGIN
         DELETE FROM webhooks.attempt a USING gone WHERE a.delivery_id = gone.id
     )
     SELECT count(*) INTO n FROM gone;
+    -- Whole event partitions no delivery refers to any more.
+    FOR p IN SELECT * FROM webhooks.partition x
+              WHERE x.parent = 'event' AND x.upper <= cutoff ORDER BY x.lower LOOP
+        IF NOT EXISTS (SELECT 1 FROM webhooks.delivery d
+                        WHERE d.event_id >= webhooks.uuid_v7_floor(p.lower)
+                          AND d.event_id < webhooks.uuid_v7_floor(p.upper))
+           AND NOT EXISTS (SELECT 1 FROM webhooks.event ev
+                            WHERE NOT ev.fanned_out
+                              AND ev.id >= webhooks.uuid_v7_floor(p.lower)
+                              AND ev.id < webhooks.uuid_v7_floor(p.upper)) THEN
+            EXECUTE format('DROP TABLE webhooks.%I', p.name);
+            DELETE FROM webhooks.partition x WHERE x.name = p.name;
+        END IF;
+    END LOOP;
+    -- What remains older than the cutoff (in the default partitions, or in a
+    -- partition a kept delivery still refers to) goes row by row.
     DELETE FROM webhooks.event ev
-     WHERE ev.created_at < cutoff AND ev.fanned_out
+     WHERE ev.id < webhooks.uuid_v7_floor(cutoff) AND ev.created_at < cutoff AND ev.fanned_out
        AND NOT EXISTS (SELECT 1 FROM webhooks.delivery d WHERE d.event_id = ev.id);
+    PERFORM webhooks.maintain();
     RETURN n;
 END $$;
 COMMENT ON FUNCTION webhooks.purge(interval, boolean) IS
-  'Delete succeeded and cancelled deliveries (and their attempts) finished longer ago than older_than, and '
-  'events left without deliveries. Failed deliveries are kept unless include_failed. Returns the number of '
-  'deliveries deleted.';
+  'Remove succeeded and cancelled deliveries (and their attempts) finished longer ago than older_than, and '
+  'events left without deliveries: whole partitions are dropped where possible, the rest deleted. Failed '
+  'deliveries are kept unless include_failed. Returns the number of deliveries removed.';
 
 ---------------------------------------------------------------------------
 -- Roles and privileges
@@ -1977,7 +2160,8 @@ GRANT EXECUTE ON FUNCTION webhooks.claim(integer, interval),
       webhooks.complete_batch(uuid[], integer[], integer[], text[], double precision[], jsonb[], jsonb[], text[],
                               double precision[], text),
       webhooks.complete(uuid, integer, integer, text, double precision, jsonb, jsonb, text, double precision, text),
-      webhooks.release(uuid[], integer[]), webhooks.next_due(), webhooks.backlog(), webhooks.version()
+      webhooks.release(uuid[], integer[]), webhooks.next_due(), webhooks.backlog(), webhooks.version(),
+      webhooks.maintain()
    TO webhooks_poller;
 
 -- Capture runs as the owner too (see webhooks.capture_security()); emit()
@@ -2031,7 +2215,10 @@ BEGIN
                updated_at = now()
          WHERE s.source = src.source
         RETURNING * INTO src;
-        PERFORM webhooks.install_capture(src);
+        -- The function only: the triggers still call it, and creating them
+        -- here would collide with a restore from pg_dump, whose ALTER TABLE
+        -- ... ADD PRIMARY KEY runs before its CREATE TRIGGER.
+        PERFORM webhooks.install_capture(src, with_triggers => false);
     END LOOP;
 END $$;
 COMMENT ON FUNCTION webhooks.on_ddl() IS

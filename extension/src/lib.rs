@@ -21,6 +21,9 @@ static NOTIFY: GucSetting<bool> = GucSetting::<bool>::new(true);
 static REQUIRE_HTTPS: GucSetting<bool> = GucSetting::<bool>::new(true);
 static RESPONSE_BODY_LIMIT: GucSetting<i32> = GucSetting::<i32>::new(8192);
 static MAX_ENDPOINTS_PER_TENANT: GucSetting<i32> = GucSetting::<i32>::new(0);
+// Read by SQL (webhooks.partition_interval()), which validates it.
+static PARTITION_INTERVAL: GucSetting<Option<std::ffi::CString>> =
+    GucSetting::<Option<std::ffi::CString>>::new(Some(c"1 day"));
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
@@ -65,6 +68,14 @@ pub extern "C-unwind" fn _PG_init() {
         &MAX_ENDPOINTS_PER_TENANT,
         0,
         1_000_000,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"webhooks.partition_interval",
+        c"Span of each new partition of webhooks.event and webhooks.attempt.",
+        c"An interval from 1 second to 31 days, without months; webhooks.purge() drops whole partitions.",
+        &PARTITION_INTERVAL,
         GucContext::Suset,
         GucFlags::default(),
     );

@@ -166,6 +166,33 @@ async fn watch_backlog(shared: Arc<Shared>) {
     }
 }
 
+/// Creates the coming partitions of the history tables (webhooks.maintain()),
+/// on a connection of its own so that a wait for a lock never holds up
+/// claims or outcomes. Failure is not fatal: rows then go to the default
+/// partitions, and the next round tries again.
+async fn maintain(url: &str) {
+    let result = match db::connect(url, Commit::Durable).await {
+        Ok(client) => client
+            .query_one("SELECT webhooks.maintain()", &[])
+            .await
+            .map(|row| row.get::<_, i32>(0))
+            .map_err(DbError::Query),
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(partitions = n, "created partitions"),
+        Err(e) => tracing::warn!(error = %e, "could not create partitions; will retry"),
+    }
+}
+
+async fn maintain_every_minute(url: String) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        maintain(&url).await;
+    }
+}
+
 /// Runs until `shutdown` turns true (or, with `--once`, until nothing is due).
 /// Errors only on bad set-up at start; later database trouble is retried.
 pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<Summary, DbError> {
@@ -192,6 +219,8 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
     if config.metrics_addr.is_some() {
         background.spawn(watch_backlog(shared.clone()));
     }
+    maintain(&config.database_url).await;
+    background.spawn(maintain_every_minute(config.database_url.clone()));
     let wake = Arc::new(Notify::new());
     background.spawn(listen::listen(
         config.database_url.clone(),

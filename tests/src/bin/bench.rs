@@ -23,15 +23,19 @@ struct Options {
     backlog: i64,
     latency_rate: u32,
     latency_seconds: u32,
+    retention_rounds: usize,
     out: String,
 }
+
+const RETENTION_PER_ROUND: i64 = 10_000;
 
 fn options() -> Result<Options, String> {
     let mut o = Options {
         capture_seconds: 8,
-        backlog: 50_000,
+        backlog: 100_000,
         latency_rate: 50,
         latency_seconds: 10,
+        retention_rounds: 12,
         out: "bench-results.json".into(),
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -45,15 +49,17 @@ fn options() -> Result<Options, String> {
             "--latency-seconds" => o.latency_seconds = value.parse().map_err(bad)?,
             "--out" => o.out = value.clone(),
             "--capture-seconds" => o.capture_seconds = value.parse().map_err(bad)?,
+            "--retention-rounds" => o.retention_rounds = value.parse().map_err(bad)?,
             _ => {
                 return Err(format!(
-                    "unknown option {flag} (--backlog N, --latency-rate N, --latency-seconds N, --out FILE)"
+                    "unknown option {flag} (--backlog N, --latency-rate N, --latency-seconds N, \
+                     --capture-seconds N, --retention-rounds N, --out FILE)"
                 ))
             }
         }
     }
-    if o.backlog < 1 || o.latency_rate < 1 || o.latency_seconds < 1 || o.capture_seconds < 1 {
-        return Err("values must be positive".into());
+    if o.backlog < 1 || o.latency_rate < 1 || o.latency_seconds < 1 || o.capture_seconds < 1 || o.retention_rounds < 3 {
+        return Err("values must be positive (and --retention-rounds at least 3)".into());
     }
     Ok(o)
 }
@@ -182,6 +188,106 @@ async fn drain(
     Ok((n as f64 / took, rss))
 }
 
+/// Total size (tables, indexes, TOAST; every partition) of a history table.
+const HISTORY_BYTES: &str = "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint
+       FROM pg_class c WHERE c.oid = $1::text::regclass
+          OR c.oid IN (SELECT inhrelid FROM pg_inherits WHERE inhparent = $1::text::regclass)";
+
+async fn history_bytes(db: &Client) -> Result<[i64; 3], String> {
+    let mut sizes = [0; 3];
+    for (i, t) in ["webhooks.event", "webhooks.delivery", "webhooks.attempt"]
+        .iter()
+        .enumerate()
+    {
+        sizes[i] = db
+            .query_one(HISTORY_BYTES, &[t])
+            .await
+            .map_err(|e| db_message(&e))?
+            .get(0);
+    }
+    Ok(sizes)
+}
+
+struct Retention {
+    rounds: usize,
+    per_round: i64,
+    /// Sizes (event, delivery, attempt) after each round's purge.
+    sizes: Vec<[i64; 3]>,
+    dropped_partitions: i64,
+}
+
+async fn partition_names(db: &Client) -> Result<Vec<String>, String> {
+    db.query("SELECT name::text FROM webhooks.partition", &[])
+        .await
+        .map(|rows| rows.iter().map(|r| r.get::<_, String>(0)).collect())
+        .map_err(|e| db_message(&e))
+}
+
+/// Steady load with retention: rounds of `per_round` changes, each delivered
+/// and then purged with a 15 s retention, on 5 s partitions. If history
+/// bloated, its size would grow with every round; it should level off.
+async fn retention(cluster: &Cluster, receiver: &Receiver, rounds: usize, per_round: i64) -> Result<Retention, String> {
+    let db = cluster.create_database("retention", true).await?;
+    exec(
+        &db,
+        "ALTER DATABASE retention SET webhooks.partition_interval = '5 seconds';
+         SET webhooks.partition_interval = '5 seconds';
+         CREATE TABLE orders (id bigint PRIMARY KEY, customer text NOT NULL, status text NOT NULL DEFAULT 'new',
+                              total numeric(12,2), placed_at timestamptz NOT NULL DEFAULT now());
+         SELECT webhooks.track('orders', resource => 'order');
+         SELECT webhooks.maintain();",
+    )
+    .await?;
+    db.execute(
+        "SELECT webhooks.create_endpoint($1, events => '{order.*}', name => 'retention', max_in_flight => 64)",
+        &[&receiver.url("/retention")],
+    )
+    .await
+    .map_err(|e| db_message(&e))?;
+    let poller = spawn_poller(&cluster.url("retention"))?;
+    let mut result = Retention {
+        rounds,
+        per_round,
+        sizes: Vec::new(),
+        dropped_partitions: 0,
+    };
+    for round in 0..rounds as i64 {
+        let started = Instant::now();
+        receiver.clear();
+        let first = round * per_round + 1;
+        exec(
+            &db,
+            &format!(
+                "INSERT INTO orders (id, customer, total) SELECT g, 'customer ' || g, g * 1.25
+                   FROM generate_series({first}, {}) g",
+                first + per_round - 1
+            ),
+        )
+        .await?;
+        wait_drained(&db, receiver, per_round as usize, Duration::from_secs(300)).await?;
+        // purge() also creates the next partitions: count the dropped by name.
+        let before = partition_names(&db).await?;
+        exec(&db, "SELECT webhooks.purge('15 seconds')").await?;
+        let after = partition_names(&db).await?;
+        result.dropped_partitions += before.iter().filter(|n| !after.contains(n)).count() as i64;
+        let sizes = history_bytes(&db).await?;
+        eprintln!(
+            "  round {:>2}: event {:>6.1} MiB, delivery {:>6.1} MiB, attempt {:>6.1} MiB",
+            round + 1,
+            sizes[0] as f64 / 1048576.0,
+            sizes[1] as f64 / 1048576.0,
+            sizes[2] as f64 / 1048576.0
+        );
+        result.sizes.push(sizes);
+        // One round every 5 s: the steady load the retention is sized for.
+        if let Some(rest) = Duration::from_secs(5).checked_sub(started.elapsed()) {
+            tokio::time::sleep(rest).await;
+        }
+    }
+    stop(poller);
+    Ok(result)
+}
+
 /// The three tables of the capture comparison: untracked, tracked by
 /// pg_webhooks, and a Hasura-style PL/pgSQL outbox trigger (to_jsonb(NEW) →
 /// one INSERT + pg_notify per row).
@@ -197,23 +303,49 @@ CREATE TABLE hasura_event_log (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), tr
 CREATE FUNCTION hasura_notify() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO hasura_event_log (trigger_name, payload)
-    VALUES (TG_TABLE_NAME, jsonb_build_object('op', TG_OP, 'new', to_jsonb(NEW)));
+    VALUES (TG_TABLE_NAME, jsonb_build_object('op', TG_OP,
+                                              'old', CASE WHEN TG_OP <> 'INSERT' THEN to_jsonb(OLD) END,
+                                              'new', CASE WHEN TG_OP <> 'DELETE' THEN to_jsonb(NEW) END));
     PERFORM pg_notify('hasura_events', '');
     RETURN NULL;
 END $$;
 CREATE TRIGGER hasura AFTER INSERT OR UPDATE OR DELETE ON cap_plpgsql FOR EACH ROW EXECUTE FUNCTION hasura_notify();";
 
-/// pgbench TPS of single-row INSERTs into `table`.
+/// Rows each capture table starts with, for the UPDATEs and DELETEs to hit.
+const CAPTURE_ROWS: i64 = 100_000;
+
+/// pgbench TPS of a single-row write mix on `table`, one statement per
+/// transaction: 50% INSERT, 40% UPDATE (of a random existing order), 10%
+/// DELETE — the shape of an ERP's order traffic.
 fn pgbench(cluster: &Cluster, table: &str, seconds: u32, sync_commit: &str) -> Result<f64, String> {
-    let script = cluster.socket_dir().join(format!("{table}.sql"));
-    std::fs::write(
-        &script,
-        format!("INSERT INTO {table} (customer, total) VALUES ('customer', 12.50);\n"),
-    )
-    .map_err(|e| e.to_string())?;
-    let out = Command::new(pg_webhooks_tests::cluster::bindir().join("pgbench"))
-        .args(["-n", "-c", "2", "-j", "2", "-T", &seconds.to_string(), "-f"])
-        .arg(&script)
+    let scripts = [
+        (
+            "insert",
+            5,
+            format!("INSERT INTO {table} (customer, total) VALUES ('customer', 12.50);\n"),
+        ),
+        (
+            "update",
+            4,
+            format!(
+                "\\set id random(1, {CAPTURE_ROWS})\n\
+                 UPDATE {table} SET status = 'shipped', total = total + 1 WHERE id = :id;\n"
+            ),
+        ),
+        (
+            "delete",
+            1,
+            format!("\\set id random(1, {CAPTURE_ROWS})\nDELETE FROM {table} WHERE id = :id;\n"),
+        ),
+    ];
+    let mut command = Command::new(pg_webhooks_tests::cluster::bindir().join("pgbench"));
+    command.args(["-n", "-c", "2", "-j", "2", "-T", &seconds.to_string()]);
+    for (name, weight, sql) in &scripts {
+        let script = cluster.socket_dir().join(format!("{table}-{name}.sql"));
+        std::fs::write(&script, sql).map_err(|e| e.to_string())?;
+        command.arg("-f").arg(format!("{}@{weight}", script.display()));
+    }
+    let out = command
         .args([
             "-h",
             "127.0.0.1",
@@ -249,6 +381,18 @@ struct Capture {
 /// Interleaved runs (none, tracked, PL/pgSQL) × 3, medians; then bulk.
 async fn capture(cluster: &Cluster, db: &Client, o: &Options) -> Result<Capture, String> {
     exec(db, CAPTURE_SCHEMA).await?;
+    for t in ["cap_none", "cap_tracked", "cap_plpgsql"] {
+        exec(
+            db,
+            &format!(
+                "SET webhooks.capture = off;
+                 INSERT INTO {t} (customer, total) SELECT 'customer ' || g, g FROM generate_series(1, {CAPTURE_ROWS}) g;
+                 RESET webhooks.capture; TRUNCATE hasura_event_log"
+            ),
+        )
+        .await?;
+        exec(db, &format!("VACUUM ANALYZE {t}")).await?;
+    }
     let mut result = Capture {
         sync_off: [0.0; 3],
         sync_on: [0.0; 3],
@@ -299,10 +443,10 @@ fn row(label: &str, value: f64, baseline: Option<f64>) {
     let precision = if value < 100.0 { 2 } else { 0 };
     match baseline {
         Some(b) => println!(
-            "{label:<50} {value:>10.precision$} {b:>10.precision$} {:>7.2}",
+            "{label:<58} {value:>10.precision$} {b:>10.precision$} {:>7.2}",
             value / b
         ),
-        None => println!("{label:<50} {value:>10.precision$} {:>10} {:>7}", "-", "-"),
+        None => println!("{label:<58} {value:>10.precision$} {:>10} {:>7}", "-", "-"),
     }
 }
 
@@ -382,7 +526,7 @@ async fn bench(o: Options) -> Result<(), String> {
     receiver.keep_payload(false);
 
     eprintln!(
-        "capture: pgbench single-row INSERTs, 2 clients, {} s per run, interleaved, 3 runs each",
+        "capture: pgbench single-row INSERT/UPDATE/DELETE mix (5:4:1), 2 clients, {} s per run, interleaved, 3 runs each",
         o.capture_seconds
     );
     // Its own database: the drains below must not deliver these rows.
@@ -412,13 +556,19 @@ async fn bench(o: Options) -> Result<(), String> {
     let p = |l: &[f64]| (percentile(l, 0.5), percentile(l, 0.95), percentile(l, 0.99));
     let ((p50, p95, p99), (a50, a95, a99)) = (p(&fresh), p(&after));
 
-    let size = |t: &str| format!("SELECT pg_total_relation_size('webhooks.{t}')");
+    let [event_bytes, delivery_bytes, attempt_bytes] = history_bytes(&db).await?;
     let sizes = [
-        ("event", scalar_i64(&db, &size("event")).await?),
-        ("delivery", scalar_i64(&db, &size("delivery")).await?),
-        ("attempt", scalar_i64(&db, &size("attempt")).await?),
+        ("event", event_bytes),
+        ("delivery", delivery_bytes),
+        ("attempt", attempt_bytes),
     ];
     let rss = rss1.max(rss2);
+
+    eprintln!(
+        "retention: {} rounds of {} changes, one every 5 s, each delivered then purge('15 seconds'), 5 s partitions",
+        o.retention_rounds, RETENTION_PER_ROUND
+    );
+    let kept = retention(&cluster, &receiver, o.retention_rounds, RETENTION_PER_ROUND).await?;
 
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
     println!();
@@ -426,17 +576,21 @@ async fn bench(o: Options) -> Result<(), String> {
         "pg_webhooks benchmark — {cores} cores, PostgreSQL settings: {}",
         SETTINGS.join(" ")
     );
-    println!("{:<50} {:>10} {:>10} {:>7}", "measure", "value", "baseline", "ratio");
+    println!("{:<58} {:>10} {:>10} {:>7}", "measure", "value", "baseline", "ratio");
     for (label, v) in [("sync commit off", cap.sync_off), ("sync commit on", cap.sync_on)] {
-        row(&format!("INSERT TPS untracked, {label}"), v[0], None);
-        row(&format!("INSERT TPS tracked vs untracked, {label}"), v[1], Some(v[0]));
+        row(&format!("write-mix TPS untracked, {label}"), v[0], None);
         row(
-            &format!("INSERT TPS tracked vs PL/pgSQL outbox, {label}"),
+            &format!("write-mix TPS tracked vs untracked, {label}"),
+            v[1],
+            Some(v[0]),
+        );
+        row(
+            &format!("write-mix TPS tracked vs PL/pgSQL outbox, {label}"),
             v[1],
             Some(v[2]),
         );
         row(
-            &format!("INSERT TPS PL/pgSQL outbox vs untracked, {label}"),
+            &format!("write-mix TPS PL/pgSQL outbox vs untracked, {label}"),
             v[2],
             Some(v[0]),
         );
@@ -465,8 +619,30 @@ async fn bench(o: Options) -> Result<(), String> {
     }
     row("poller peak RSS MiB", rss as f64 / 1024.0, None);
     for (t, bytes) in sizes {
-        row(&format!("webhooks.{t} size MiB"), bytes as f64 / 1048576.0, None);
+        row(
+            &format!("webhooks.{t} MiB after the drains (no purge)"),
+            bytes as f64 / 1048576.0,
+            None,
+        );
     }
+    let total = |s: &[i64; 3]| s.iter().sum::<i64>() as f64 / 1048576.0;
+    let early = kept.sizes.len() / 3;
+    if let (Some(first), Some(last)) = (kept.sizes.get(early), kept.sizes.last()) {
+        row(
+            &format!(
+                "history MiB, retention run: round {} vs round {}",
+                kept.sizes.len(),
+                early + 1
+            ),
+            total(last),
+            Some(total(first)),
+        );
+    }
+    row(
+        "partitions dropped by purge in the retention run",
+        kept.dropped_partitions as f64,
+        None,
+    );
     let json = serde_json::json!({
         "capture_tps": {
             "synchronous_commit_off": {"untracked": cap.sync_off[0], "tracked": cap.sync_off[1], "plpgsql_outbox": cap.sync_off[2]},
@@ -488,6 +664,11 @@ async fn bench(o: Options) -> Result<(), String> {
         "latency_after_drain_ms": {"samples": after.len(), "p50": a50, "p95": a95, "p99": a99},
         "poller_peak_rss_kib": rss,
         "table_bytes": {"event": sizes[0].1, "delivery": sizes[1].1, "attempt": sizes[2].1},
+        "retention": {
+            "rounds": kept.rounds, "changes_per_round": kept.per_round, "retention_s": 15, "partition_s": 5,
+            "dropped_partitions": kept.dropped_partitions,
+            "bytes_after_each_round": kept.sizes.iter().map(|s| serde_json::json!({"event": s[0], "delivery": s[1], "attempt": s[2]})).collect::<Vec<_>>(),
+        },
     });
     std::fs::write(&o.out, serde_json::to_string_pretty(&json).unwrap_or_default())
         .map_err(|e| format!("{}: {e}", o.out))?;
