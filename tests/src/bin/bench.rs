@@ -631,7 +631,7 @@ async fn bench(o: Options) -> Result<(), String> {
         );
     }
     let total = |s: &[i64; 3]| s.iter().sum::<i64>() as f64 / 1048576.0;
-    let early = kept.sizes.len() / 3;
+    let early = kept.sizes.len() / 2;
     if let (Some(first), Some(last)) = (kept.sizes.get(early), kept.sizes.last()) {
         row(
             &format!(
