@@ -630,19 +630,22 @@ async fn bench(o: Options) -> Result<(), String> {
             None,
         );
     }
+    // Steady state: the largest total of the last third of the rounds vs of
+    // the middle third (sizes swing within a round as partitions come and go).
     let total = |s: &[i64; 3]| s.iter().sum::<i64>() as f64 / 1048576.0;
-    let early = kept.sizes.len() / 2;
-    if let (Some(first), Some(last)) = (kept.sizes.get(early), kept.sizes.last()) {
-        row(
-            &format!(
-                "history MiB, retention run: round {} vs round {}",
-                kept.sizes.len(),
-                early + 1
-            ),
-            total(last),
-            Some(total(first)),
-        );
-    }
+    let third = kept.sizes.len() / 3;
+    let largest = |rounds: &[[i64; 3]]| rounds.iter().map(total).fold(0.0, f64::max);
+    row(
+        &format!(
+            "history MiB, retention run: rounds {}-{} vs {}-{}",
+            2 * third + 1,
+            kept.sizes.len(),
+            third + 1,
+            2 * third
+        ),
+        largest(&kept.sizes[2 * third..]),
+        Some(largest(&kept.sizes[third..2 * third])),
+    );
     row(
         "partitions dropped by purge in the retention run",
         kept.dropped_partitions as f64,
