@@ -96,7 +96,8 @@ CREATE TABLE webhooks.source (
     tenant_column   name,
     payload         regprocedure,
     created_at      timestamptz NOT NULL DEFAULT now(),
-    updated_at      timestamptz NOT NULL DEFAULT now()
+    updated_at      timestamptz NOT NULL DEFAULT now(),
+    deferred        boolean NOT NULL DEFAULT false
 );
 COMMENT ON TABLE webhooks.source IS
   'Tables whose committed changes become events; managed by webhooks.track()/untrack().';
@@ -112,6 +113,26 @@ CREATE TABLE webhooks.source_event (
 );
 COMMENT ON TABLE webhooks.source_event IS
   'Business events fired when a row change meets a condition; managed by webhooks.track_event().';
+
+-- Changes of tables tracked with deferred => true wait here until their
+-- transaction commits; webhooks.capture_commit() then turns each row's
+-- changes into one event. Rows live only inside their own transaction.
+CREATE TABLE webhooks.staged_change (
+    xact       xid8 NOT NULL DEFAULT pg_current_xact_id(),
+    seq        bigint GENERATED ALWAYS AS IDENTITY,
+    event      text NOT NULL,
+    source     text NOT NULL,
+    operation  text NOT NULL,
+    key        text,
+    tenant     text,
+    data       jsonb,
+    previous   jsonb
+) WITH (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 5000,
+        autovacuum_vacuum_insert_scale_factor = 0, autovacuum_vacuum_insert_threshold = 10000,
+        autovacuum_vacuum_cost_delay = 0);
+COMMENT ON TABLE webhooks.staged_change IS
+  'Internal: changes of deferred tracked tables, turned into events when their transaction commits.';
+CREATE INDEX staged_change_xact ON webhooks.staged_change (xact, source, seq);
 
 -- History is time-partitioned so that retention drops whole partitions
 -- instead of deleting rows (no bloat, no vacuum debt, space back at once).
@@ -388,7 +409,8 @@ COMMENT ON FUNCTION webhooks.capture_source(webhooks.source, text, regprocedure)
 -- UPDATE is one set-based insert, not 100k trigger calls. UPDATE pairs old and
 -- new rows by primary key; a row whose key changed is still sent, without
 -- `previous`.
-CREATE FUNCTION webhooks.capture_statement_source(src webhooks.source, payload regprocedure)
+CREATE FUNCTION webhooks.capture_statement_source(src webhooks.source, payload regprocedure,
+                                                  target text DEFAULT 'webhooks.event')
 RETURNS text
 LANGUAGE plpgsql STABLE AS $$
 DECLARE
@@ -436,13 +458,13 @@ BEGIN
         RETURN NULL;
     END IF;
     IF TG_OP = 'INSERT' THEN
-        INSERT INTO webhooks.event (event, source, operation, key, tenant, data)
+        INSERT INTO %16$s (event, source, operation, key, tenant, data)
         SELECT %1$L, %2$L, 'INSERT', %3$s, %4$s, %5$s FROM new_rows n;
     ELSIF TG_OP = 'DELETE' THEN
-        INSERT INTO webhooks.event (event, source, operation, key, tenant, data)
+        INSERT INTO %16$s (event, source, operation, key, tenant, data)
         SELECT %6$L, %2$L, 'DELETE', %7$s, %8$s, %9$s FROM old_rows o;
     ELSE
-        INSERT INTO webhooks.event (event, source, operation, key, tenant, data, previous)
+        INSERT INTO %16$s (event, source, operation, key, tenant, data, previous)
         SELECT %10$L, %2$L, 'UPDATE', %3$s, %4$s, %11$s, CASE WHEN %15$s THEN NULL ELSE %13$s END
           FROM new_rows n
           LEFT JOIN old_rows o ON %12$s
@@ -462,10 +484,83 @@ $body$,
         CASE WHEN fn IS NULL THEN format('to_jsonb(o.*)%s', excl) ELSE format('%s(to_jsonb(o.*)%s)', fn, excl) END,
         src.resource || '.updated',
         CASE WHEN fn IS NULL THEN format('to_jsonb(n.*)%s', excl) ELSE format('%s(to_jsonb(n.*)%s)', fn, excl) END,
-        same_key, previous_expr, unchanged_all, format('o.%I IS NULL', src.key_columns[1]));
+        same_key, previous_expr, unchanged_all, format('o.%I IS NULL', src.key_columns[1]), target);
 END $$;
-COMMENT ON FUNCTION webhooks.capture_statement_source(webhooks.source, regprocedure) IS
-  'Internal: PL/pgSQL source of a table''s generated statement-level capture function.';
+COMMENT ON FUNCTION webhooks.capture_statement_source(webhooks.source, regprocedure, text) IS
+  'Internal: PL/pgSQL source of a table''s generated statement-level capture function (writing events, '
+  'or staged changes for a deferred table).';
+
+-- Commit time for a deferred table: each row's changes in this transaction
+-- become one event, from the row as it was before the transaction to the row
+-- as it is at commit — created+updated is created (with the final row),
+-- created+deleted is nothing, updated+updated is one updated (previous = the
+-- values before the transaction), updated+deleted is deleted, and a row put
+-- back as it was is nothing. The payload function runs now, so it sees the
+-- whole transaction (an order's lines inserted after the order).
+-- A deferred constraint trigger fires once per changed row; the first firing
+-- of the transaction finds the staged changes, the others find none.
+CREATE FUNCTION webhooks.capture_commit() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    src_name text := TG_ARGV[0];
+    src      webhooks.source;
+    n        bigint;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM webhooks.staged_change s
+                    WHERE s.xact = pg_current_xact_id() AND s.source = src_name) THEN
+        RETURN NULL;
+    END IF;
+    SELECT * INTO src FROM webhooks.source s WHERE s.source = TG_RELID;
+    EXECUTE format($sql$
+        WITH staged AS (
+            DELETE FROM webhooks.staged_change s
+             WHERE s.xact = pg_current_xact_id() AND s.source = $1
+            RETURNING s.*
+        ), per_key AS (
+            SELECT key, min(seq) AS first_seq,
+                   (array_agg(operation ORDER BY seq))[1] AS first_op,
+                   (array_agg(data ORDER BY seq))[1] AS first_data,
+                   (array_agg(previous ORDER BY seq))[1] AS first_previous,
+                   (array_agg(operation ORDER BY seq DESC))[1] AS last_op,
+                   (array_agg(data ORDER BY seq DESC))[1] AS last_data,
+                   (array_agg(tenant ORDER BY seq DESC))[1] AS tenant
+              FROM staged GROUP BY key
+        ), span AS (
+            SELECT key, tenant, first_seq, last_data,
+                   CASE first_op WHEN 'INSERT' THEN NULL
+                                 WHEN 'UPDATE' THEN first_data || coalesce(first_previous, '{}')
+                                 ELSE first_data END AS before,
+                   CASE last_op WHEN 'DELETE' THEN NULL ELSE last_data END AS after
+              FROM per_key
+        ), change AS (
+            SELECT sp.*,
+                   (SELECT jsonb_object_agg(b.key, b.value) FROM jsonb_each(sp.before) b
+                     WHERE sp.after -> b.key IS DISTINCT FROM b.value) AS previous
+              FROM span sp
+        )
+        INSERT INTO webhooks.event (event, source, operation, key, tenant, data, previous)
+        SELECT $2 || CASE WHEN before IS NULL THEN '.created' WHEN after IS NULL THEN '.deleted' ELSE '.updated' END,
+               $1,
+               CASE WHEN before IS NULL THEN 'INSERT' WHEN after IS NULL THEN 'DELETE' ELSE 'UPDATE' END,
+               key, tenant,
+               %s(coalesce(after, last_data)),
+               CASE WHEN before IS NOT NULL AND after IS NOT NULL THEN previous END
+          FROM change
+         WHERE (before IS NULL AND after IS NOT NULL AND 'created' = ANY ($3))
+            OR (before IS NOT NULL AND after IS NULL AND 'deleted' = ANY ($3))
+            OR (before IS NOT NULL AND after IS NOT NULL AND 'updated' = ANY ($3)
+                AND previous IS NOT NULL AND ($4::text[] IS NULL OR previous ?| $4::text[]))
+         ORDER BY first_seq
+    $sql$, CASE WHEN src.payload IS NULL THEN '' ELSE webhooks.qualified_function(src.payload) END)
+    USING src_name, src.resource, src.events, src.columns::text[];
+    GET DIAGNOSTICS n = ROW_COUNT;
+    IF n > 0 THEN
+        PERFORM webhooks.notify_once();
+    END IF;
+    RETURN NULL;
+END $$;
+COMMENT ON FUNCTION webhooks.capture_commit() IS
+  'Internal: commit-time trigger of a deferred tracked table: one event per changed row, coalesced.';
 
 CREATE FUNCTION webhooks.capture_truncate() RETURNS trigger
 LANGUAGE plpgsql AS $$
@@ -563,11 +658,21 @@ COMMENT ON FUNCTION webhooks.check_payload(regprocedure) IS
 CREATE FUNCTION webhooks.install_capture(src webhooks.source, with_triggers boolean DEFAULT true) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
-    fn text;
+    fn     text;
+    staged webhooks.source := src;
 BEGIN
+    -- A deferred table stages every change of a sent column, whatever its
+    -- settings: the row's final state decides at commit.
+    staged.columns := NULL;
+    staged.events := '{created,updated,deleted}';
     fn := format('webhooks.capture_%s', src.id);
+    -- Deferred: the statement triggers stage raw rows (no payload yet); the
+    -- commit-time trigger makes the events.
     EXECUTE format('CREATE OR REPLACE FUNCTION %s() RETURNS trigger LANGUAGE plpgsql %s AS %L',
-                   fn, webhooks.capture_security(), webhooks.capture_statement_source(src, src.payload));
+                   fn, webhooks.capture_security(),
+                   CASE WHEN src.deferred
+                        THEN webhooks.capture_statement_source(staged, NULL, 'webhooks.staged_change')
+                        ELSE webhooks.capture_statement_source(src, src.payload) END);
     EXECUTE format('COMMENT ON FUNCTION %s() IS %L', fn,
                    'Capture trigger of ' || src.source::text || ', generated by webhooks.track(); do not edit.');
 
@@ -577,22 +682,27 @@ BEGIN
     -- Statement-level with transition tables (one trigger per operation, as
     -- transition tables require).
     PERFORM webhooks.drop_capture_triggers(src.source);
-    IF 'created' = ANY (src.events) THEN
+    IF 'created' = ANY (src.events) OR src.deferred THEN
         EXECUTE format('CREATE TRIGGER webhooks_capture_ins AFTER INSERT ON %s REFERENCING NEW TABLE AS new_rows '
                        'FOR EACH STATEMENT EXECUTE FUNCTION %s()', src.source, fn);
     END IF;
-    IF 'updated' = ANY (src.events) THEN
+    IF 'updated' = ANY (src.events) OR src.deferred THEN
         EXECUTE format('CREATE TRIGGER webhooks_capture_upd AFTER UPDATE ON %s '
                        'REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows '
                        'FOR EACH STATEMENT EXECUTE FUNCTION %s()', src.source, fn);
     END IF;
-    IF 'deleted' = ANY (src.events) THEN
+    IF 'deleted' = ANY (src.events) OR src.deferred THEN
         EXECUTE format('CREATE TRIGGER webhooks_capture_del AFTER DELETE ON %s REFERENCING OLD TABLE AS old_rows '
                        'FOR EACH STATEMENT EXECUTE FUNCTION %s()', src.source, fn);
     END IF;
     IF 'truncated' = ANY (src.events) OR src.events = '{created,updated,deleted}' THEN
         EXECUTE format('CREATE TRIGGER webhooks_capture_truncate AFTER TRUNCATE ON %s FOR EACH STATEMENT '
                        'EXECUTE FUNCTION webhooks.capture_truncate(%L)', src.source, src.resource);
+    END IF;
+    IF src.deferred THEN
+        EXECUTE format('CREATE CONSTRAINT TRIGGER webhooks_capture_commit AFTER INSERT OR UPDATE OR DELETE ON %s '
+                       'DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION webhooks.capture_commit(%L)',
+                       src.source, webhooks.qualified_table(src.source));
     END IF;
 END $$;
 COMMENT ON FUNCTION webhooks.install_capture(webhooks.source, boolean) IS
@@ -605,7 +715,8 @@ CREATE FUNCTION webhooks.track(
     columns         name[] DEFAULT NULL,
     exclude_columns name[] DEFAULT NULL,
     tenant_column   name DEFAULT NULL,
-    payload         regprocedure DEFAULT NULL
+    payload         regprocedure DEFAULT NULL,
+    deferred        boolean DEFAULT false
 ) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -635,20 +746,26 @@ BEGIN
             webhooks.check_columns(rel, 'webhooks.track tenant_column', array_remove(ARRAY[tenant_column], NULL)),
             webhooks.check_payload(payload);
 
+    IF deferred IS NULL THEN
+        RAISE EXCEPTION 'webhooks.track: deferred must be true or false' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
     INSERT INTO webhooks.source AS s (source, resource, events, key_columns, columns, exclude_columns,
-                                      tenant_column, payload)
-    VALUES (rel, res, events, keys, columns, coalesce(exclude_columns, '{}'), tenant_column, payload)
+                                      tenant_column, payload, deferred)
+    VALUES (rel, res, events, keys, columns, coalesce(exclude_columns, '{}'), tenant_column, payload,
+            track.deferred)
     ON CONFLICT ON CONSTRAINT source_pkey DO UPDATE
        SET resource = excluded.resource, events = excluded.events, key_columns = excluded.key_columns,
            columns = excluded.columns, exclude_columns = excluded.exclude_columns,
-           tenant_column = excluded.tenant_column, payload = excluded.payload, updated_at = now()
+           tenant_column = excluded.tenant_column, payload = excluded.payload, deferred = excluded.deferred,
+           updated_at = now()
     RETURNING * INTO src;
 
     PERFORM webhooks.install_capture(src);
 END $$;
-COMMENT ON FUNCTION webhooks.track(regclass, text, text[], name[], name[], name, regprocedure) IS
+COMMENT ON FUNCTION webhooks.track(regclass, text, text[], name[], name[], name, regprocedure, boolean) IS
   'Turn committed INSERT/UPDATE/DELETE (and TRUNCATE) on a table into <resource>.created/updated/deleted '
-  '(/truncated) events. Calling it again changes the settings.';
+  '(/truncated) events. deferred => true captures at commit: one event per changed row, coalesced, with '
+  'the payload function seeing the whole transaction. Calling it again changes the settings.';
 
 CREATE FUNCTION webhooks.track_event(source regclass, event text, condition text,
                                      payload regprocedure DEFAULT NULL)
@@ -669,7 +786,7 @@ BEGIN
     -- The table's own settings (excluded and tenant columns) apply when it is tracked.
     SELECT * INTO src FROM webhooks.source s WHERE s.source = rel;
     IF NOT FOUND THEN
-        src := ROW(NULL, rel, NULL, '{}', keys, NULL, '{}', NULL, NULL, now(), now())::webhooks.source;
+        src := ROW(NULL, rel, NULL, '{}', keys, NULL, '{}', NULL, NULL, now(), now(), false)::webhooks.source;
     END IF;
     INSERT INTO webhooks.source_event AS x (source, event, condition, payload)
     VALUES (rel, track_event.event, condition, payload)
@@ -733,7 +850,7 @@ COMMENT ON FUNCTION webhooks.untrack(regclass) IS
 
 CREATE VIEW webhooks.sources AS
 SELECT t.source, s.resource, s.events, s.key_columns, s.columns, s.exclude_columns, s.tenant_column,
-       s.payload,
+       s.payload, s.deferred,
        (SELECT coalesce(jsonb_object_agg(x.event, x.condition), '{}') FROM webhooks.source_event x
          WHERE x.source = t.source) AS business_events,
        s.created_at, s.updated_at
@@ -2177,6 +2294,7 @@ GRANT EXECUTE ON FUNCTION webhooks.claim(integer, interval),
 -- Capture runs as the owner too (see webhooks.capture_security()); emit()
 -- likewise, so that granting EXECUTE on it is all an application needs.
 ALTER FUNCTION webhooks.capture_truncate() SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION webhooks.capture_commit() SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 ALTER FUNCTION webhooks.emit(text, jsonb, text, text) SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 
 ---------------------------------------------------------------------------

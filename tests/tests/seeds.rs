@@ -488,7 +488,8 @@ async fn seed_002_angage_erp() {
 
     // Resend, export, stats.
     seed.receiver.clear();
-    seed.query("SELECT webhooks.resend($1::text::uuid)", &[&delivered]).await;
+    seed.query("SELECT webhooks.resend($1::text::uuid)", &[&delivered])
+        .await;
     seed.receiver.wait_for(1, WAIT).await.unwrap();
     seed.all_finished().await;
     let mut export = Vec::new();
