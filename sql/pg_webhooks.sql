@@ -297,19 +297,29 @@ SELECT pg_catalog.pg_extension_config_dump('webhooks.partition', '');
 
 -- Capture functions run as their owner (who ran track()), not as the writer:
 -- applications need no rights on schema webhooks, and cannot insert events
--- themselves. The fixed search_path keeps a writer's own functions and
--- operators out of code running with the owner's rights.
-CREATE FUNCTION webhooks.capture_security() RETURNS text
+-- themselves. Code running with the owner's rights must not reach a writer's
+-- own functions, operators or types through the writer's search_path. A
+-- fixed search_path (SET on the function) does that, but costs a GUC save and
+-- restore on every call — 10-20% of a single-row INSERT here. So the
+-- table-level capture code is written with every function, operator and type
+-- schema-qualified (pg_catalog.to_jsonb, OPERATOR(pg_catalog.=),
+-- pg_catalog.text) and needs no SET; code that calls a user's payload
+-- function, whose body we do not control, keeps it.
+CREATE FUNCTION webhooks.capture_security(qualified boolean DEFAULT false) RETURNS text
 LANGUAGE sql IMMUTABLE AS $$
-    SELECT 'SECURITY DEFINER SET search_path = pg_catalog, pg_temp'
+    SELECT CASE WHEN qualified THEN 'SECURITY DEFINER'
+                ELSE 'SECURITY DEFINER SET search_path = pg_catalog, pg_temp' END
 $$;
-COMMENT ON FUNCTION webhooks.capture_security() IS
-  'Internal: the security clause of generated capture functions.';
+COMMENT ON FUNCTION webhooks.capture_security(boolean) IS
+  'Internal: the security clause of generated capture functions (qualified: the code names every function, '
+  'operator and type with its schema, so no fixed search_path is needed).';
 
 -- Internal: `NEW.a`-style expressions for a list of columns, rendered as JSON text.
 CREATE FUNCTION webhooks.column_text_expr(rec text, columns name[]) RETURNS text
 LANGUAGE sql IMMUTABLE AS $$
-    SELECT coalesce(string_agg(format('(to_jsonb(%s.%I) #>> ''{}'')', rec, c), ' || '','' || ' ORDER BY o), 'NULL')
+    SELECT coalesce(string_agg(format('(pg_catalog.to_jsonb(%s.%I) OPERATOR(pg_catalog.#>>) ''{}''::pg_catalog.text[])',
+                                      rec, c),
+                               ' OPERATOR(pg_catalog.||) '','' OPERATOR(pg_catalog.||) ' ORDER BY o), 'NULL')
       FROM unnest(columns) WITH ORDINALITY AS u(c, o)
      WHERE c IS NOT NULL
 $$;
@@ -415,10 +425,14 @@ RETURNS text
 LANGUAGE plpgsql STABLE AS $$
 DECLARE
     excl text := CASE WHEN cardinality(src.exclude_columns) > 0
-                      THEN format(' - %L::text[]', src.exclude_columns) ELSE '' END;
+                      THEN format(' OPERATOR(pg_catalog.-) %L::pg_catalog.text[]', src.exclude_columns) ELSE '' END;
     fn   text := webhooks.qualified_function(payload);
     qualified text := webhooks.qualified_table(src.source);
-    same_key text := (SELECT string_agg(format('o.%1$I = n.%1$I', k), ' AND ') FROM unnest(src.key_columns) k);
+    -- Per column: "o and n hold the same value", by the type's own = if
+    -- pg_catalog has it, else as JSON; NULLs equal (IS NOT DISTINCT FROM,
+    -- which would look = up on the search_path).
+    same  text := 'coalesce(%1$s OPERATOR(pg_catalog.=) %2$s, %3$s IS NULL AND %4$s IS NULL)';
+    same_key text;
     -- Per sent column: "unchanged", as a typed comparison where the type has
     -- its own = operator, else (json, arrays, enums, domains, ...) as JSON.
     -- Generated from the catalog, so webhooks.on_ddl() regenerates it after
@@ -428,19 +442,36 @@ DECLARE
     unchanged_all text;
     previous_expr text;
 BEGIN
-    SELECT array_agg(a.attname ORDER BY a.attnum),
-           array_agg(CASE WHEN EXISTS (SELECT 1 FROM pg_operator op
-                                        WHERE op.oprname = '=' AND op.oprleft = a.atttypid
-                                          AND op.oprright = a.atttypid)
-                          THEN format('o.%1$I IS NOT DISTINCT FROM n.%1$I', a.attname)
-                          ELSE format('to_jsonb(o.%1$I) IS NOT DISTINCT FROM to_jsonb(n.%1$I)', a.attname)
-                     END ORDER BY a.attnum)
-      INTO sent, same_sql
-      FROM pg_attribute a
-     WHERE a.attrelid = src.source AND a.attnum > 0 AND NOT a.attisdropped
-       AND NOT a.attname = ANY (src.exclude_columns);
+    WITH typed AS (
+        SELECT a.attname, a.attnum,
+               EXISTS (SELECT 1 FROM pg_operator op
+                        WHERE op.oprname = '=' AND op.oprleft = a.atttypid AND op.oprright = a.atttypid
+                          AND op.oprnamespace = 'pg_catalog'::regnamespace) AS own_eq
+          FROM pg_attribute a
+         WHERE a.attrelid = src.source AND a.attnum > 0 AND NOT a.attisdropped
+    ), cols AS (
+        SELECT t.attname, t.attnum,
+               format(same, CASE WHEN t.own_eq THEN format('o.%I', t.attname)
+                                 ELSE format('pg_catalog.to_jsonb(o.%I)', t.attname) END,
+                            CASE WHEN t.own_eq THEN format('n.%I', t.attname)
+                                 ELSE format('pg_catalog.to_jsonb(n.%I)', t.attname) END,
+                            format('o.%I', t.attname), format('n.%I', t.attname)) AS same_sql,
+               -- Key columns are never NULL: a plain (hashable) equality joins old and new rows.
+               CASE WHEN t.own_eq THEN format('o.%1$I OPERATOR(pg_catalog.=) n.%1$I', t.attname)
+                    ELSE format('pg_catalog.to_jsonb(o.%1$I) OPERATOR(pg_catalog.=) pg_catalog.to_jsonb(n.%1$I)',
+                                t.attname) END AS key_sql
+          FROM typed t
+    )
+    SELECT array_agg(c.attname ORDER BY c.attnum) FILTER (WHERE NOT c.attname = ANY (src.exclude_columns)),
+           array_agg(c.same_sql ORDER BY c.attnum) FILTER (WHERE NOT c.attname = ANY (src.exclude_columns)),
+           (SELECT string_agg(k.key_sql, ' AND ' ORDER BY u.ord)
+              FROM unnest(src.key_columns) WITH ORDINALITY u(col, ord)
+              JOIN cols k ON k.attname = u.col)
+      INTO sent, same_sql, same_key
+      FROM cols c;
     -- `previous`: the old row minus the columns that did not change.
-    previous_expr := format('to_jsonb(o.*)%s - array_remove(ARRAY[%s]::text[], NULL)', excl,
+    previous_expr := format('pg_catalog.to_jsonb(o.*)%s OPERATOR(pg_catalog.-) '
+                            'pg_catalog.array_remove(ARRAY[%s]::pg_catalog.text[], NULL)', excl,
         (SELECT string_agg(format('CASE WHEN %s THEN %L END', same_sql[i], sent[i]), ', ')
            FROM generate_subscripts(sent, 1) i));
     -- The statement's rows worth an event: a listed column changed, or (no
@@ -457,10 +488,10 @@ BEGIN
     IF NOT webhooks.capture_enabled() THEN
         RETURN NULL;
     END IF;
-    IF TG_OP = 'INSERT' THEN
+    IF TG_OP OPERATOR(pg_catalog.=) 'INSERT' THEN
         INSERT INTO %16$s (event, source, operation, key, tenant, data)
         SELECT %1$L, %2$L, 'INSERT', %3$s, %4$s, %5$s FROM new_rows n;
-    ELSIF TG_OP = 'DELETE' THEN
+    ELSIF TG_OP OPERATOR(pg_catalog.=) 'DELETE' THEN
         INSERT INTO %16$s (event, source, operation, key, tenant, data)
         SELECT %6$L, %2$L, 'DELETE', %7$s, %8$s, %9$s FROM old_rows o;
     ELSE
@@ -478,12 +509,15 @@ END
 $body$,
         src.resource || '.created', qualified,
         webhooks.column_text_expr('n', src.key_columns), webhooks.column_text_expr('n', ARRAY[src.tenant_column]),
-        CASE WHEN fn IS NULL THEN format('to_jsonb(n.*)%s', excl) ELSE format('%s(to_jsonb(n.*)%s)', fn, excl) END,
+        CASE WHEN fn IS NULL THEN format('pg_catalog.to_jsonb(n.*)%s', excl)
+             ELSE format('%s(pg_catalog.to_jsonb(n.*)%s)', fn, excl) END,
         src.resource || '.deleted',
         webhooks.column_text_expr('o', src.key_columns), webhooks.column_text_expr('o', ARRAY[src.tenant_column]),
-        CASE WHEN fn IS NULL THEN format('to_jsonb(o.*)%s', excl) ELSE format('%s(to_jsonb(o.*)%s)', fn, excl) END,
+        CASE WHEN fn IS NULL THEN format('pg_catalog.to_jsonb(o.*)%s', excl)
+             ELSE format('%s(pg_catalog.to_jsonb(o.*)%s)', fn, excl) END,
         src.resource || '.updated',
-        CASE WHEN fn IS NULL THEN format('to_jsonb(n.*)%s', excl) ELSE format('%s(to_jsonb(n.*)%s)', fn, excl) END,
+        CASE WHEN fn IS NULL THEN format('pg_catalog.to_jsonb(n.*)%s', excl)
+             ELSE format('%s(pg_catalog.to_jsonb(n.*)%s)', fn, excl) END,
         same_key, previous_expr, unchanged_all, format('o.%I IS NULL', src.key_columns[1]), target);
 END $$;
 COMMENT ON FUNCTION webhooks.capture_statement_source(webhooks.source, regprocedure, text) IS
@@ -669,7 +703,7 @@ BEGIN
     -- Deferred: the statement triggers stage raw rows (no payload yet); the
     -- commit-time trigger makes the events.
     EXECUTE format('CREATE OR REPLACE FUNCTION %s() RETURNS trigger LANGUAGE plpgsql %s AS %L',
-                   fn, webhooks.capture_security(),
+                   fn, webhooks.capture_security(qualified => src.deferred OR src.payload IS NULL),
                    CASE WHEN src.deferred
                         THEN webhooks.capture_statement_source(staged, NULL, 'webhooks.staged_change')
                         ELSE webhooks.capture_statement_source(src, src.payload) END);
