@@ -2130,8 +2130,8 @@ COMMENT ON FUNCTION webhooks.partition_interval() IS
 
 -- Create the partitions of the next three intervals (at least the next
 -- minute). Called by every poller at start and once a minute, and by purge().
--- It never waits long for a lock: a busy table is tried again next time,
--- and rows meanwhile go to the _default partitions.
+-- It never waits long for a lock (500 ms): a busy table is tried again next
+-- time, and rows meanwhile go to the _default partitions.
 CREATE FUNCTION webhooks.maintain() RETURNS integer
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -2145,7 +2145,11 @@ DECLARE
     part    name;
     created integer := 0;
 BEGIN
-    PERFORM set_config('lock_timeout', '2s', true);
+    -- Never hold writers up for long, and if a lock cycle forms, be the one
+    -- that gives up (the deadlock check runs in whoever waits past its own
+    -- deadlock_timeout first).
+    PERFORM set_config('lock_timeout', '500ms', true);
+    PERFORM set_config('deadlock_timeout', '50ms', true);
     FOREACH tbl IN ARRAY ARRAY['event', 'attempt']::name[] LOOP
         key := CASE tbl WHEN 'event' THEN 'id' ELSE 'delivery_id' END;
         lo := coalesce((SELECT max(p.upper) FROM webhooks.partition p WHERE p.parent = tbl),
@@ -2160,12 +2164,22 @@ BEGIN
             IF newest IS NOT NULL THEN
                 lo := greatest(lo, webhooks.uuid_v7_time(newest) + interval '1 millisecond');
             END IF;
+            -- Never attach a range a writer may be inserting into right now:
+            -- a row routed to the default partition just before the attach
+            -- would then fail its partition check. Ids are creation times,
+            -- so a range starting 2 s ahead is safe (an attach gives up
+            -- after 500 ms).
+            lo := greatest(lo, clock_timestamp() + interval '2 seconds');
             IF lo < hi THEN
                 part := tbl || '_' || to_char(lo AT TIME ZONE 'UTC', 'YYYYMMDD"_"HH24MISSMS');
                 BEGIN
-                    EXECUTE format(
-                        'CREATE TABLE webhooks.%I PARTITION OF webhooks.%I FOR VALUES FROM (%L) TO (%L) %s',
-                        part, tbl, webhooks.uuid_v7_floor(lo), webhooks.uuid_v7_floor(hi),
+                    -- Built apart, then attached: ATTACH PARTITION takes a lock
+                    -- on the parent that writers' inserts do not conflict
+                    -- with (CREATE TABLE ... PARTITION OF would block them,
+                    -- and deadlock with a transaction already holding one
+                    -- history table and wanting the other).
+                    EXECUTE format('CREATE TABLE webhooks.%I (LIKE webhooks.%I INCLUDING DEFAULTS) %s',
+                        part, tbl,
                         CASE tbl WHEN 'event' THEN
                             'WITH (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 5000, '
                             'autovacuum_vacuum_insert_scale_factor = 0, '
@@ -2178,12 +2192,14 @@ BEGIN
                     ELSE
                         EXECUTE format('ALTER TABLE webhooks.%I ADD PRIMARY KEY (delivery_id, attempt, id)', part);
                     END IF;
+                    EXECUTE format('ALTER TABLE webhooks.%I ATTACH PARTITION webhooks.%I FOR VALUES FROM (%L) TO (%L)',
+                                   tbl, part, webhooks.uuid_v7_floor(lo), webhooks.uuid_v7_floor(hi));
                     EXECUTE format('COMMENT ON TABLE webhooks.%I IS %L', part,
                                    format('%s rows created from %s to %s (managed by webhooks.maintain/purge).',
                                           tbl, lo, hi));
                     INSERT INTO webhooks.partition (name, parent, lower, upper) VALUES (part, tbl, lo, hi);
                     created := created + 1;
-                EXCEPTION WHEN lock_not_available OR check_violation THEN
+                EXCEPTION WHEN lock_not_available OR check_violation OR deadlock_detected THEN
                     -- Busy, or a row for this range reached the default
                     -- partition meanwhile: next time.
                     RETURN created;
@@ -2317,6 +2333,9 @@ ALTER FUNCTION webhooks.next_due() SECURITY DEFINER SET search_path = pg_catalog
 ALTER FUNCTION webhooks.backlog() SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 -- Readers see stats without access to the endpoint table (no secrets in them).
 ALTER FUNCTION webhooks.stats(interval) SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+-- Dropping a partition takes its owner (maintain() creates them as the
+-- extension's owner); purge() is for webhooks_admin, who is not.
+ALTER FUNCTION webhooks.purge(interval, boolean) SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 GRANT EXECUTE ON FUNCTION webhooks.claim(integer, interval),
       webhooks.complete_batch(uuid[], integer[], integer[], text[], double precision[], jsonb[], jsonb[], text[],
                               double precision[], text),

@@ -175,7 +175,7 @@ async fn maintain(url: &str) {
         Ok(client) => client
             .query_one("SELECT webhooks.maintain()", &[])
             .await
-            .map(|row| row.get::<_, i32>(0))
+            .and_then(|row| row.try_get::<_, i32>(0))
             .map_err(DbError::Query),
         Err(e) => Err(e),
     };

@@ -11,7 +11,7 @@
 use crate::cluster::{db_message, Cluster};
 use crate::poller::binary;
 use crate::receiver::{Faults, Received, Receiver};
-use crate::{wait_for_count, Rng};
+use crate::Rng;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::PathBuf;
@@ -550,15 +550,7 @@ pub async fn run(plan: &Plan) -> Result<Report, String> {
 
     let db = connect_retrying(&url, deadline).await?;
     let left = deadline.saturating_duration_since(Instant::now());
-    let drained = wait_for_count(
-        &db,
-        "every delivery to finish",
-        left,
-        "SELECT (SELECT count(*) FROM webhooks.event WHERE NOT fanned_out)
-              + (SELECT count(*) FROM webhooks.delivery WHERE status IN ('pending', 'delivering'))",
-        |n| n == 0,
-    )
-    .await;
+    let drained = crate::all_finished(&db, left).await;
     if let Err(e) = drained {
         eprintln!("{e}");
     }

@@ -3,7 +3,6 @@
 
 use crate::cluster::Cluster;
 use crate::receiver::Receiver;
-use crate::wait_for_count;
 use std::time::Duration;
 use tokio_postgres::types::FromSqlOwned;
 use tokio_postgres::Client;
@@ -77,16 +76,7 @@ impl Env {
     /// Waits until every delivery has finished (none pending or delivering, no
     /// event waiting for fan-out).
     pub async fn all_finished(&self) {
-        wait_for_count(
-            &self.db,
-            "every delivery to finish",
-            WAIT,
-            "SELECT (SELECT count(*) FROM webhooks.delivery WHERE status IN ('pending', 'delivering'))
-                          + (SELECT count(*) FROM webhooks.event WHERE NOT fanned_out)",
-            |left| left == 0,
-        )
-        .await
-        .unwrap();
+        crate::all_finished(&self.db, WAIT).await.unwrap();
     }
 
     /// Inserts orders `ids` (one transaction each).

@@ -47,6 +47,16 @@ pub async fn wait_for_count(
     .await
 }
 
+/// Unfinished work: deliveries pending or being delivered, and events whose
+/// deliveries are not created yet.
+pub const UNFINISHED: &str = "SELECT (SELECT count(*) FROM webhooks.delivery WHERE status IN ('pending', 'delivering'))
+      + (SELECT count(*) FROM webhooks.event WHERE NOT fanned_out)";
+
+/// Waits until every delivery has finished (see UNFINISHED).
+pub async fn all_finished(db: &Client, timeout: Duration) -> Result<(), String> {
+    wait_for_count(db, "every delivery to finish", timeout, UNFINISHED, |left| left == 0).await
+}
+
 /// A small reproducible random number generator (xorshift64*) for fault
 /// injection: the same seed replays the same faults.
 #[derive(Debug, Clone)]

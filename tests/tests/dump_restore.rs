@@ -32,8 +32,26 @@ async fn dump_and_restore_in_one_transaction() {
          SELECT webhooks.track('orders', resource => 'order');
          SELECT webhooks.track_event('orders', 'order.shipped', 'NEW.status = ''shipped''');
          INSERT INTO orders VALUES (1, 10);                 -- before any partition: default partition
-         SELECT webhooks.maintain();
-         INSERT INTO orders VALUES (2, 20);                 -- a dated partition
+         SELECT webhooks.maintain();",
+    )
+    .await
+    .unwrap();
+    // The first partition begins a moment ahead.
+    pg_webhooks_tests::wait_until(
+        "the first partition to begin",
+        pg_webhooks_tests::fixture::WAIT,
+        || async {
+            let row = db
+                .query_one("SELECT now() >= min(lower) FROM webhooks.partition", &[])
+                .await
+                .ok()?;
+            row.get::<_, bool>(0).then_some(())
+        },
+    )
+    .await
+    .unwrap();
+    db.batch_execute(
+        "INSERT INTO orders VALUES (2, 20);                 -- a dated partition
          SELECT webhooks.create_endpoint('https://example.com/hooks', name => 'partner',
                                          secret => 'whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD');
          SELECT webhooks.complete(delivery_id, attempt, 200) FROM webhooks.claim(10, '1 min');",
@@ -42,6 +60,15 @@ async fn dump_and_restore_in_one_transaction() {
     .unwrap();
     let before = history(&db).await;
     assert_eq!(before.len(), 2);
+    let dated: i64 = db
+        .query_one(
+            "SELECT count(*) FROM webhooks.event WHERE tableoid <> 'webhooks.event_default'::regclass",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(dated, 1, "one event in a dated partition, one in the default one");
 
     let port = cluster.port.to_string();
     let conn = ["-h", "127.0.0.1", "-p", port.as_str(), "-U", "postgres"];

@@ -208,3 +208,39 @@ async fn capture_never_calls_a_writers_lookalike_functions_or_operators() {
         ]
     );
 }
+
+/// Partitions are created as the extension's owner (by pollers); an admin who
+/// is not a superuser can still purge, dropping them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_purges_partitions_it_does_not_own() {
+    let cluster = Cluster::start().unwrap();
+    let su = cluster.create_database("erp", true).await.unwrap();
+    su.batch_execute(
+        "CREATE ROLE dba LOGIN IN ROLE webhooks_admin; CREATE ROLE app_none LOGIN;
+         SET webhooks.partition_interval = '1 second';
+         SELECT webhooks.maintain();",
+    )
+    .await
+    .unwrap();
+    pg_webhooks_tests::wait_until("a partition in the past", WAIT, || async {
+        let row = su
+            .query_one("SELECT now() > min(upper) FROM webhooks.partition", &[])
+            .await
+            .ok()?;
+        row.get::<_, bool>(0).then_some(())
+    })
+    .await
+    .unwrap();
+    let dba = login(&cluster, "dba").await;
+    allowed(&dba, "SELECT webhooks.purge('0 seconds')").await;
+    let past: i64 = su
+        .query_one(
+            "SELECT count(*) FROM webhooks.partition WHERE upper <= now() - interval '1 second'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(past, 0, "past partitions were dropped");
+    denied(&login(&cluster, "app_none").await, "SELECT webhooks.purge()").await;
+}

@@ -9,7 +9,6 @@ use pg_webhooks_tests::fixture::WAIT;
 use pg_webhooks_tests::poller::Poller;
 use pg_webhooks_tests::receiver::{Received, Receiver, Reply};
 use pg_webhooks_tests::verify;
-use pg_webhooks_tests::wait_for_count;
 use serde_json::{json, Value};
 use std::time::Duration;
 use tokio_postgres::Client;
@@ -65,16 +64,7 @@ impl Seed {
     }
 
     async fn all_finished(&self) {
-        wait_for_count(
-            &self.db,
-            "every delivery to finish",
-            WAIT,
-            "SELECT (SELECT count(*) FROM webhooks.delivery WHERE status IN ('pending', 'delivering'))
-                  + (SELECT count(*) FROM webhooks.event WHERE NOT fanned_out)",
-            |n| n == 0,
-        )
-        .await
-        .unwrap();
+        pg_webhooks_tests::all_finished(&self.db, WAIT).await.unwrap();
     }
 }
 
