@@ -550,7 +550,42 @@ async fn seed_002_angage_erp() {
         seed.exec("UPDATE sales_orders SET total = total + 1 WHERE id = 1")
             .await;
     }
-    let notes = admin.wait_for(4, WAIT).await.unwrap();
+    // Wait for the pause, then for the admin's notes; say what happened if not.
+    let log = || async {
+        seed.query(
+            "SELECT format('%s %s %s attempts=%s', event, status, response_code, attempts) FROM webhooks.delivery_log
+              ORDER BY time",
+            &[],
+        )
+        .await
+        .iter()
+        .map(|r| r.get::<_, String>(0))
+        .collect::<Vec<_>>()
+    };
+    let paused = pg_webhooks_tests::wait_until("the endpoint to pause", WAIT, || async {
+        let r = seed
+            .db
+            .query_one("SELECT active FROM webhooks.endpoint WHERE id = $1", &[&id])
+            .await
+            .ok()?;
+        (!r.get::<_, bool>(0)).then_some(())
+    })
+    .await;
+    if let Err(e) = paused {
+        panic!("{e}: {:#?}", log().await);
+    }
+    let notes = match admin.wait_for(4, WAIT).await {
+        Ok(notes) => notes,
+        Err(e) => panic!(
+            "{e}: admin got {:?}; log {:#?}",
+            admin
+                .received()
+                .iter()
+                .map(|n| n.json()["event"].clone())
+                .collect::<Vec<_>>(),
+            log().await
+        ),
+    };
     let mut kinds: Vec<String> = notes
         .iter()
         .map(|n| n.json()["event"].as_str().unwrap_or("").to_owned())
