@@ -395,7 +395,7 @@ async fn seed_002_angage_erp() {
     let (id, secret): (i64, String) = (created[0].get(0), created[0].get(1));
     // "After all retries fail: notify admin" — system events to another endpoint.
     seed.query(
-        "SELECT webhooks.create_endpoint($1, events => '{webhooks.*}', name => 'admin')",
+        "SELECT webhooks.create_endpoint($1, events => '{webhooks.*}', name => 'admin', retry_schedule => '{100ms,200ms,500ms}')",
         &[&admin.url("/admin")],
     )
     .await;
