@@ -8,7 +8,7 @@
 //! row into `chaos_log` in the same transaction, so a change is committed if
 //! and only if its `chaos_log` row exists, whatever the capture triggers did.
 
-use crate::cluster::{db_message, Cluster};
+use crate::cluster::{connect_url, db_message, Cluster};
 use crate::poller::binary;
 use crate::receiver::{Faults, Received, Receiver};
 use crate::Rng;
@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 /// What to do to the system.
 #[derive(Debug, Clone)]
@@ -276,21 +276,11 @@ fn sequence(r: &Received) -> Option<(i64, i64)> {
     }
 }
 
-async fn connect(url: &str) -> Result<Client, String> {
-    let (client, connection) = tokio_postgres::connect(url, NoTls)
-        .await
-        .map_err(|e| format!("connect: {e}"))?;
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    Ok(client)
-}
-
 /// Connects, retrying while the server restarts (backoff, not synchronisation:
 /// there is nothing to wait on but the server accepting connections).
 async fn connect_retrying(url: &str, deadline: Instant) -> Result<Client, String> {
     loop {
-        match connect(url).await {
+        match connect_url(url).await {
             Ok(c) => return Ok(c),
             Err(e) if Instant::now() >= deadline => return Err(e),
             Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,

@@ -166,13 +166,7 @@ impl Cluster {
     }
 
     pub async fn connect(&self, database: &str) -> Result<Client, String> {
-        let (client, connection) = tokio_postgres::connect(&self.url(database), NoTls)
-            .await
-            .map_err(|e| format!("connect: {e}"))?;
-        tokio::spawn(async move {
-            let _ = connection.await;
-        });
-        Ok(client)
+        connect_url(&self.url(database)).await
     }
 
     /// Creates a database; with `extension`, also `CREATE EXTENSION pg_webhooks`.
@@ -218,6 +212,17 @@ impl Drop for Cluster {
         let _ = self.stop("immediate");
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// A client for a connection string; its connection runs on a task of its own.
+pub async fn connect_url(url: &str) -> Result<Client, String> {
+    let (client, connection) = tokio_postgres::connect(url, NoTls)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(client)
 }
 
 /// The server's message and SQLSTATE of a database error, for assertions and

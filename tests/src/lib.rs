@@ -57,6 +57,23 @@ pub async fn all_finished(db: &Client, timeout: Duration) -> Result<(), String> 
     wait_for_count(db, "every delivery to finish", timeout, UNFINISHED, |left| left == 0).await
 }
 
+/// Waits until the first dated partition of each history table has begun:
+/// webhooks.maintain() starts them a moment ahead, never at the present.
+pub async fn until_partitions_begin(db: &Client, timeout: Duration) -> Result<(), String> {
+    wait_until("the first partitions to begin", timeout, || async {
+        let row = db
+            .query_one(
+                "SELECT bool_and(now() >= first) FROM (SELECT min(lower) AS first FROM webhooks.partition
+                                                         GROUP BY parent) p",
+                &[],
+            )
+            .await
+            .ok()?;
+        row.get::<_, Option<bool>>(0).unwrap_or(false).then_some(())
+    })
+    .await
+}
+
 /// A small reproducible random number generator (xorshift64*) for fault
 /// injection: the same seed replays the same faults.
 #[derive(Debug, Clone)]

@@ -37,19 +37,9 @@ async fn dump_and_restore_in_one_transaction() {
     .await
     .unwrap();
     // The first partition begins a moment ahead.
-    pg_webhooks_tests::wait_until(
-        "the first partition to begin",
-        pg_webhooks_tests::fixture::WAIT,
-        || async {
-            let row = db
-                .query_one("SELECT now() >= min(lower) FROM webhooks.partition", &[])
-                .await
-                .ok()?;
-            row.get::<_, bool>(0).then_some(())
-        },
-    )
-    .await
-    .unwrap();
+    pg_webhooks_tests::until_partitions_begin(&db, pg_webhooks_tests::fixture::WAIT)
+        .await
+        .unwrap();
     db.batch_execute(
         "INSERT INTO orders VALUES (2, 20);                 -- a dated partition
          SELECT webhooks.create_endpoint('https://example.com/hooks', name => 'partner',

@@ -19,26 +19,7 @@ async fn five_second_partitions(env: &Env) {
         .unwrap();
     let created: i32 = env.scalar("SELECT webhooks.maintain()").await;
     assert!(created >= 2 * 11, "a minute ahead, for events and attempts: {created}");
-    until_partitions_begin(env).await;
-}
-
-/// The first partition starts a moment ahead (never at the present, where a
-/// writer may be inserting): wait for it.
-async fn until_partitions_begin(env: &Env) {
-    wait_until("the first partition to begin", WAIT, || async {
-        let row = env
-            .db
-            .query_one(
-                "SELECT bool_and(now() >= first) FROM (SELECT min(lower) AS first FROM webhooks.partition
-                                                         GROUP BY parent) p",
-                &[],
-            )
-            .await
-            .ok()?;
-        row.get::<_, Option<bool>>(0).unwrap_or(false).then_some(())
-    })
-    .await
-    .unwrap();
+    pg_webhooks_tests::until_partitions_begin(&env.db, WAIT).await.unwrap();
 }
 
 /// Waits until every dated partition holding a row is wholly in the past.

@@ -1,19 +1,15 @@
 //! Least privilege: what an application, a reader, a poller and an admin can
 //! and cannot do. Each role logs in for real (trust auth on the test cluster).
 
-use pg_webhooks_tests::cluster::{db_message, refused, Cluster};
+use pg_webhooks_tests::cluster::{connect_url, db_message, refused, Cluster};
 use pg_webhooks_tests::fixture::WAIT;
 use pg_webhooks_tests::poller::Poller;
 use pg_webhooks_tests::receiver::Receiver;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 async fn login(cluster: &Cluster, user: &str) -> Client {
     let url = format!("postgres://{user}@127.0.0.1:{}/erp", cluster.port);
-    let (client, conn) = tokio_postgres::connect(&url, NoTls).await.expect("login");
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    client
+    connect_url(&url).await.expect("login")
 }
 
 async fn denied(db: &Client, sql: &str) {
