@@ -44,6 +44,27 @@ async fn bad_endpoint_input_is_refused_with_a_sqlstate_and_changes_nothing() {
             "22023",
             "must use https",
         ),
+        // Accepted by a pattern once, but no request could ever be sent there.
+        (
+            "SELECT webhooks.create_endpoint('https://300.1.1.1/a')",
+            "22023",
+            "invalid endpoint URL",
+        ),
+        (
+            "SELECT webhooks.create_endpoint('https://hooks.example:65536/a')",
+            "22023",
+            "invalid endpoint URL",
+        ),
+        (
+            "SELECT webhooks.create_endpoint('https://hooks.example/a b')",
+            "22023",
+            "whitespace",
+        ),
+        (
+            "SELECT webhooks.create_endpoint('https://user:pw@hooks.example/a')",
+            "22023",
+            "credentials",
+        ),
         (
             "SELECT webhooks.create_endpoint('https://h.example', events => '{order..x}')",
             "22023",
