@@ -36,6 +36,25 @@ COMMENT ON FUNCTION webhooks.notify_once() IS
 COMMENT ON FUNCTION webhooks.capture_enabled() IS 'The session''s webhooks.capture setting.';
 COMMENT ON FUNCTION webhooks.https_required() IS 'The webhooks.require_https setting.';
 COMMENT ON FUNCTION webhooks.max_endpoints_per_tenant() IS 'The webhooks.max_endpoints_per_tenant setting (0: no limit).';
+-- Written against PostgreSQL's jsonb C API (extension/src/capture_json.rs),
+-- so declared here rather than generated.
+CREATE FUNCTION webhooks.row_jsonb(rec record) RETURNS jsonb
+AS 'MODULE_PATHNAME', 'row_jsonb' LANGUAGE c STABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION webhooks.row_jsonb(record) IS
+  'to_jsonb(row) for rows whose column types all satisfy webhooks.row_jsonb_type() (raises 0A000 otherwise); '
+  'used by generated capture functions because it looks each column''s conversion up once per statement.';
+CREATE FUNCTION webhooks.row_previous(old record, new jsonb) RETURNS jsonb
+AS 'MODULE_PATHNAME', 'row_previous' LANGUAGE c STABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION webhooks.row_previous(record, jsonb) IS
+  'An UPDATE''s previous: the old row''s columns whose JSON differs (jsonb =) from the same key of the new '
+  'document; columns the new document lacks (excluded ones) are left out. NULL if none. Same types as row_jsonb.';
+COMMENT ON FUNCTION webhooks.row_jsonb_type(oid) IS
+  'Can webhooks.row_jsonb() serialise a column of this type exactly as to_jsonb() does?';
+CREATE FUNCTION webhooks.jsonb_previous(old jsonb, new jsonb) RETURNS jsonb
+AS 'MODULE_PATHNAME', 'jsonb_previous' LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION webhooks.jsonb_previous(jsonb, jsonb) IS
+  'The entries of the old object whose value differs (jsonb =) in the new one or is missing there; NULL if none. '
+  'An UPDATE event''s previous.';
 
 ---------------------------------------------------------------------------
 -- Tables
@@ -307,8 +326,8 @@ SELECT pg_catalog.pg_extension_config_dump('webhooks.partition', '');
 -- function, whose body we do not control, keeps it.
 CREATE FUNCTION webhooks.capture_security(qualified boolean DEFAULT false) RETURNS text
 LANGUAGE sql IMMUTABLE AS $$
-    SELECT CASE WHEN qualified THEN 'SECURITY DEFINER'
-                ELSE 'SECURITY DEFINER SET search_path = pg_catalog, pg_temp' END
+    SELECT CASE WHEN qualified THEN 'SECURITY DEFINER SET jit = off'
+                ELSE 'SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET jit = off' END
 $$;
 COMMENT ON FUNCTION webhooks.capture_security(boolean) IS
   'Internal: the security clause of generated capture functions (qualified: the code names every function, '
@@ -326,6 +345,19 @@ $$;
 COMMENT ON FUNCTION webhooks.column_text_expr(text, name[]) IS
   'Internal: SQL text of the key (or tenant) of a row: column values as JSON text, joined by commas; '
   'NULL (the SQL literal) for no columns.';
+
+-- Internal: the same text, read from the row's JSON (as the generated
+-- statement-level capture makes it once per row anyway).
+CREATE FUNCTION webhooks.json_text_expr(doc text, columns name[]) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT coalesce(string_agg(format('(%s OPERATOR(pg_catalog.->>) %L::pg_catalog.text)', doc, c),
+                               ' OPERATOR(pg_catalog.||) '','' OPERATOR(pg_catalog.||) ' ORDER BY o), 'NULL')
+      FROM unnest(columns) WITH ORDINALITY AS u(c, o)
+     WHERE c IS NOT NULL
+$$;
+COMMENT ON FUNCTION webhooks.json_text_expr(text, name[]) IS
+  'Internal: SQL text of the key (or tenant) of a row read from its JSON: the columns'' values as JSON text, '
+  'joined by commas; NULL (the SQL literal) for no columns.';
 
 -- Internal helpers shared by the capture generators, fan-out and replay.
 CREATE FUNCTION webhooks.primary_key(rel regclass) RETURNS name[]
@@ -419,6 +451,15 @@ COMMENT ON FUNCTION webhooks.capture_source(webhooks.source, text, regprocedure)
 -- UPDATE is one set-based insert, not 100k trigger calls. UPDATE pairs old and
 -- new rows by primary key; a row whose key changed is still sent, without
 -- `previous`.
+-- The old rows are DISTINCT ON the key (which they are anyway) so that the
+-- planner knows the join yields one row per new row: without it, it expects
+-- rows² / 200 and a 100k-row UPDATE paid ~100 ms of JIT compilation.
+-- Each row's JSON is made once (OFFSET 0 keeps the planner from copying the
+-- expression into every place that uses it) by webhooks.row_jsonb() when it
+-- handles every column type, else to_jsonb(); key and tenant are read from it.
+-- Which columns an UPDATE changed is decided on that JSON by
+-- webhooks.jsonb_previous(), in one pass: a column changed when its JSON
+-- value did (jsonb =, so 1.0 = 1.00).
 CREATE FUNCTION webhooks.capture_statement_source(src webhooks.source, payload regprocedure,
                                                   target text DEFAULT 'webhooks.event')
 RETURNS text
@@ -428,60 +469,31 @@ DECLARE
                       THEN format(' OPERATOR(pg_catalog.-) %L::pg_catalog.text[]', src.exclude_columns) ELSE '' END;
     fn   text := webhooks.qualified_function(payload);
     qualified text := webhooks.qualified_table(src.source);
-    -- Per column: "o and n hold the same value", by the type's own = if
-    -- pg_catalog has it, else as JSON; NULLs equal (IS NOT DISTINCT FROM,
-    -- which would look = up on the search_path).
-    same  text := 'coalesce(%1$s OPERATOR(pg_catalog.=) %2$s, %3$s IS NULL AND %4$s IS NULL)';
+    fast boolean := (SELECT bool_and(webhooks.row_jsonb_type(a.atttypid)) FROM pg_attribute a
+                      WHERE a.attrelid = src.source AND a.attnum > 0 AND NOT a.attisdropped);
+    to_json text := CASE WHEN fast THEN 'webhooks.row_jsonb(%s.*)' ELSE 'pg_catalog.to_jsonb(%s.*)' END;
+    -- Old and new rows are joined on the primary key; key columns are never
+    -- NULL, so a plain (hashable) equality — the type's own = if pg_catalog
+    -- has one (an unqualified = would be looked up on the caller's
+    -- search_path), else as JSON.
     same_key text;
-    -- Per sent column: "unchanged", as a typed comparison where the type has
-    -- its own = operator, else (json, arrays, enums, domains, ...) as JSON.
-    -- Generated from the catalog, so webhooks.on_ddl() regenerates it after
-    -- ALTER TABLE.
-    same_sql text[];
-    sent     name[];
-    unchanged_all text;
-    previous_expr text;
+    -- An UPDATE worth an event: some sent column changed, or (columns => ...)
+    -- one of the listed ones did.
+    changed text := CASE WHEN src.columns IS NULL THEN 'c.previous IS NOT NULL'
+                         ELSE format('c.previous OPERATOR(pg_catalog.?|) %L::pg_catalog.text[]', src.columns) END;
+    data text := CASE WHEN fn IS NULL THEN '%s' ELSE fn || '(%s)' END;
 BEGIN
-    WITH typed AS (
-        SELECT a.attname, a.attnum,
-               EXISTS (SELECT 1 FROM pg_operator op
-                        WHERE op.oprname = '=' AND op.oprleft = a.atttypid AND op.oprright = a.atttypid
-                          AND op.oprnamespace = 'pg_catalog'::regnamespace) AS own_eq
-          FROM pg_attribute a
-         WHERE a.attrelid = src.source AND a.attnum > 0 AND NOT a.attisdropped
-    ), cols AS (
-        SELECT t.attname, t.attnum,
-               format(same, CASE WHEN t.own_eq THEN format('o.%I', t.attname)
-                                 ELSE format('pg_catalog.to_jsonb(o.%I)', t.attname) END,
-                            CASE WHEN t.own_eq THEN format('n.%I', t.attname)
-                                 ELSE format('pg_catalog.to_jsonb(n.%I)', t.attname) END,
-                            format('o.%I', t.attname), format('n.%I', t.attname)) AS same_sql,
-               -- Key columns are never NULL: a plain (hashable) equality joins old and new rows.
-               CASE WHEN t.own_eq THEN format('o.%1$I OPERATOR(pg_catalog.=) n.%1$I', t.attname)
-                    ELSE format('pg_catalog.to_jsonb(o.%1$I) OPERATOR(pg_catalog.=) pg_catalog.to_jsonb(n.%1$I)',
-                                t.attname) END AS key_sql
-          FROM typed t
-    )
-    SELECT array_agg(c.attname ORDER BY c.attnum) FILTER (WHERE NOT c.attname = ANY (src.exclude_columns)),
-           array_agg(c.same_sql ORDER BY c.attnum) FILTER (WHERE NOT c.attname = ANY (src.exclude_columns)),
-           (SELECT string_agg(k.key_sql, ' AND ' ORDER BY u.ord)
-              FROM unnest(src.key_columns) WITH ORDINALITY u(col, ord)
-              JOIN cols k ON k.attname = u.col)
-      INTO sent, same_sql, same_key
-      FROM cols c;
-    -- `previous`: the old row minus the columns that did not change.
-    previous_expr := format('pg_catalog.to_jsonb(o.*)%s OPERATOR(pg_catalog.-) '
-                            'pg_catalog.array_remove(ARRAY[%s]::pg_catalog.text[], NULL)', excl,
-        (SELECT string_agg(format('CASE WHEN %s THEN %L END', same_sql[i], sent[i]), ', ')
-           FROM generate_subscripts(sent, 1) i));
-    -- The statement's rows worth an event: a listed column changed, or (no
-    -- list) any sent column did.
-    unchanged_all := (SELECT string_agg(same_sql[i], ' AND ')
-                        FROM generate_subscripts(sent, 1) i
-                       WHERE src.columns IS NULL OR sent[i] = ANY (src.columns));
-    IF unchanged_all IS NULL THEN
-        unchanged_all := 'true';  -- nothing that could change is sent
-    END IF;
+    SELECT string_agg(CASE WHEN EXISTS (SELECT 1 FROM pg_operator op
+                                         WHERE op.oprname = '=' AND op.oprleft = a.atttypid
+                                           AND op.oprright = a.atttypid
+                                           AND op.oprnamespace = 'pg_catalog'::regnamespace)
+                           THEN format('o.%1$I OPERATOR(pg_catalog.=) n.%1$I', a.attname)
+                           ELSE format('pg_catalog.to_jsonb(o.%1$I) OPERATOR(pg_catalog.=) pg_catalog.to_jsonb(n.%1$I)',
+                                       a.attname) END,
+                      ' AND ' ORDER BY u.ord)
+      INTO same_key
+      FROM unnest(src.key_columns) WITH ORDINALITY u(col, ord)
+      JOIN pg_attribute a ON a.attrelid = src.source AND a.attname = u.col;
 
     RETURN format($body$
 BEGIN
@@ -489,17 +501,34 @@ BEGIN
         RETURN NULL;
     END IF;
     IF TG_OP OPERATOR(pg_catalog.=) 'INSERT' THEN
-        INSERT INTO %16$s (event, source, operation, key, tenant, data)
-        SELECT %1$L, %2$L, 'INSERT', %3$s, %4$s, %5$s FROM new_rows n;
+        INSERT INTO %1$s (event, source, operation, key, tenant, data)
+        SELECT %2$L, %3$L, 'INSERT', %4$s, %5$s, %6$s
+          FROM (SELECT %7$s AS doc FROM new_rows n OFFSET 0) c;
     ELSIF TG_OP OPERATOR(pg_catalog.=) 'DELETE' THEN
-        INSERT INTO %16$s (event, source, operation, key, tenant, data)
-        SELECT %6$L, %2$L, 'DELETE', %7$s, %8$s, %9$s FROM old_rows o;
+        INSERT INTO %1$s (event, source, operation, key, tenant, data)
+        SELECT %8$L, %3$L, 'DELETE', %4$s, %5$s, %6$s
+          FROM (SELECT %9$s AS doc FROM old_rows o OFFSET 0) c;
+    ELSIF (SELECT pg_catalog.count(*) FROM (SELECT FROM new_rows LIMIT 2) r) OPERATOR(pg_catalog.=) 1 THEN
+        -- One row: no join to set up (its cached plan is a one-row plan).
+        INSERT INTO %1$s (event, source, operation, key, tenant, data, previous)
+        SELECT %10$L, %3$L, 'UPDATE', c.key, c.tenant, %11$s, c.previous
+          FROM (SELECT %4$s AS key, %5$s AS tenant, c.doc%12$s AS new_row, NOT c.same AS rekeyed,
+                       CASE WHEN c.same THEN %17$s END AS previous
+                  FROM (SELECT %7$s AS doc, %18$s AS old, %14$s AS same FROM new_rows n, old_rows o OFFSET 0) c
+                OFFSET 0) c
+         WHERE c.rekeyed OR %15$s;
     ELSE
-        INSERT INTO %16$s (event, source, operation, key, tenant, data, previous)
-        SELECT %10$L, %2$L, 'UPDATE', %3$s, %4$s, %11$s, CASE WHEN %15$s THEN NULL ELSE %13$s END
-          FROM new_rows n
-          LEFT JOIN old_rows o ON %12$s
-         WHERE %15$s OR NOT (%14$s);
+        INSERT INTO %1$s (event, source, operation, key, tenant, data, previous)
+        SELECT %10$L, %3$L, 'UPDATE', c.key, c.tenant, %11$s, c.previous
+          FROM (SELECT %4$s AS key, %5$s AS tenant, c.doc%12$s AS new_row, c.old IS NULL AS rekeyed,
+                       %17$s AS previous
+                  FROM (SELECT %7$s AS doc, CASE WHEN %13$s THEN NULL ELSE %18$s END AS old
+                          FROM new_rows n
+                          FULL JOIN (SELECT DISTINCT ON (%16$s) * FROM old_rows o) o ON %14$s
+                        OFFSET 0) c
+                 WHERE c.doc IS NOT NULL
+                OFFSET 0) c
+         WHERE c.rekeyed OR %15$s;
     END IF;
     IF FOUND THEN
         PERFORM webhooks.notify_once();
@@ -507,18 +536,19 @@ BEGIN
     RETURN NULL;
 END
 $body$,
-        src.resource || '.created', qualified,
-        webhooks.column_text_expr('n', src.key_columns), webhooks.column_text_expr('n', ARRAY[src.tenant_column]),
-        CASE WHEN fn IS NULL THEN format('pg_catalog.to_jsonb(n.*)%s', excl)
-             ELSE format('%s(pg_catalog.to_jsonb(n.*)%s)', fn, excl) END,
-        src.resource || '.deleted',
-        webhooks.column_text_expr('o', src.key_columns), webhooks.column_text_expr('o', ARRAY[src.tenant_column]),
-        CASE WHEN fn IS NULL THEN format('pg_catalog.to_jsonb(o.*)%s', excl)
-             ELSE format('%s(pg_catalog.to_jsonb(o.*)%s)', fn, excl) END,
-        src.resource || '.updated',
-        CASE WHEN fn IS NULL THEN format('pg_catalog.to_jsonb(n.*)%s', excl)
-             ELSE format('%s(pg_catalog.to_jsonb(n.*)%s)', fn, excl) END,
-        same_key, previous_expr, unchanged_all, format('o.%I IS NULL', src.key_columns[1]), target);
+        target, src.resource || '.created', qualified,
+        webhooks.json_text_expr('c.doc', src.key_columns), webhooks.json_text_expr('c.doc', ARRAY[src.tenant_column]),
+        format(data, 'c.doc' || excl), format(to_json, 'n'),
+        src.resource || '.deleted', format(to_json, 'o'),
+        src.resource || '.updated', format(data, 'c.new_row'),
+        excl, format('o.%I IS NULL', src.key_columns[1]), same_key, changed,
+        (SELECT string_agg(format('o.%I', k), ', ') FROM unnest(src.key_columns) k),
+        -- previous: straight from the old row where row_jsonb applies (it
+        -- skips the columns the new document lacks: the excluded ones), else
+        -- from the old row's JSON.
+        CASE WHEN fast THEN format('webhooks.row_previous(c.old, c.doc%s)', excl)
+             ELSE format('webhooks.jsonb_previous(c.old%1$s, c.doc%1$s)', excl) END,
+        CASE WHEN fast THEN 'o' ELSE format(to_json, 'o') END);
 END $$;
 COMMENT ON FUNCTION webhooks.capture_statement_source(webhooks.source, regprocedure, text) IS
   'Internal: PL/pgSQL source of a table''s generated statement-level capture function (writing events, '
