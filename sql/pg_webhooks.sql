@@ -446,20 +446,46 @@ END $$;
 COMMENT ON FUNCTION webhooks.capture_source(webhooks.source, text, regprocedure) IS
   'Internal: PL/pgSQL source of a generated business-event trigger function (track_event).';
 
+-- Internal: a template's @name placeholders replaced by the text of the same
+-- keys of a JSON object, in one pass (so text put in is never scanned again).
+CREATE FUNCTION webhooks.fill(template text, vals jsonb) RETURNS text
+LANGUAGE plpgsql IMMUTABLE STRICT AS $$
+DECLARE
+    missing text;
+BEGIN
+    SELECT substr(m[1], 2) INTO missing
+      FROM regexp_matches(template, '(@[a-z][a-z0-9_]*)', 'g') m
+     WHERE vals ->> substr(m[1], 2) IS NULL LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'webhooks.fill: no value for @%', missing USING ERRCODE = 'internal_error';
+    END IF;
+    -- (A lone @ is kept as it is.)
+    RETURN (SELECT string_agg(m[1] || coalesce(vals ->> substr(m[2], 2), m[2], ''), '' ORDER BY n)
+              FROM regexp_matches(template, '([^@]*)(@[a-z][a-z0-9_]*|@)?', 'g') WITH ORDINALITY r(m, n));
+END $$;
+COMMENT ON FUNCTION webhooks.fill(text, jsonb) IS
+  'Internal: replace each @name in a template with the text of key name of an object, in one pass.';
+
 -- Internal: the body of a table's statement-level capture function. One
 -- INSERT ... SELECT per statement over its transition tables, so a 100k-row
--- UPDATE is one set-based insert, not 100k trigger calls. UPDATE pairs old and
--- new rows by primary key; a row whose key changed is still sent, without
--- `previous`.
--- The old rows are DISTINCT ON the key (which they are anyway) so that the
--- planner knows the join yields one row per new row: without it, it expects
--- rows² / 200 and a 100k-row UPDATE paid ~100 ms of JIT compilation.
--- Each row's JSON is made once (OFFSET 0 keeps the planner from copying the
--- expression into every place that uses it) by webhooks.row_jsonb() when it
--- handles every column type, else to_jsonb(); key and tenant are read from it.
--- Which columns an UPDATE changed is decided on that JSON by
--- webhooks.jsonb_previous(), in one pass: a column changed when its JSON
--- value did (jsonb =, so 1.0 = 1.00).
+-- UPDATE is one set-based insert, not 100k trigger calls.
+-- Rows are made into JSON by webhooks.row_jsonb() when it handles every
+-- column type (the same output as to_jsonb(), conversions looked up once per
+-- statement), else by to_jsonb(). Which columns an UPDATE changed is decided
+-- on that JSON, in one pass (webhooks.row_previous() / jsonb_previous()): a
+-- column changed when its JSON value did (jsonb =, so 1.0 = 1.00).
+-- UPDATE pairs old and new rows by primary key (a row whose key changed is
+-- sent without `previous`), two ways:
+-- - one row (most OLTP statements): no join; plain statements whose plans
+--   are cheap to start, which is most of the cost of a one-row capture;
+-- - more: a FULL JOIN (never a nested loop, whatever size of statement the
+--   session's cached plan was made for; a one-row plan reused for 20,000 rows
+--   took 37 s) of the new rows with the old rows DISTINCT ON the key (which
+--   tells the planner the join yields one row per new row). Nested OFFSET 0
+--   subqueries make each row's JSON and `previous` once.
+-- The generated functions run with jit = off: their plans are cached per
+-- session, and one planned for a huge first statement would JIT-compile on
+-- every later one.
 CREATE FUNCTION webhooks.capture_statement_source(src webhooks.source, payload regprocedure,
                                                   target text DEFAULT 'webhooks.event')
 RETURNS text
@@ -468,20 +494,22 @@ DECLARE
     excl text := CASE WHEN cardinality(src.exclude_columns) > 0
                       THEN format(' OPERATOR(pg_catalog.-) %L::pg_catalog.text[]', src.exclude_columns) ELSE '' END;
     fn   text := webhooks.qualified_function(payload);
-    qualified text := webhooks.qualified_table(src.source);
     fast boolean := (SELECT bool_and(webhooks.row_jsonb_type(a.atttypid)) FROM pg_attribute a
                       WHERE a.attrelid = src.source AND a.attnum > 0 AND NOT a.attisdropped);
     to_json text := CASE WHEN fast THEN 'webhooks.row_jsonb(%s.*)' ELSE 'pg_catalog.to_jsonb(%s.*)' END;
-    -- Old and new rows are joined on the primary key; key columns are never
-    -- NULL, so a plain (hashable) equality — the type's own = if pg_catalog
-    -- has one (an unqualified = would be looked up on the caller's
-    -- search_path), else as JSON.
+    -- `data`: the row's JSON, or what the payload function makes of it.
+    data_open  text := CASE WHEN fn IS NULL THEN '' ELSE fn || '(' END;
+    data_close text := CASE WHEN fn IS NULL THEN '' ELSE ')' END;
+    -- An UPDATE worth an event (after `previous`): some sent column changed,
+    -- or (columns => ...) one of the listed ones did.
+    changed text := CASE WHEN src.columns IS NULL THEN ' IS NOT NULL'
+                         ELSE format(' OPERATOR(pg_catalog.?|) %L::pg_catalog.text[]', src.columns) END;
+    -- Old and new rows are the same row when their keys are equal (key
+    -- columns are never NULL): by the type's own = if pg_catalog has one (an
+    -- unqualified = would be looked up on the caller's search_path), else as
+    -- JSON; either way mergeable and hashable, as a FULL JOIN needs.
     same_key text;
-    -- An UPDATE worth an event: some sent column changed, or (columns => ...)
-    -- one of the listed ones did.
-    changed text := CASE WHEN src.columns IS NULL THEN 'c.previous IS NOT NULL'
-                         ELSE format('c.previous OPERATOR(pg_catalog.?|) %L::pg_catalog.text[]', src.columns) END;
-    data text := CASE WHEN fn IS NULL THEN '%s' ELSE fn || '(%s)' END;
+    body text;
 BEGIN
     SELECT string_agg(CASE WHEN EXISTS (SELECT 1 FROM pg_operator op
                                          WHERE op.oprname = '=' AND op.oprleft = a.atttypid
@@ -495,60 +523,82 @@ BEGIN
       FROM unnest(src.key_columns) WITH ORDINALITY u(col, ord)
       JOIN pg_attribute a ON a.attrelid = src.source AND a.attname = u.col;
 
-    RETURN format($body$
+    body := $body$
+DECLARE
+    _doc jsonb;
+    _same boolean;
+    _previous jsonb;
 BEGIN
     IF NOT webhooks.capture_enabled() THEN
         RETURN NULL;
     END IF;
     IF TG_OP OPERATOR(pg_catalog.=) 'INSERT' THEN
-        INSERT INTO %1$s (event, source, operation, key, tenant, data)
-        SELECT %2$L, %3$L, 'INSERT', %4$s, %5$s, %6$s
-          FROM (SELECT %7$s AS doc FROM new_rows n OFFSET 0) c;
+        INSERT INTO @target (event, source, operation, key, tenant, data)
+        SELECT @created, @source, 'INSERT', @key_n, @tenant_n, @data_n FROM new_rows n;
     ELSIF TG_OP OPERATOR(pg_catalog.=) 'DELETE' THEN
-        INSERT INTO %1$s (event, source, operation, key, tenant, data)
-        SELECT %8$L, %3$L, 'DELETE', %4$s, %5$s, %6$s
-          FROM (SELECT %9$s AS doc FROM old_rows o OFFSET 0) c;
-    ELSIF (SELECT pg_catalog.count(*) FROM (SELECT FROM new_rows LIMIT 2) r) OPERATOR(pg_catalog.=) 1 THEN
-        -- One row: no join to set up (its cached plan is a one-row plan).
-        INSERT INTO %1$s (event, source, operation, key, tenant, data, previous)
-        SELECT %10$L, %3$L, 'UPDATE', c.key, c.tenant, %11$s, c.previous
-          FROM (SELECT %4$s AS key, %5$s AS tenant, c.doc%12$s AS new_row, NOT c.same AS rekeyed,
-                       CASE WHEN c.same THEN %17$s END AS previous
-                  FROM (SELECT %7$s AS doc, %18$s AS old, %14$s AS same FROM new_rows n, old_rows o OFFSET 0) c
-                OFFSET 0) c
-         WHERE c.rekeyed OR %15$s;
+        INSERT INTO @target (event, source, operation, key, tenant, data)
+        SELECT @deleted, @source, 'DELETE', @key_o, @tenant_o, @data_o FROM old_rows o;
     ELSE
-        INSERT INTO %1$s (event, source, operation, key, tenant, data, previous)
-        SELECT %10$L, %3$L, 'UPDATE', c.key, c.tenant, %11$s, c.previous
-          FROM (SELECT %4$s AS key, %5$s AS tenant, c.doc%12$s AS new_row, c.old IS NULL AS rekeyed,
-                       %17$s AS previous
-                  FROM (SELECT %7$s AS doc, CASE WHEN %13$s THEN NULL ELSE %18$s END AS old
+        PERFORM FROM new_rows OFFSET 1 LIMIT 1;
+        IF NOT FOUND THEN
+            SELECT @json_n, @same_key, @previous_1 INTO _doc, _same, _previous FROM new_rows n, old_rows o;
+            IF FOUND AND (NOT _same OR @changed_1) THEN
+                INSERT INTO @target (event, source, operation, key, tenant, data, previous)
+                VALUES (@updated, @source, 'UPDATE', @key_doc, @tenant_doc, @data_doc,
+                        CASE WHEN _same THEN _previous END);
+                PERFORM webhooks.notify_once();
+            END IF;
+            RETURN NULL;
+        END IF;
+        INSERT INTO @target (event, source, operation, key, tenant, data, previous)
+        SELECT @updated, @source, 'UPDATE', c.key, c.tenant, @data_row, c.previous
+          FROM (SELECT @key_c, @tenant_c, c.doc@excl AS new_row, c.old IS NULL AS rekeyed,
+                       @previous_c AS previous
+                  FROM (SELECT @json_n AS doc, CASE WHEN @o_missing THEN NULL ELSE @old_value END AS old
                           FROM new_rows n
-                          FULL JOIN (SELECT DISTINCT ON (%16$s) * FROM old_rows o) o ON %14$s
+                          FULL JOIN (SELECT DISTINCT ON (@o_keys) * FROM old_rows o) o ON @same_key
                         OFFSET 0) c
                  WHERE c.doc IS NOT NULL
                 OFFSET 0) c
-         WHERE c.rekeyed OR %15$s;
+         WHERE c.rekeyed OR @changed_c;
     END IF;
     IF FOUND THEN
         PERFORM webhooks.notify_once();
     END IF;
     RETURN NULL;
 END
-$body$,
-        target, src.resource || '.created', qualified,
-        webhooks.json_text_expr('c.doc', src.key_columns), webhooks.json_text_expr('c.doc', ARRAY[src.tenant_column]),
-        format(data, 'c.doc' || excl), format(to_json, 'n'),
-        src.resource || '.deleted', format(to_json, 'o'),
-        src.resource || '.updated', format(data, 'c.new_row'),
-        excl, format('o.%I IS NULL', src.key_columns[1]), same_key, changed,
-        (SELECT string_agg(format('o.%I', k), ', ') FROM unnest(src.key_columns) k),
-        -- previous: straight from the old row where row_jsonb applies (it
-        -- skips the columns the new document lacks: the excluded ones), else
-        -- from the old row's JSON.
-        CASE WHEN fast THEN format('webhooks.row_previous(c.old, c.doc%s)', excl)
-             ELSE format('webhooks.jsonb_previous(c.old%1$s, c.doc%1$s)', excl) END,
-        CASE WHEN fast THEN 'o' ELSE format(to_json, 'o') END);
+$body$;
+    RETURN webhooks.fill(body, jsonb_build_object(
+        'target', target,
+        'created', quote_literal(src.resource || '.created'),
+        'deleted', quote_literal(src.resource || '.deleted'),
+        'updated', quote_literal(src.resource || '.updated'),
+        'source', quote_literal(webhooks.qualified_table(src.source)),
+        'key_n', webhooks.column_text_expr('n', src.key_columns),
+        'tenant_n', webhooks.column_text_expr('n', ARRAY[src.tenant_column]),
+        'data_n', data_open || format(to_json, 'n') || excl || data_close,
+        'key_o', webhooks.column_text_expr('o', src.key_columns),
+        'tenant_o', webhooks.column_text_expr('o', ARRAY[src.tenant_column]),
+        'data_o', data_open || format(to_json, 'o') || excl || data_close,
+        'json_n', format(to_json, 'n'),
+        'same_key', same_key,
+        'previous_1', CASE WHEN fast THEN format('webhooks.row_previous(o, %s%s)', format(to_json, 'n'), excl)
+                           ELSE format('webhooks.jsonb_previous(%s%s, %s%2$s)', format(to_json, 'o'), excl,
+                                       format(to_json, 'n')) END,
+        'changed_1', '_previous' || changed,
+        'key_doc', webhooks.json_text_expr('_doc', src.key_columns),
+        'tenant_doc', webhooks.json_text_expr('_doc', ARRAY[src.tenant_column]),
+        'data_doc', data_open || '_doc' || excl || data_close,
+        'data_row', data_open || 'c.new_row' || data_close,
+        'key_c', webhooks.json_text_expr('c.doc', src.key_columns) || ' AS key',
+        'tenant_c', webhooks.json_text_expr('c.doc', ARRAY[src.tenant_column]) || ' AS tenant',
+        'excl', excl,
+        'previous_c', CASE WHEN fast THEN format('webhooks.row_previous(c.old, c.doc%s)', excl)
+                           ELSE format('webhooks.jsonb_previous(c.old%1$s, c.doc%1$s)', excl) END,
+        'o_missing', format('o.%I IS NULL', src.key_columns[1]),
+        'old_value', CASE WHEN fast THEN 'o' ELSE format(to_json, 'o') END,
+        'o_keys', (SELECT string_agg(format('o.%I', k), ', ') FROM unnest(src.key_columns) k),
+        'changed_c', 'c.previous' || changed));
 END $$;
 COMMENT ON FUNCTION webhooks.capture_statement_source(webhooks.source, regprocedure, text) IS
   'Internal: PL/pgSQL source of a table''s generated statement-level capture function (writing events, '

@@ -431,6 +431,44 @@ async fn updates_compare_columns_of_every_type() {
         previous,
         json!({"js": {"b": 1}, "arr": [1, null, 3], "e": "happy", "pt": "(1,2)"})
     );
+    // The same through the many-row statement (these types take to_jsonb).
+    db.batch_execute(
+        "INSERT INTO public.kinds VALUES (2, '{\"b\": 2}', '{4}', 'sad', '{\"x\": 1}', '(3,4)', 1.5);
+         UPDATE public.kinds SET arr = '{4}', n = 1.50;                       -- nothing changes
+         UPDATE public.kinds SET arr = arr || 5, j = j || '{\"y\": 2}' WHERE id <= 2;",
+    )
+    .await
+    .unwrap();
+    let rows = db
+        .query(
+            "SELECT key, previous FROM webhooks.event WHERE operation = 'UPDATE' ORDER BY id OFFSET 1",
+            &[],
+        )
+        .await
+        .unwrap();
+    let mut got: Vec<(String, serde_json::Value)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    got.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        got,
+        [
+            ("1".to_owned(), json!({"arr": [4], "j": {"x": 1}})),
+            ("2".to_owned(), json!({"arr": [4], "j": {"x": 1}}))
+        ]
+    );
+    let to_jsonb: bool = db
+        .query_one(
+            "SELECT p.prosrc LIKE '%pg_catalog.to_jsonb(n.*)%' AND p.prosrc NOT LIKE '%row_jsonb%'
+               FROM webhooks.source s JOIN pg_proc p ON p.proname = 'capture_' || s.id
+              WHERE s.source = 'public.kinds'::regclass",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        to_jsonb,
+        "a table with json, arrays, enums or point columns uses to_jsonb"
+    );
 }
 
 #[tokio::test]
