@@ -326,8 +326,8 @@ SELECT pg_catalog.pg_extension_config_dump('webhooks.partition', '');
 -- function, whose body we do not control, keeps it.
 CREATE FUNCTION webhooks.capture_security(qualified boolean DEFAULT false) RETURNS text
 LANGUAGE sql IMMUTABLE AS $$
-    SELECT CASE WHEN qualified THEN 'SECURITY DEFINER SET jit = off'
-                ELSE 'SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET jit = off' END
+    SELECT CASE WHEN qualified THEN 'SECURITY DEFINER'
+                ELSE 'SECURITY DEFINER SET search_path = pg_catalog, pg_temp' END
 $$;
 COMMENT ON FUNCTION webhooks.capture_security(boolean) IS
   'Internal: the security clause of generated capture functions (qualified: the code names every function, '
@@ -483,9 +483,9 @@ COMMENT ON FUNCTION webhooks.fill(text, jsonb) IS
 --   took 37 s) of the new rows with the old rows DISTINCT ON the key (which
 --   tells the planner the join yields one row per new row). Nested OFFSET 0
 --   subqueries make each row's JSON and `previous` once.
--- The generated functions run with jit = off: their plans are cached per
--- session, and one planned for a huge first statement would JIT-compile on
--- every later one.
+-- Their INSERTs are never JIT-compiled (the extension's planner hook,
+-- extension/src/capture_json.rs): plans are cached per session, and one
+-- planned for a huge first statement would JIT-compile on every later one.
 CREATE FUNCTION webhooks.capture_statement_source(src webhooks.source, payload regprocedure,
                                                   target text DEFAULT 'webhooks.event')
 RETURNS text

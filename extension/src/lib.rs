@@ -80,6 +80,7 @@ pub extern "C-unwind" fn _PG_init() {
         GucContext::Suset,
         GucFlags::default(),
     );
+    capture_json::install_planner_hook();
 }
 
 fn invalid(message: String) -> ! {
@@ -316,6 +317,36 @@ mod tests {
     #[pg_test(error = "webhooks.row_jsonb: column type not handled; use to_jsonb")]
     fn row_jsonb_refuses_types_it_does_not_handle() {
         let _ = Spi::run("SELECT webhooks.row_jsonb(r) FROM (SELECT 1 AS a, ARRAY[1] AS b) r");
+    }
+
+    /// The capture statements' INSERTs never get JIT, however costly their
+    /// plan (a session keeps them, so JIT would recur on every statement).
+    #[pg_test]
+    fn inserts_into_webhooks_tables_are_planned_without_jit() {
+        fn explain(sql: &str) -> String {
+            Spi::connect(|client| {
+                let rows = client.select(sql, None, &[]).expect("EXPLAIN runs");
+                rows.map(|row| row.get::<String>(1).ok().flatten().unwrap_or_default())
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+        }
+        Spi::run("SET LOCAL jit_above_cost = 0").expect("settable");
+        Spi::run("CREATE TABLE public.plain_copy (LIKE webhooks.staged_change)").expect("a table");
+        let insert = |table: &str| {
+            format!(
+                "EXPLAIN INSERT INTO {table} (xact, event, source, operation) \
+                 SELECT pg_current_xact_id(), 'x.created', 'x', 'INSERT' FROM generate_series(1, 10)"
+            )
+        };
+        let ours = explain(&insert("webhooks.staged_change"));
+        assert!(!ours.contains("JIT"), "{ours}");
+        // Control: the same INSERT elsewhere is JIT-compiled (where this
+        // server has JIT at all), so the check above can fail.
+        if Spi::get_one::<bool>("SELECT pg_jit_available()") == Ok(Some(true)) {
+            let theirs = explain(&insert("public.plain_copy"));
+            assert!(theirs.contains("JIT"), "{theirs}");
+        }
     }
 
     #[pg_test]
