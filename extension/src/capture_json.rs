@@ -77,7 +77,8 @@ fn kind_of(typ: pg_sys::Oid) -> Option<Kind> {
     })
 }
 
-/// `webhooks.row_jsonb_type(regtype)`: can row_jsonb serialise this type?
+/// `webhooks.row_jsonb_type(oid)`: can row_jsonb serialise columns of this
+/// type (a `regtype` works too: `row_jsonb_type('int8'::regtype)`)?
 #[pg_extern(immutable, strict, parallel_safe)]
 fn row_jsonb_type(typ: pg_sys::Oid) -> bool {
     kind_of(typ).is_some()
@@ -244,8 +245,9 @@ unsafe fn for_each_column(
 }
 
 /// The call site's cache for this row type, built on first use and again
-/// whenever the row's shape differs from what it was built for (a call site
-/// can outlive an ALTER TABLE, e.g. a PL/pgSQL expression in a transaction).
+/// whenever the row's columns (names, types, dropped ones) differ from what
+/// it was built for: a call site can outlive an ALTER TABLE (a PL/pgSQL
+/// expression in a transaction).
 unsafe fn row_cache(fcinfo: pg_sys::FunctionCallInfo, tupdesc: pg_sys::TupleDesc) -> *mut RowCache {
     let flinfo = (*fcinfo).flinfo;
     let natts = (*tupdesc).natts as usize;
@@ -255,7 +257,11 @@ unsafe fn row_cache(fcinfo: pg_sys::FunctionCallInfo, tupdesc: pg_sys::TupleDesc
         && (*cached).natts == natts
         && attrs.iter().enumerate().all(|(i, attr)| {
             let column = &*(*cached).columns.add(i);
-            column.dropped == attr.attisdropped && (attr.attisdropped || column.typ == attr.atttypid)
+            column.dropped == attr.attisdropped
+                && (attr.attisdropped
+                    || (column.typ == attr.atttypid
+                        && std::ffi::CStr::from_ptr(column.name)
+                            == std::ffi::CStr::from_ptr(attr.attname.data.as_ptr())))
         })
     {
         return cached;

@@ -299,17 +299,18 @@ mod tests {
         let same = Spi::get_one::<bool>(
             "CREATE TABLE kinds (a int, b text);
              INSERT INTO kinds VALUES (42, 'x');
-             CREATE FUNCTION twice() RETURNS boolean LANGUAGE plpgsql AS $$
+             CREATE FUNCTION each_time() RETURNS boolean LANGUAGE plpgsql AS $$
              DECLARE r kinds; ok boolean := true;
              BEGIN
-                 FOR i IN 1..2 LOOP
+                 FOR i IN 1..3 LOOP
                      SELECT * INTO r FROM kinds;
                      ok := ok AND webhooks.row_jsonb(r) = to_jsonb(r);
                      IF i = 1 THEN ALTER TABLE kinds ALTER COLUMN a TYPE text USING 'forty-two'; END IF;
+                     IF i = 2 THEN ALTER TABLE kinds RENAME COLUMN b TO renamed; END IF;
                  END LOOP;
                  RETURN ok;
              END $$;
-             SELECT twice()",
+             SELECT each_time()",
         );
         assert_eq!(same, Ok(Some(true)));
     }
