@@ -48,6 +48,11 @@ AS 'MODULE_PATHNAME', 'row_previous' LANGUAGE c STABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION webhooks.row_previous(record, jsonb) IS
   'An UPDATE''s previous: the old row''s columns whose JSON differs (jsonb =) from the same key of the new '
   'document; columns the new document lacks (excluded ones) are left out. NULL if none. Same types as row_jsonb.';
+CREATE FUNCTION webhooks.capture() RETURNS trigger
+AS 'MODULE_PATHNAME', 'capture' LANGUAGE c SECURITY DEFINER;
+COMMENT ON FUNCTION webhooks.capture() IS
+  'Statement-level capture trigger of tracked tables: one-row statements are captured directly, the rest by the '
+  'table''s generated function (the trigger''s argument).';
 COMMENT ON FUNCTION webhooks.row_jsonb_type(oid) IS
   'Can webhooks.row_jsonb() serialise a column of this type exactly as to_jsonb() does?';
 CREATE FUNCTION webhooks.jsonb_previous(old jsonb, new jsonb) RETURNS jsonb
@@ -474,10 +479,13 @@ COMMENT ON FUNCTION webhooks.fill(text, jsonb) IS
 -- statement), else by to_jsonb(). Which columns an UPDATE changed is decided
 -- on that JSON, in one pass (webhooks.row_previous() / jsonb_previous()): a
 -- column changed when its JSON value did (jsonb =, so 1.0 = 1.00).
+-- The tables' triggers call webhooks.capture() (C, capture_trigger.rs),
+-- which captures one-row statements itself and calls this function for the
+-- rest (and for every statement of tables with a payload function, deferred
+-- ones, and ones with column types row_jsonb does not handle).
 -- UPDATE pairs old and new rows by primary key (a row whose key changed is
 -- sent without `previous`), two ways:
--- - one row (most OLTP statements): no join; plain statements whose plans
---   are cheap to start, which is most of the cost of a one-row capture;
+-- - one row: no join; plain statements whose plans are cheap to start;
 -- - more: a FULL JOIN (never a nested loop, whatever size of statement the
 --   session's cached plan was made for; a one-row plan reused for 20,000 rows
 --   took 37 s) of the new rows with the old rows DISTINCT ON the key (which
@@ -798,16 +806,16 @@ BEGIN
     PERFORM webhooks.drop_capture_triggers(src.source);
     IF 'created' = ANY (src.events) OR src.deferred THEN
         EXECUTE format('CREATE TRIGGER webhooks_capture_ins AFTER INSERT ON %s REFERENCING NEW TABLE AS new_rows '
-                       'FOR EACH STATEMENT EXECUTE FUNCTION %s()', src.source, fn);
+                       'FOR EACH STATEMENT EXECUTE FUNCTION webhooks.capture(%L)', src.source, fn || '()');
     END IF;
     IF 'updated' = ANY (src.events) OR src.deferred THEN
         EXECUTE format('CREATE TRIGGER webhooks_capture_upd AFTER UPDATE ON %s '
                        'REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows '
-                       'FOR EACH STATEMENT EXECUTE FUNCTION %s()', src.source, fn);
+                       'FOR EACH STATEMENT EXECUTE FUNCTION webhooks.capture(%L)', src.source, fn || '()');
     END IF;
     IF 'deleted' = ANY (src.events) OR src.deferred THEN
         EXECUTE format('CREATE TRIGGER webhooks_capture_del AFTER DELETE ON %s REFERENCING OLD TABLE AS old_rows '
-                       'FOR EACH STATEMENT EXECUTE FUNCTION %s()', src.source, fn);
+                       'FOR EACH STATEMENT EXECUTE FUNCTION webhooks.capture(%L)', src.source, fn || '()');
     END IF;
     IF 'truncated' = ANY (src.events) OR src.events = '{created,updated,deleted}' THEN
         EXECUTE format('CREATE TRIGGER webhooks_capture_truncate AFTER TRUNCATE ON %s FOR EACH STATEMENT '

@@ -47,7 +47,7 @@ pub extern "C" fn pg_finfo_row_jsonb() -> &'static pg_sys::Pg_finfo_record {
 /// How a column's value becomes JSON, as `to_jsonb` does it for the type.
 #[derive(Clone, Copy, PartialEq, Eq)]
 #[repr(C)]
-enum Kind {
+pub(crate) enum Kind {
     /// int2/int4/int8: a JSON number.
     Integer,
     /// numeric: a JSON number, or a string for NaN and ±Infinity.
@@ -63,7 +63,7 @@ enum Kind {
 
 /// The conversion for a built-in scalar type, or None for the types left
 /// to `to_jsonb` (arrays, composites, json/jsonb, domains, enums, user types).
-fn kind_of(typ: pg_sys::Oid) -> Option<Kind> {
+pub(crate) fn kind_of(typ: pg_sys::Oid) -> Option<Kind> {
     use pg_sys::*;
     Some(match typ {
         INT2OID | INT4OID | INT8OID => Kind::Integer,
@@ -86,21 +86,21 @@ fn row_jsonb_type(typ: pg_sys::Oid) -> bool {
 
 /// Per call site (statement): each column's type and conversion.
 #[repr(C)]
-struct Column {
+pub(crate) struct Column {
     kind: Kind,
-    dropped: bool,
+    pub(crate) dropped: bool,
     typ: pg_sys::Oid,
     /// The column's name, copied into the call site's memory (the object's
     /// keys point at it until the document is made).
-    name: *mut std::ffi::c_char,
-    name_len: usize,
+    pub(crate) name: *mut std::ffi::c_char,
+    pub(crate) name_len: usize,
     output: pg_sys::FmgrInfo,
 }
 
 #[repr(C)]
-struct RowCache {
-    natts: usize,
-    columns: *mut Column,
+pub(crate) struct RowCache {
+    pub(crate) natts: usize,
+    pub(crate) columns: *mut Column,
 }
 
 /// `row_jsonb(record) RETURNS jsonb`, STRICT: `to_jsonb(row)` for rows of
@@ -149,20 +149,20 @@ pub unsafe extern "C-unwind" fn row_previous(fcinfo: pg_sys::FunctionCallInfo) -
 }
 
 /// A JSON object being built, begun on its first key.
-struct Object {
+pub(crate) struct Object {
     state: *mut pg_sys::JsonbParseState,
     begun: bool,
 }
 
 impl Object {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Object {
             state: ptr::null_mut(),
             begun: false,
         }
     }
 
-    unsafe fn push(&mut self, key: &mut pg_sys::JsonbValue, value: &mut pg_sys::JsonbValue) {
+    pub(crate) unsafe fn push(&mut self, key: &mut pg_sys::JsonbValue, value: &mut pg_sys::JsonbValue) {
         if !self.begun {
             pg_sys::pushJsonbValue(
                 &mut self.state,
@@ -176,7 +176,7 @@ impl Object {
     }
 
     /// The object (`{}` if nothing was pushed).
-    unsafe fn finish(mut self) -> *mut pg_sys::Jsonb {
+    pub(crate) unsafe fn finish(mut self) -> *mut pg_sys::Jsonb {
         if !self.begun {
             pg_sys::pushJsonbValue(
                 &mut self.state,
@@ -193,7 +193,7 @@ impl Object {
     }
 
     /// The object, or SQL NULL if nothing was pushed.
-    unsafe fn finish_or_null(self, fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+    pub(crate) unsafe fn finish_or_null(self, fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
         if !self.begun {
             (*fcinfo).isnull = true;
             return pg_sys::Datum::from(0usize);
@@ -248,7 +248,7 @@ unsafe fn for_each_column(
 /// whenever the row's columns (names, types, dropped ones) differ from what
 /// it was built for: a call site can outlive an ALTER TABLE (a PL/pgSQL
 /// expression in a transaction).
-unsafe fn row_cache(fcinfo: pg_sys::FunctionCallInfo, tupdesc: pg_sys::TupleDesc) -> *mut RowCache {
+pub(crate) unsafe fn row_cache(fcinfo: pg_sys::FunctionCallInfo, tupdesc: pg_sys::TupleDesc) -> *mut RowCache {
     let flinfo = (*fcinfo).flinfo;
     let natts = (*tupdesc).natts as usize;
     let attrs = (*tupdesc).attrs.as_slice(natts);
@@ -299,7 +299,7 @@ unsafe fn row_cache(fcinfo: pg_sys::FunctionCallInfo, tupdesc: pg_sys::TupleDesc
 }
 
 /// One non-NULL column value as `to_jsonb` would make it.
-unsafe fn column_value(column: &mut Column, value: pg_sys::Datum, typ: pg_sys::Oid) -> pg_sys::JsonbValue {
+pub(crate) unsafe fn column_value(column: &mut Column, value: pg_sys::Datum, typ: pg_sys::Oid) -> pg_sys::JsonbValue {
     let mut v: pg_sys::JsonbValue = std::mem::zeroed();
     match column.kind {
         Kind::Integer => {
@@ -356,7 +356,7 @@ unsafe fn printed(column: &mut Column, value: pg_sys::Datum) -> pg_sys::JsonbVal
     string_value(text, libc_strlen(text))
 }
 
-unsafe fn string_value(text: *mut std::ffi::c_char, len: usize) -> pg_sys::JsonbValue {
+pub(crate) unsafe fn string_value(text: *mut std::ffi::c_char, len: usize) -> pg_sys::JsonbValue {
     // jsonb's limit for one string (JENTRY_OFFLENMASK), as to_jsonb checks it.
     if len > 0x0FFF_FFFF {
         ereport!(
@@ -437,7 +437,7 @@ unsafe fn is_object(root: *mut pg_sys::JsonbContainer) -> bool {
 
 /// jsonb equality of two values as the iterator and the key lookup return
 /// them: scalars, or nested containers as jbvBinary.
-unsafe fn same(a: &pg_sys::JsonbValue, b: &pg_sys::JsonbValue) -> bool {
+pub(crate) unsafe fn same(a: &pg_sys::JsonbValue, b: &pg_sys::JsonbValue) -> bool {
     use pg_sys::jbvType::{
         jbvBinary as BINARY, jbvBool as BOOL, jbvNull as NULL, jbvNumeric as NUMERIC, jbvString as STRING,
     };

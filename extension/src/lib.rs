@@ -9,6 +9,7 @@ use pgrx::PgSqlErrorCode;
 use std::cell::Cell;
 
 pub mod capture_json;
+pub mod capture_trigger;
 pub mod endpoint_url;
 pub mod pattern;
 pub mod sign;
@@ -17,7 +18,7 @@ pub mod sign;
 
 extension_sql_file!("../../sql/pg_webhooks.sql", name = "pg_webhooks_sql", finalize);
 
-static CAPTURE: GucSetting<bool> = GucSetting::<bool>::new(true);
+pub(crate) static CAPTURE: GucSetting<bool> = GucSetting::<bool>::new(true);
 static NOTIFY: GucSetting<bool> = GucSetting::<bool>::new(true);
 static REQUIRE_HTTPS: GucSetting<bool> = GucSetting::<bool>::new(true);
 static RESPONSE_BODY_LIMIT: GucSetting<i32> = GucSetting::<i32>::new(8192);
@@ -186,7 +187,7 @@ thread_local! {
 /// payload. Keyed on the current transaction id, so a rolled-back savepoint
 /// (which discards its notification) does not suppress the next one.
 #[pg_extern(volatile, parallel_unsafe)]
-fn notify_once() {
+pub(crate) fn notify_once() {
     if !NOTIFY.get() {
         return;
     }

@@ -703,3 +703,97 @@ async fn a_bulk_update_after_a_single_row_one_keeps_a_bulk_plan() {
         .get(0);
     assert_eq!(updated, 1 + 20000 + 2);
 }
+
+/// One-row statements are captured by the C trigger from the table's
+/// settings as of its generated function: a change of settings (track()
+/// again, or ALTER TABLE) in the same session is followed at once, and a
+/// column type the C code does not serialise hands capture back to the
+/// generated function.
+#[tokio::test]
+async fn one_row_capture_follows_settings_changed_in_the_same_session() {
+    let (_c, db) = setup().await;
+    db.batch_execute(
+        "INSERT INTO sales.customers VALUES (1, 'ACME');
+         SELECT webhooks.track('sales.\"Orders\"', resource => 'order', exclude_columns => '{card_number}');
+         INSERT INTO sales.\"Orders\" VALUES (1, 1, 'new', 10, '4111', 't1', 'a');
+         SELECT webhooks.track('sales.\"Orders\"', resource => 'order', exclude_columns => '{note}',
+                               tenant_column => 'tenant', columns => '{status}');
+         INSERT INTO sales.\"Orders\" VALUES (2, 1, 'new', 20, '4222', 't2', 'b');
+         UPDATE sales.\"Orders\" SET total = 21 WHERE id = 2;                 -- not a listed column
+         UPDATE sales.\"Orders\" SET status = 'paid', total = 22 WHERE id = 2;
+         ALTER TABLE sales.\"Orders\" ADD COLUMN tags text[] DEFAULT '{x}';
+         UPDATE sales.\"Orders\" SET status = 'shipped' WHERE id = 2;",
+    )
+    .await
+    .unwrap();
+    let got = events(&db).await;
+    let shape: Vec<(&str, Option<&str>, Option<&str>)> = got
+        .iter()
+        .map(|(e, k, t, _, _)| (e.as_str(), k.as_deref(), t.as_deref()))
+        .collect();
+    assert_eq!(
+        shape,
+        [
+            ("order.created", Some("1"), None),
+            ("order.created", Some("2"), Some("t2")),
+            ("order.updated", Some("2"), Some("t2")),
+            ("order.updated", Some("2"), Some("t2"))
+        ]
+    );
+    assert!(got[0].3.get("card_number").is_none() && got[0].3["note"] == json!("a"));
+    assert!(got[1].3.get("note").is_none() && got[1].3["card_number"] == json!("4222"));
+    assert_eq!(got[2].4, Some(json!({"status": "new", "total": 21.00})));
+    assert_eq!(
+        got[3].3["tags"],
+        json!(["x"]),
+        "an array column: the generated function's to_jsonb"
+    );
+    assert_eq!(got[3].4, Some(json!({"status": "paid"})));
+}
+
+/// The C trigger reads the one-row transition tables with its own read
+/// pointer: another statement trigger on the table still sees the rows.
+#[tokio::test]
+async fn other_statement_triggers_still_see_the_transition_rows() {
+    let (_c, db) = setup().await;
+    db.batch_execute(
+        "CREATE TABLE public.audit (op text, rows bigint);
+         CREATE FUNCTION public.audit_rows() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+             INSERT INTO public.audit SELECT TG_OP, count(*) FROM changed;
+             RETURN NULL;
+         END $$;
+         SELECT webhooks.track('sales.customers', resource => 'customer');
+         -- Named to fire after pg_webhooks' triggers (statement triggers fire by name).
+         CREATE TRIGGER zz_audit_ins AFTER INSERT ON sales.customers REFERENCING NEW TABLE AS changed
+           FOR EACH STATEMENT EXECUTE FUNCTION public.audit_rows();
+         CREATE TRIGGER zz_audit_upd AFTER UPDATE ON sales.customers REFERENCING NEW TABLE AS changed
+           FOR EACH STATEMENT EXECUTE FUNCTION public.audit_rows();
+         INSERT INTO sales.customers VALUES (1, 'one');
+         UPDATE sales.customers SET name = 'uno' WHERE id = 1;
+         INSERT INTO sales.customers VALUES (2, 'two'), (3, 'three');",
+    )
+    .await
+    .unwrap();
+    let audit: Vec<(String, i64)> = db
+        .query("SELECT op, rows FROM public.audit", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        audit,
+        [
+            ("INSERT".to_owned(), 1),
+            ("UPDATE".to_owned(), 1),
+            ("INSERT".to_owned(), 2)
+        ]
+    );
+    let n: i64 = db
+        .query_one("SELECT count(*) FROM webhooks.event", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 4);
+}

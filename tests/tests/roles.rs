@@ -146,7 +146,11 @@ async fn capture_never_calls_a_writers_lookalike_functions_or_operators() {
          CREATE SCHEMA evil AUTHORIZATION app;
          CREATE TABLE public.orders (id int, region text, status text, doc jsonb, PRIMARY KEY (id, region));
          GRANT ALL ON public.orders TO app;
-         SELECT webhooks.track('public.orders', resource => 'order', tenant_column => 'region');",
+         SELECT webhooks.track('public.orders', resource => 'order', tenant_column => 'region');
+         -- Only column types the C trigger serialises: its one-row path.
+         CREATE TABLE public.customers (id int PRIMARY KEY, name text);
+         GRANT ALL ON public.customers TO app;
+         SELECT webhooks.track('public.customers', resource => 'customer');",
     )
     .await
     .unwrap();
@@ -167,7 +171,14 @@ async fn capture_never_calls_a_writers_lookalike_functions_or_operators() {
          CREATE FUNCTION evil.boom_cat(text, text) RETURNS text LANGUAGE plpgsql AS $$BEGIN RAISE EXCEPTION 'hijacked ||'; END$$;
          CREATE OPERATOR evil.|| (LEFTARG = text, RIGHTARG = text, FUNCTION = evil.boom_cat);
          CREATE FUNCTION evil.array_remove(anyarray, anyelement) RETURNS anyarray LANGUAGE plpgsql
-             AS $$BEGIN RAISE EXCEPTION 'hijacked array_remove'; END$$;",
+             AS $$BEGIN RAISE EXCEPTION 'hijacked array_remove'; END$$;
+         CREATE FUNCTION evil.boom_oid(oid, oid) RETURNS boolean LANGUAGE plpgsql AS $$BEGIN RAISE EXCEPTION 'hijacked oid ='; END$$;
+         CREATE OPERATOR evil.= (LEFTARG = oid, RIGHTARG = oid, FUNCTION = evil.boom_oid);
+         CREATE FUNCTION evil.boom_regclass(regclass, regclass) RETURNS boolean LANGUAGE plpgsql
+             AS $$BEGIN RAISE EXCEPTION 'hijacked regclass ='; END$$;
+         CREATE OPERATOR evil.= (LEFTARG = regclass, RIGHTARG = regclass, FUNCTION = evil.boom_regclass);
+         CREATE FUNCTION evil.format(text, name, name) RETURNS text LANGUAGE plpgsql
+             AS $$BEGIN RAISE EXCEPTION 'hijacked format'; END$$;",
     )
     .await;
     // The look-alikes work when called directly: they would be found.
@@ -178,12 +189,28 @@ async fn capture_never_calls_a_writers_lookalike_functions_or_operators() {
          INSERT INTO orders VALUES (1, 'eu', 'new', '{\"a\": 1}');
          UPDATE orders SET status = 'paid', doc = '{\"a\": 2}';
          UPDATE orders SET status = status;
-         DELETE FROM orders;",
+         DELETE FROM orders;
+         INSERT INTO customers VALUES (1, 'one');
+         UPDATE customers SET name = 'uno';
+         UPDATE customers SET name = name;
+         DELETE FROM customers;",
+    )
+    .await;
+    refused(
+        &app,
+        "SET search_path = evil, pg_catalog; SELECT format('%I.%I', 'a'::name, 'b'::name)",
+        "P0001",
+    )
+    .await;
+    refused(
+        &app,
+        "SET search_path = evil, pg_catalog; SELECT 1::oid = 1::oid",
+        "P0001",
     )
     .await;
     let rows = su
         .query(
-            "SELECT event, key, tenant, previous FROM webhooks.event ORDER BY id",
+            "SELECT event, key, tenant, previous FROM webhooks.event WHERE event LIKE 'order.%' ORDER BY id",
             &[],
         )
         .await
@@ -201,6 +228,28 @@ async fn capture_never_calls_a_writers_lookalike_functions_or_operators() {
                 Some(serde_json::json!({"status": "new", "doc": {"a": 1}}))
             ),
             ("order.deleted".to_owned(), "1,eu".to_owned(), "eu".to_owned(), None),
+        ]
+    );
+    let customers: Vec<(String, String, Option<serde_json::Value>)> = su
+        .query(
+            "SELECT event, key, previous FROM webhooks.event WHERE event LIKE 'customer.%' ORDER BY id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(
+        customers,
+        [
+            ("customer.created".to_owned(), "1".to_owned(), None),
+            (
+                "customer.updated".to_owned(),
+                "1".to_owned(),
+                Some(serde_json::json!({"name": "one"}))
+            ),
+            ("customer.deleted".to_owned(), "1".to_owned(), None),
         ]
     );
 }
