@@ -250,9 +250,19 @@ unsafe fn for_each_column(
 /// expression in a transaction).
 pub(crate) unsafe fn row_cache(fcinfo: pg_sys::FunctionCallInfo, tupdesc: pg_sys::TupleDesc) -> *mut RowCache {
     let flinfo = (*fcinfo).flinfo;
+    let cache = valid_cache((*flinfo).fn_extra.cast(), (*flinfo).fn_mcxt, tupdesc);
+    (*flinfo).fn_extra = cache.cast();
+    cache
+}
+
+/// `cached` if it was built for these columns, else a new cache in `mcxt`.
+pub(crate) unsafe fn valid_cache(
+    cached: *mut RowCache,
+    mcxt: pg_sys::MemoryContext,
+    tupdesc: pg_sys::TupleDesc,
+) -> *mut RowCache {
     let natts = (*tupdesc).natts as usize;
     let attrs = (*tupdesc).attrs.as_slice(natts);
-    let cached = (*flinfo).fn_extra.cast::<RowCache>();
     if !cached.is_null()
         && (*cached).natts == natts
         && attrs.iter().enumerate().all(|(i, attr)| {
@@ -266,7 +276,6 @@ pub(crate) unsafe fn row_cache(fcinfo: pg_sys::FunctionCallInfo, tupdesc: pg_sys
     {
         return cached;
     }
-    let mcxt = (*flinfo).fn_mcxt;
     let columns = pg_sys::MemoryContextAllocZero(mcxt, natts.max(1) * std::mem::size_of::<Column>()).cast::<Column>();
     for (i, attr) in attrs.iter().enumerate() {
         let column = &mut *columns.add(i);
@@ -294,7 +303,6 @@ pub(crate) unsafe fn row_cache(fcinfo: pg_sys::FunctionCallInfo, tupdesc: pg_sys
     }
     let cache = pg_sys::MemoryContextAlloc(mcxt, std::mem::size_of::<RowCache>()).cast::<RowCache>();
     cache.write(RowCache { natts, columns });
-    (*flinfo).fn_extra = cache.cast();
     cache
 }
 

@@ -14,7 +14,7 @@
 //! read again whenever the generated function is regenerated (track(), and
 //! the ALTER TABLE event trigger, always regenerate it).
 
-use crate::capture_json::{column_value, kind_of, row_cache, same, string_value, Object, RowCache};
+use crate::capture_json::{column_value, kind_of, same, string_value, valid_cache, Object, RowCache};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode;
@@ -22,6 +22,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ffi::{CStr, CString};
 use std::ptr;
+use std::rc::Rc;
 
 #[no_mangle]
 #[doc(hidden)]
@@ -48,7 +49,10 @@ struct Settings {
 }
 
 thread_local! {
-    static SETTINGS: RefCell<HashMap<pg_sys::Oid, Settings>> = RefCell::new(HashMap::new());
+    static SETTINGS: RefCell<HashMap<pg_sys::Oid, Rc<Settings>>> = RefCell::new(HashMap::new());
+    // Per table: each column's conversion, kept across statements (checked
+    // against the table's columns on every use).
+    static ROW_CACHES: RefCell<HashMap<pg_sys::Oid, *mut RowCache>> = RefCell::new(HashMap::new());
     static INSERT_PLAN: RefCell<pg_sys::SPIPlanPtr> = const { RefCell::new(ptr::null_mut()) };
     static FUNCTION_OF_TRIGGER: RefCell<HashMap<pg_sys::Oid, pg_sys::Oid>> = RefCell::new(HashMap::new());
 }
@@ -80,12 +84,9 @@ pub unsafe extern "C-unwind" fn capture(fcinfo: pg_sys::FunctionCallInfo) -> pg_
         );
     }
     let rel = (*trigdata).tg_relation;
-    let settings_version = settings_for((*rel).rd_id, trigger);
-    let (function, one_row) = SETTINGS.with(|all| {
-        let all = all.borrow();
-        let s = &all[&settings_version];
-        (s.function, !s.generated_only)
-    });
+    // An Rc, not a borrow of the cache: capture can nest (a payload function
+    // writing to another tracked table).
+    let settings = settings_for((*rel).rd_id, trigger);
     let op = (*trigdata).tg_event & pg_sys::TRIGGER_EVENT_OPMASK;
     let store = if op == pg_sys::TRIGGER_EVENT_DELETE {
         (*trigdata).tg_oldtable
@@ -99,13 +100,10 @@ pub unsafe extern "C-unwind" fn capture(fcinfo: pg_sys::FunctionCallInfo) -> pg_
         .as_slice(natts)
         .iter()
         .all(|a| a.attisdropped || kind_of(a.atttypid).is_some());
-    if !one_row || !handled || store.is_null() || pg_sys::tuplestore_tuple_count(store) != 1 {
-        return call_generated(function, fcinfo);
+    if settings.generated_only || !handled || store.is_null() || pg_sys::tuplestore_tuple_count(store) != 1 {
+        return call_generated(settings.function, fcinfo);
     }
-    SETTINGS.with(|all| {
-        let all = all.borrow();
-        capture_one_row(fcinfo, trigdata, op, &all[&settings_version]);
-    });
+    capture_one_row(trigdata, op, &settings);
     pg_sys::Datum::from(0usize)
 }
 
@@ -125,9 +123,9 @@ unsafe fn call_generated(function: pg_sys::Oid, fcinfo: pg_sys::FunctionCallInfo
     pg_sys::submodules::ffi::pg_guard_ffi_boundary(|| address(call))
 }
 
-/// Key of the settings cache for this table: loads (or reloads) them when
-/// the generated function is new or has been regenerated.
-unsafe fn settings_for(relid: pg_sys::Oid, trigger: *mut pg_sys::Trigger) -> pg_sys::Oid {
+/// The table's settings: loaded (or reloaded) when the generated function is
+/// new or has been regenerated.
+unsafe fn settings_for(relid: pg_sys::Oid, trigger: *mut pg_sys::Trigger) -> Rc<Settings> {
     // The argument names the generated function; a trigger's arguments
     // never change (track() makes new triggers), so resolve it once.
     let tgoid = (*trigger).tgoid;
@@ -144,12 +142,15 @@ unsafe fn settings_for(relid: pg_sys::Oid, trigger: *mut pg_sys::Trigger) -> pg_
         }
     };
     let version = catalog_version(function);
-    let fresh = SETTINGS.with(|all| all.borrow().get(&function).map(|s| s.version) == Some(version));
-    if !fresh {
-        let settings = load_settings(relid, function, version);
-        SETTINGS.with(|all| all.borrow_mut().insert(function, settings));
+    let cached = SETTINGS.with(|all| all.borrow().get(&function).cloned());
+    match cached {
+        Some(settings) if settings.version == version => settings,
+        _ => {
+            let settings = Rc::new(load_settings(relid, function, version));
+            SETTINGS.with(|all| all.borrow_mut().insert(function, settings.clone()));
+            settings
+        }
     }
-    function
 }
 
 /// (xmin, block, offset) of the function's pg_proc row.
@@ -329,9 +330,17 @@ unsafe fn document(row: &mut RowValues, exclude: &[CString], keep: impl Fn(usize
     object
 }
 
-unsafe fn capture_one_row(fcinfo: pg_sys::FunctionCallInfo, trigdata: *mut pg_sys::TriggerData, op: u32, s: &Settings) {
-    let tupdesc = (*(*trigdata).tg_relation).rd_att;
-    let cache = row_cache(fcinfo, tupdesc);
+unsafe fn capture_one_row(trigdata: *mut pg_sys::TriggerData, op: u32, s: &Settings) {
+    let rel = (*trigdata).tg_relation;
+    let tupdesc = (*rel).rd_att;
+    let relid = (*rel).rd_id;
+    let cached = ROW_CACHES
+        .with(|c| c.borrow().get(&relid).copied())
+        .unwrap_or(ptr::null_mut());
+    let cache = valid_cache(cached, pg_sys::TopMemoryContext, tupdesc);
+    if cache != cached {
+        ROW_CACHES.with(|c| c.borrow_mut().insert(relid, cache));
+    }
     let (operation, kind, mut row, old) = match op {
         pg_sys::TRIGGER_EVENT_INSERT => (
             "INSERT",
