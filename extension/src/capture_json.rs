@@ -225,13 +225,27 @@ unsafe fn for_each_column(
         t_data: header,
     };
     pg_sys::heap_deform_tuple(&mut tuple, tupdesc, values, nulls);
-    let attrs = (*tupdesc).attrs.as_slice(natts);
+    each_value(cache, tupdesc, values, nulls, |column, value| {
+        f(string_value(column.name, column.name_len), value)
+    });
+    release(tupdesc);
+}
+
+/// Calls `f(column, value)` for each column (dropped ones skipped) of a
+/// deformed row, with the value as `to_jsonb` would make it.
+pub(crate) unsafe fn each_value(
+    cache: *mut RowCache,
+    tupdesc: pg_sys::TupleDesc,
+    values: *const pg_sys::Datum,
+    nulls: *const bool,
+    mut f: impl FnMut(&Column, pg_sys::JsonbValue),
+) {
+    let attrs = (*tupdesc).attrs.as_slice((*cache).natts);
     for (i, attr) in attrs.iter().enumerate() {
         let column = &mut *(*cache).columns.add(i);
         if column.dropped {
             continue;
         }
-        let key = string_value(column.name, column.name_len);
         let value = if *nulls.add(i) {
             let mut v: pg_sys::JsonbValue = std::mem::zeroed();
             v.type_ = pg_sys::jbvType::jbvNull;
@@ -239,9 +253,8 @@ unsafe fn for_each_column(
         } else {
             column_value(column, *values.add(i), attr.atttypid)
         };
-        f(key, value);
+        f(column, value);
     }
-    release(tupdesc);
 }
 
 /// The call site's cache for this row type, built on first use and again

@@ -14,7 +14,7 @@
 //! read again whenever the generated function is regenerated (track(), and
 //! the ALTER TABLE event trigger, always regenerate it).
 
-use crate::capture_json::{column_value, kind_of, same, string_value, valid_cache, Object, RowCache};
+use crate::capture_json::{each_value, kind_of, same, string_value, valid_cache, Object, RowCache};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode;
@@ -254,27 +254,21 @@ unsafe fn read_row(cache: *mut RowCache, tupdesc: pg_sys::TupleDesc, store: *mut
     pg_sys::tuplestore_gettupleslot(store, true, false, slot);
     let natts = (*cache).natts;
     pg_sys::slot_getsomeattrs_int(slot, natts as i32);
-    let attrs = (*tupdesc).attrs.as_slice(natts);
     let mut row = RowValues {
         names: Vec::with_capacity(natts),
         values: Vec::with_capacity(natts),
         slot,
     };
-    for (i, attr) in attrs.iter().enumerate() {
-        let column = &mut *(*cache).columns.add(i);
-        if column.dropped {
-            continue;
-        }
-        let value = if *(*slot).tts_isnull.add(i) {
-            let mut v: pg_sys::JsonbValue = std::mem::zeroed();
-            v.type_ = pg_sys::jbvType::jbvNull;
-            v
-        } else {
-            column_value(column, *(*slot).tts_values.add(i), attr.atttypid)
-        };
-        row.names.push(CStr::from_ptr(column.name));
-        row.values.push(value);
-    }
+    each_value(
+        cache,
+        tupdesc,
+        (*slot).tts_values,
+        (*slot).tts_isnull,
+        |column, value| {
+            row.names.push(CStr::from_ptr(column.name));
+            row.values.push(value);
+        },
+    );
     row
 }
 
