@@ -797,3 +797,45 @@ async fn other_statement_triggers_still_see_the_transition_rows() {
         .get(0);
     assert_eq!(n, 4);
 }
+
+/// The JSON helpers and the capture trigger refuse what they cannot serve,
+/// each with its SQLSTATE.
+#[tokio::test]
+async fn capture_helpers_refuse_bad_input_with_a_sqlstate() {
+    let (_c, db) = setup().await;
+    refused(&db, "SELECT webhooks.jsonb_previous('[1]', '{}')", "22023").await;
+    refused(&db, "SELECT webhooks.jsonb_previous('{}', '\"x\"')", "22023").await;
+    refused(
+        &db,
+        "SELECT webhooks.row_previous(r, '[1]') FROM (SELECT 1 AS a) r",
+        "22023",
+    )
+    .await;
+    refused(
+        &db,
+        "SELECT webhooks.row_jsonb(r) FROM (SELECT ARRAY[1] AS a) r",
+        "0A000",
+    )
+    .await;
+    // Installed by hand instead of by track(): without its argument, or
+    // naming a function that does not exist.
+    db.batch_execute(
+        "SELECT webhooks.track('sales.customers', resource => 'customer');
+         CREATE TABLE public.loose (id int PRIMARY KEY);
+         CREATE TRIGGER t AFTER INSERT ON public.loose REFERENCING NEW TABLE AS new_rows
+           FOR EACH STATEMENT EXECUTE FUNCTION webhooks.capture();
+         CREATE TABLE public.lost (id int PRIMARY KEY);
+         CREATE TRIGGER t AFTER INSERT ON public.lost REFERENCING NEW TABLE AS new_rows
+           FOR EACH STATEMENT EXECUTE FUNCTION webhooks.capture('webhooks.no_such_capture()');",
+    )
+    .await
+    .unwrap();
+    refused(&db, "INSERT INTO public.loose VALUES (1)", "39P01").await;
+    refused(&db, "INSERT INTO public.lost VALUES (1)", "42883").await;
+    let n: i64 = db
+        .query_one("SELECT count(*) FROM webhooks.event", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0, "nothing captured");
+}
