@@ -1,20 +1,21 @@
 //! `webhooks.capture()`: the statement-level trigger of tracked tables.
 //!
-//! A one-row statement (most OLTP writes) is captured here: the old and new
-//! row are read straight from the statement's transition tables, made into
-//! JSON with row_jsonb's conversions, and written with one prepared
-//! `INSERT ... VALUES`. Scanning the transition tables through SQL instead
-//! cost three statements' executor start-up per one-row UPDATE, most of a
-//! one-row capture's time (perf). Everything else — statements of several
-//! rows, tables with a payload function or with column types row_jsonb does
-//! not handle — goes to the table's generated PL/pgSQL function (the
-//! trigger's argument), which stays the reference for what is captured.
+//! The statement's rows are read straight from its transition tables, made
+//! into JSON with row_jsonb's conversions, and written with prepared
+//! `INSERT ... VALUES` statements of up to 256 events each. Scanning the
+//! transition tables through SQL instead cost three statements' executor
+//! start-up per one-row UPDATE (most of a one-row capture's time, perf),
+//! and on a 100k-row UPDATE a sort and join to pair old and new rows by key.
+//! Tables with a payload function, deferred capture or column types
+//! row_jsonb does not handle — and many-row UPDATEs that change a key — go to the
+//! table's generated PL/pgSQL function (the trigger's argument), which stays
+//! the reference for what is captured.
 //!
 //! The table's settings come from webhooks.source, cached per backend and
 //! read again whenever the generated function is regenerated (track(), and
 //! the ALTER TABLE event trigger, always regenerate it).
 
-use crate::capture_json::{each_value, kind_of, same, string_value, valid_cache, Object, RowCache};
+use crate::capture_json::{each_value, kind_of, same, string_value, valid_cache, RowCache};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode;
@@ -53,7 +54,9 @@ thread_local! {
     // Per table: each column's conversion, kept across statements (checked
     // against the table's columns on every use).
     static ROW_CACHES: RefCell<HashMap<pg_sys::Oid, *mut RowCache>> = RefCell::new(HashMap::new());
-    static INSERT_PLAN: RefCell<pg_sys::SPIPlanPtr> = const { RefCell::new(ptr::null_mut()) };
+    // The INSERT of n events, by n.
+    static INSERT_PLANS: RefCell<HashMap<usize, pg_sys::SPIPlanPtr>> = RefCell::new(HashMap::new());
+    static BATCH_PLAN: RefCell<pg_sys::SPIPlanPtr> = const { RefCell::new(ptr::null_mut()) };
     static FUNCTION_OF_TRIGGER: RefCell<HashMap<pg_sys::Oid, pg_sys::Oid>> = RefCell::new(HashMap::new());
 }
 
@@ -100,10 +103,12 @@ pub unsafe extern "C-unwind" fn capture(fcinfo: pg_sys::FunctionCallInfo) -> pg_
         .as_slice(natts)
         .iter()
         .all(|a| a.attisdropped || kind_of(a.atttypid).is_some());
-    if settings.generated_only || !handled || store.is_null() || pg_sys::tuplestore_tuple_count(store) != 1 {
+    let old_rows = (*trigdata).tg_oldtable;
+    let paired = op != pg_sys::TRIGGER_EVENT_UPDATE
+        || (!old_rows.is_null() && pg_sys::tuplestore_tuple_count(old_rows) == pg_sys::tuplestore_tuple_count(store));
+    if settings.generated_only || !handled || store.is_null() || !paired || !capture_rows(trigdata, op, &settings) {
         return call_generated(settings.function, fcinfo);
     }
-    capture_one_row(trigdata, op, &settings);
     pg_sys::Datum::from(0usize)
 }
 
@@ -230,46 +235,74 @@ unsafe fn load_settings(relid: pg_sys::Oid, function: pg_sys::Oid, version: (u32
 }
 
 /// One row's columns as JSON values, in column order (dropped ones absent).
+/// Values may point into the row its reader last returned.
 struct RowValues {
-    names: Vec<&'static CStr>,
     values: Vec<pg_sys::JsonbValue>,
-    /// Holds the row (values may point into it) and pins the relation's
-    /// tuple descriptor until dropped.
-    slot: *mut pg_sys::TupleTableSlot,
 }
 
-impl Drop for RowValues {
-    fn drop(&mut self) {
-        unsafe { pg_sys::ExecDropSingleTupleTableSlot(self.slot) };
+/// Reads a transition table from its start with a read pointer of its own:
+/// other triggers of the statement read the same table.
+struct Reader {
+    store: *mut pg_sys::Tuplestorestate,
+    pointer: i32,
+    slot: *mut pg_sys::TupleTableSlot,
+    /// Where rows are read: a spilled tuplestore allocates the row it
+    /// returns in the current context, and the slot frees it on the next
+    /// read, so that context must outlive the reading.
+    mcxt: pg_sys::MemoryContext,
+}
+
+impl Reader {
+    unsafe fn new(store: *mut pg_sys::Tuplestorestate, tupdesc: pg_sys::TupleDesc) -> Self {
+        let pointer = pg_sys::tuplestore_alloc_read_pointer(store, pg_sys::EXEC_FLAG_REWIND as i32);
+        pg_sys::tuplestore_select_read_pointer(store, pointer);
+        pg_sys::tuplestore_rescan(store);
+        Reader {
+            store,
+            pointer,
+            slot: pg_sys::MakeSingleTupleTableSlot(tupdesc, &pg_sys::TTSOpsMinimalTuple),
+            mcxt: pg_sys::CurrentMemoryContext,
+        }
+    }
+
+    /// Moves to the next row, deformed up to column `natts`; false at the end.
+    unsafe fn next(&mut self, natts: usize) -> bool {
+        let outer = pg_sys::MemoryContextSwitchTo(self.mcxt);
+        pg_sys::tuplestore_select_read_pointer(self.store, self.pointer);
+        let found = pg_sys::tuplestore_gettupleslot(self.store, true, false, self.slot);
+        if found {
+            pg_sys::slot_getsomeattrs_int(self.slot, natts as i32);
+        }
+        pg_sys::MemoryContextSwitchTo(outer);
+        found
+    }
+
+    unsafe fn rewind(&mut self) {
+        pg_sys::tuplestore_select_read_pointer(self.store, self.pointer);
+        pg_sys::tuplestore_rescan(self.store);
+    }
+
+    unsafe fn values(&self, cache: *mut RowCache) -> RowValues {
+        let natts = (*cache).natts;
+        let mut row = RowValues {
+            values: Vec::with_capacity(natts),
+        };
+        each_value(
+            cache,
+            (*self.slot).tts_tupleDescriptor,
+            (*self.slot).tts_values,
+            (*self.slot).tts_isnull,
+            |_, value| row.values.push(value),
+        );
+        row
     }
 }
 
-unsafe fn read_row(cache: *mut RowCache, tupdesc: pg_sys::TupleDesc, store: *mut pg_sys::Tuplestorestate) -> RowValues {
-    // A read pointer of our own: other triggers of the statement read the
-    // same transition table.
-    let reader = pg_sys::tuplestore_alloc_read_pointer(store, pg_sys::EXEC_FLAG_REWIND as i32);
-    pg_sys::tuplestore_select_read_pointer(store, reader);
-    pg_sys::tuplestore_rescan(store);
-    let slot = pg_sys::MakeSingleTupleTableSlot(tupdesc, &pg_sys::TTSOpsMinimalTuple);
-    pg_sys::tuplestore_gettupleslot(store, true, false, slot);
-    let natts = (*cache).natts;
-    pg_sys::slot_getsomeattrs_int(slot, natts as i32);
-    let mut row = RowValues {
-        names: Vec::with_capacity(natts),
-        values: Vec::with_capacity(natts),
-        slot,
-    };
-    each_value(
-        cache,
-        tupdesc,
-        (*slot).tts_values,
-        (*slot).tts_isnull,
-        |column, value| {
-            row.names.push(CStr::from_ptr(column.name));
-            row.values.push(value);
-        },
-    );
-    row
+impl Drop for Reader {
+    fn drop(&mut self) {
+        // Also unpins the relation's tuple descriptor.
+        unsafe { pg_sys::ExecDropSingleTupleTableSlot(self.slot) };
+    }
 }
 
 /// The text of a JSON value as `->>` gives it; None for JSON null.
@@ -302,150 +335,368 @@ unsafe fn value_text(v: &pg_sys::JsonbValue) -> Option<String> {
 
 /// Values of the named columns joined by commas (the event's key or tenant);
 /// None if any is NULL or missing.
-unsafe fn joined(row: &RowValues, names: &[CString]) -> Option<String> {
-    let mut parts = Vec::with_capacity(names.len());
-    for name in names {
-        let i = row.names.iter().position(|n| *n == name.as_c_str())?;
-        parts.push(value_text(&row.values[i])?);
+unsafe fn joined(row: &RowValues, columns: &[Option<usize>]) -> Option<String> {
+    let mut parts = Vec::with_capacity(columns.len());
+    for i in columns {
+        parts.push(value_text(&row.values[(*i)?])?);
     }
     Some(parts.join(","))
 }
 
-unsafe fn document(row: &mut RowValues, exclude: &[CString], keep: impl Fn(usize) -> bool) -> Object {
-    let mut object = Object::new();
-    for i in 0..row.values.len() {
-        if exclude.iter().any(|e| e.as_c_str() == row.names[i]) || !keep(i) {
+/// What a statement needs to know about the table's columns, worked out
+/// once per statement rather than per row. Indexes are into RowValues
+/// (columns that are not dropped), except `keys`.
+struct Columns {
+    /// Not excluded.
+    sent: Vec<bool>,
+    /// Sent and, with `columns =>`, listed: a change to one makes an UPDATE
+    /// an event.
+    listed: Vec<bool>,
+    /// In jsonb's key order (shorter first, then bytewise), so documents
+    /// can be built already sorted.
+    order: Vec<usize>,
+    /// The key columns' attribute indexes.
+    keys: Vec<usize>,
+    names: Vec<&'static CStr>,
+    /// The key columns and the tenant column (None if missing).
+    key_values: Vec<Option<usize>>,
+    tenant_value: Vec<Option<usize>>,
+}
+
+unsafe fn columns_of(cache: *mut RowCache, s: &Settings) -> Columns {
+    let mut names: Vec<&'static CStr> = Vec::new();
+    let mut keys = Vec::new();
+    for i in 0..(*cache).natts {
+        let column = &*(*cache).columns.add(i);
+        if column.dropped {
             continue;
         }
-        let name = row.names[i];
-        let mut key = string_value(name.as_ptr().cast_mut(), name.to_bytes().len());
-        object.push(&mut key, &mut row.values[i]);
+        let name = CStr::from_ptr(column.name);
+        if s.keys.iter().any(|k| k.as_c_str() == name) {
+            keys.push(i);
+        }
+        names.push(name);
     }
-    object
+    let sent: Vec<bool> = names
+        .iter()
+        .map(|n| !s.exclude.iter().any(|e| e.as_c_str() == *n))
+        .collect();
+    let listed = names
+        .iter()
+        .zip(&sent)
+        .map(|(n, sent)| *sent && s.columns.as_ref().is_none_or(|c| c.iter().any(|c| c.as_c_str() == *n)))
+        .collect();
+    let mut order: Vec<usize> = (0..names.len()).collect();
+    order.sort_by(|&a, &b| {
+        let (a, b) = (names[a].to_bytes(), names[b].to_bytes());
+        a.len().cmp(&b.len()).then(a.cmp(b))
+    });
+    let position = |c: &CString| names.iter().position(|n| *n == c.as_c_str());
+    Columns {
+        sent,
+        listed,
+        order,
+        keys,
+        key_values: s.keys.iter().map(position).collect(),
+        tenant_value: s.tenant.iter().map(position).collect(),
+        names,
+    }
 }
 
-unsafe fn capture_one_row(trigdata: *mut pg_sys::TriggerData, op: u32, s: &Settings) {
-    let rel = (*trigdata).tg_relation;
-    let tupdesc = (*rel).rd_att;
-    let relid = (*rel).rd_id;
-    let cached = ROW_CACHES
-        .with(|c| c.borrow().get(&relid).copied())
-        .unwrap_or(ptr::null_mut());
-    let cache = valid_cache(cached, pg_sys::TopMemoryContext, tupdesc);
-    if cache != cached {
-        ROW_CACHES.with(|c| c.borrow_mut().insert(relid, cache));
-    }
-    let (operation, kind, mut row, old) = match op {
-        pg_sys::TRIGGER_EVENT_INSERT => (
-            "INSERT",
-            "created",
-            read_row(cache, tupdesc, (*trigdata).tg_newtable),
-            None,
-        ),
-        pg_sys::TRIGGER_EVENT_DELETE => (
-            "DELETE",
-            "deleted",
-            read_row(cache, tupdesc, (*trigdata).tg_oldtable),
-            None,
-        ),
-        _ => (
-            "UPDATE",
-            "updated",
-            read_row(cache, tupdesc, (*trigdata).tg_newtable),
-            Some(read_row(cache, tupdesc, (*trigdata).tg_oldtable)),
-        ),
-    };
-    let key = joined(&row, &s.keys);
-    let tenant = s.tenant.as_ref().and_then(|t| joined(&row, std::slice::from_ref(t)));
-    let mut previous = ptr::null_mut();
-    if let Some(mut old) = old {
-        let rekeyed = joined(&old, &s.keys) != key;
-        if !rekeyed {
-            let changed: Vec<bool> = (0..row.values.len())
-                .map(|i| !same(&old.values[i], &row.values[i]))
-                .collect();
-            let sent_change = (0..changed.len()).any(|i| {
-                changed[i]
-                    && !s.exclude.iter().any(|e| e.as_c_str() == row.names[i])
-                    && s.columns
-                        .as_ref()
-                        .is_none_or(|c| c.iter().any(|c| c.as_c_str() == row.names[i]))
+/// A JSON object of the row's columns that `keep` picks. Built straight
+/// from the values in jsonb's key order: going through pushJsonbValue
+/// copied every pair and sorted the keys again for every row.
+unsafe fn document(row: &RowValues, columns: &Columns, keep: impl Fn(usize) -> bool) -> *mut pg_sys::Jsonb {
+    let mut pairs: Vec<pg_sys::JsonbPair> = Vec::with_capacity(columns.order.len());
+    for &i in &columns.order {
+        if keep(i) {
+            let name = columns.names[i];
+            pairs.push(pg_sys::JsonbPair {
+                key: string_value(name.as_ptr().cast_mut(), name.to_bytes().len()),
+                value: row.values[i],
+                order: pairs.len() as u32,
             });
-            if !sent_change {
-                return; // a no-op UPDATE, or only excluded or unlisted columns changed
-            }
-            previous = document(&mut old, &s.exclude, |i| changed[i]).finish();
         }
     }
-    let data = document(&mut row, &s.exclude, |_| true).finish();
-    insert_event(
-        &format!("{}.{kind}", s.resource),
-        s,
-        operation,
-        key,
-        tenant,
-        data,
-        previous,
-    );
-    crate::notify_once();
+    let mut object: pg_sys::JsonbValue = std::mem::zeroed();
+    object.type_ = pg_sys::jbvType::jbvObject;
+    object.val.object.nPairs = pairs.len() as i32;
+    object.val.object.pairs = pairs.as_mut_ptr();
+    pg_sys::JsonbValueToJsonb(&mut object)
 }
 
-unsafe fn insert_event(
-    event: &str,
-    s: &Settings,
-    operation: &str,
+/// What one changed row becomes.
+struct Change {
     key: Option<String>,
     tenant: Option<String>,
     data: *mut pg_sys::Jsonb,
     previous: *mut pg_sys::Jsonb,
-) {
-    let text = |v: &str| pgrx::IntoDatum::into_datum(v).unwrap_or(pg_sys::Datum::from(0usize));
-    let mut values = [
-        text(event),
-        pg_sys::Datum::from(pg_sys::cstring_to_text(s.source.as_ptr())),
-        text(operation),
-        key.as_deref().map(text).unwrap_or(pg_sys::Datum::from(0usize)),
-        tenant.as_deref().map(text).unwrap_or(pg_sys::Datum::from(0usize)),
-        pg_sys::Datum::from(data),
-        pg_sys::Datum::from(previous),
-    ];
-    let mut nulls: [std::ffi::c_char; 7] = [
-        b' ' as _,
-        b' ' as _,
-        b' ' as _,
-        if key.is_none() { b'n' } else { b' ' } as _,
-        if tenant.is_none() { b'n' } else { b' ' } as _,
-        b' ' as _,
-        if previous.is_null() { b'n' } else { b' ' } as _,
-    ];
-    pg_sys::SPI_connect();
-    let plan = INSERT_PLAN.with(|p| {
-        let mut p = p.borrow_mut();
-        if p.is_null() {
-            let mut types = [
-                pg_sys::TEXTOID,
-                pg_sys::TEXTOID,
-                pg_sys::TEXTOID,
-                pg_sys::TEXTOID,
-                pg_sys::TEXTOID,
-                pg_sys::JSONBOID,
-                pg_sys::JSONBOID,
-            ];
-            let sql = c"INSERT INTO webhooks.event (event, source, operation, key, tenant, data, previous) \
-                        VALUES ($1, $2, $3, $4, $5, $6, $7)";
-            let prepared = pg_sys::SPI_prepare(sql.as_ptr(), 7, types.as_mut_ptr());
-            pg_sys::SPI_keepplan(prepared);
-            *p = prepared;
+}
+
+/// The event of one row (with its old version, and whether its key
+/// changed, for an UPDATE); None for an UPDATE that changed no sent column
+/// (or none of `columns =>`).
+unsafe fn change_of(columns: &Columns, row: RowValues, old: Option<(RowValues, bool)>) -> Option<Change> {
+    let mut previous = ptr::null_mut();
+    // A row whose key changed is sent whole, without `previous`.
+    if let Some((old, false)) = old {
+        let mut any = false;
+        let changed: Vec<bool> = (0..row.values.len())
+            .map(|i| {
+                let changed = columns.sent[i] && !same(&old.values[i], &row.values[i]);
+                any |= changed && columns.listed[i];
+                changed
+            })
+            .collect();
+        if !any {
+            return None;
         }
-        *p
-    });
-    let rc = pg_sys::SPI_execute_plan(plan, values.as_mut_ptr(), nulls.as_mut_ptr(), false, 0);
-    if rc != pg_sys::SPI_OK_INSERT as i32 {
-        ereport!(
-            ERROR,
-            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
-            format!("webhooks.capture: inserting the event failed (SPI code {rc})")
-        );
+        previous = document(&old, columns, |i| changed[i]);
     }
+    Some(Change {
+        key: joined(&row, &columns.key_values),
+        tenant: if columns.tenant_value.is_empty() {
+            None
+        } else {
+            joined(&row, &columns.tenant_value)
+        },
+        data: document(&row, columns, |i| columns.sent[i]),
+        previous,
+    })
+}
+
+/// The table's column conversions, kept across statements.
+unsafe fn table_cache(rel: pg_sys::Relation) -> *mut RowCache {
+    let relid = (*rel).rd_id;
+    let cached = ROW_CACHES
+        .with(|c| c.borrow().get(&relid).copied())
+        .unwrap_or(ptr::null_mut());
+    let cache = valid_cache(cached, pg_sys::TopMemoryContext, (*rel).rd_att);
+    if cache != cached {
+        ROW_CACHES.with(|c| c.borrow_mut().insert(relid, cache));
+    }
+    cache
+}
+
+/// Whether the rows in two slots have different keys (compared as bytes).
+unsafe fn rekeyed(new: *mut pg_sys::TupleTableSlot, old: *mut pg_sys::TupleTableSlot, keys: &[usize]) -> bool {
+    let attrs = (*(*new).tts_tupleDescriptor)
+        .attrs
+        .as_slice((*(*new).tts_tupleDescriptor).natts as usize);
+    keys.iter().any(|&i| {
+        let (null_n, null_o) = (*(*new).tts_isnull.add(i), *(*old).tts_isnull.add(i));
+        null_n != null_o || (!null_n && !binary_equal(*(*new).tts_values.add(i), *(*old).tts_values.add(i), &attrs[i]))
+    })
+}
+
+/// Whether every row of the UPDATE kept its key, reading the old and new
+/// rows in step (and rewinding them after).
+unsafe fn keys_kept(new: &mut Reader, old: &mut Reader, keys: &[usize]) -> bool {
+    let deform = keys.iter().max().map_or(0, |i| i + 1);
+    loop {
+        match (new.next(deform), old.next(deform)) {
+            (true, true) if !rekeyed(new.slot, old.slot, keys) => {}
+            (false, false) => break,
+            _ => return false,
+        }
+    }
+    new.rewind();
+    old.rewind();
+    true
+}
+
+/// Whether two values of a column are the same bytes (PostgreSQL's
+/// datum_image_eq, which pgrx does not bind).
+unsafe fn binary_equal(a: pg_sys::Datum, b: pg_sys::Datum, attr: &pg_sys::FormData_pg_attribute) -> bool {
+    if attr.attbyval {
+        return a == b;
+    }
+    let bytes = |d: pg_sys::Datum| -> &[u8] {
+        match attr.attlen {
+            -1 => {
+                let v = pg_sys::pg_detoast_datum_packed(d.cast_mut_ptr());
+                std::slice::from_raw_parts(
+                    pgrx::varlena::vardata_any(v).cast::<u8>(),
+                    pgrx::varlena::varsize_any_exhdr(v),
+                )
+            }
+            -2 => CStr::from_ptr(d.cast_mut_ptr()).to_bytes(),
+            len => std::slice::from_raw_parts(d.cast_mut_ptr::<u8>(), len as usize),
+        }
+    };
+    bytes(a) == bytes(b)
+}
+
+/// Rows written per INSERT of a many-row statement: enough that the
+/// statement's overhead vanishes, few enough that their documents fit the
+/// block the batch's memory context keeps (allocating and unmapping bigger
+/// ones cost more than the INSERTs).
+const BATCH_ROWS: usize = 256;
+const BATCH_MEMORY: usize = 1 << 20;
+
+/// Captures the statement's rows; false (having written nothing) if the
+/// generated function must. The old and new transition tables hold an
+/// UPDATE's versions of a row at the same position (the trigger manager adds
+/// each row's old and new version together), so they are paired by
+/// position. When some row's key changed, the generated function's pairing
+/// by key decides instead, so that both paths send the same events.
+unsafe fn capture_rows(trigdata: *mut pg_sys::TriggerData, op: u32, s: &Settings) -> bool {
+    let rel = (*trigdata).tg_relation;
+    let tupdesc = (*rel).rd_att;
+    let cache = table_cache(rel);
+    let natts = (*cache).natts;
+    let (operation, kind, store) = match op {
+        pg_sys::TRIGGER_EVENT_INSERT => ("INSERT", "created", (*trigdata).tg_newtable),
+        pg_sys::TRIGGER_EVENT_DELETE => ("DELETE", "deleted", (*trigdata).tg_oldtable),
+        _ => ("UPDATE", "updated", (*trigdata).tg_newtable),
+    };
+    let rows = pg_sys::tuplestore_tuple_count(store);
+    let mut new = Reader::new(store, tupdesc);
+    let mut old = (op == pg_sys::TRIGGER_EVENT_UPDATE).then(|| Reader::new((*trigdata).tg_oldtable, tupdesc));
+    let columns = columns_of(cache, s);
+    if let Some(old) = old.as_mut() {
+        if rows > 1 && !keys_kept(&mut new, old, &columns.keys) {
+            return false;
+        }
+    }
+    let event = format!("{}.{kind}", s.resource);
+    pg_sys::SPI_connect();
+    // The rows' values and documents are made in a context of their own,
+    // reset after each batch; rows are read outside it (see Reader::mcxt).
+    let block = if rows > 1 {
+        BATCH_MEMORY
+    } else {
+        pg_sys::ALLOCSET_DEFAULT_INITSIZE as usize
+    };
+    let values_cxt = pg_sys::AllocSetContextCreateExtended(
+        pg_sys::CurrentMemoryContext,
+        c"webhooks capture".as_ptr(),
+        block,
+        block,
+        block,
+    );
+    let mut batch = Vec::with_capacity(BATCH_ROWS.min(rows as usize));
+    let mut written = 0u64;
+    pg_sys::MemoryContextSwitchTo(values_cxt);
+    while new.next(natts) {
+        let old_values = match old.as_mut() {
+            Some(old) => {
+                if !old.next(natts) {
+                    ereport!(
+                        ERROR,
+                        PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+                        "webhooks.capture: the old and new transition tables differ in length"
+                    );
+                }
+                Some((old.values(cache), rekeyed(new.slot, old.slot, &columns.keys)))
+            }
+            None => None,
+        };
+        if let Some(change) = change_of(&columns, new.values(cache), old_values) {
+            batch.push(change);
+        }
+        if batch.len() == BATCH_ROWS {
+            written += write(&mut batch, &event, s, operation);
+            // (SPI returns in its own context.)
+            pg_sys::MemoryContextReset(values_cxt);
+            pg_sys::MemoryContextSwitchTo(values_cxt);
+        }
+    }
+    written += write(&mut batch, &event, s, operation);
     pg_sys::SPI_finish();
+    drop(old);
+    drop(new);
+    if written > 0 {
+        crate::notify_once();
+    }
+    true
+}
+
+fn text_datum(v: &str) -> pg_sys::Datum {
+    pgrx::IntoDatum::into_datum(v).unwrap_or(pg_sys::Datum::from(0usize))
+}
+
+/// Writes (and empties) a batch, in row order so that event ids follow it:
+/// INSERTs of fixed numbers of rows, each with its plan kept for the
+/// session. Rows are passed as parameters of a VALUES list, which the
+/// executor reads in place (arrays unnested cost two copies of each row).
+unsafe fn write(batch: &mut Vec<Change>, event: &str, s: &Settings, operation: &str) -> u64 {
+    let mut written = 0;
+    let mut rest = &batch[..];
+    while !rest.is_empty() {
+        let n = [BATCH_ROWS, 64, 16, 4, 1]
+            .into_iter()
+            .find(|&n| n <= rest.len())
+            .unwrap_or(1);
+        let (rows, tail) = rest.split_at(n);
+        rest = tail;
+        let mut values = vec![
+            text_datum(event),
+            pg_sys::Datum::from(pg_sys::cstring_to_text(s.source.as_ptr())),
+            text_datum(operation),
+        ];
+        let mut nulls = vec![b' ' as std::ffi::c_char; 3 + 4 * n];
+        for (i, row) in rows.iter().enumerate() {
+            let key = row.key.as_deref();
+            let tenant = row.tenant.as_deref();
+            values.extend([
+                key.map(text_datum).unwrap_or(pg_sys::Datum::from(0usize)),
+                tenant.map(text_datum).unwrap_or(pg_sys::Datum::from(0usize)),
+                pg_sys::Datum::from(row.data),
+                pg_sys::Datum::from(row.previous),
+            ]);
+            for (j, null) in [key.is_none(), tenant.is_none(), false, row.previous.is_null()]
+                .into_iter()
+                .enumerate()
+            {
+                if null {
+                    nulls[3 + 4 * i + j] = b'n' as std::ffi::c_char;
+                }
+            }
+        }
+        let plan = insert_plan(n);
+        let rc = pg_sys::SPI_execute_plan(plan, values.as_mut_ptr(), nulls.as_mut_ptr(), false, 0);
+        if rc != pg_sys::SPI_OK_INSERT as i32 {
+            ereport!(
+                ERROR,
+                PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+                format!("webhooks.capture: inserting events failed (SPI code {rc})")
+            );
+        }
+        written += pg_sys::SPI_processed;
+    }
+    batch.clear();
+    written
+}
+
+/// The INSERT of `n` events, prepared once per session (generic: the plan
+/// does not depend on the values).
+unsafe fn insert_plan(n: usize) -> pg_sys::SPIPlanPtr {
+    if let Some(plan) = INSERT_PLANS.with(|p| p.borrow().get(&n).copied()) {
+        return plan;
+    }
+    let rows: Vec<String> = (0..n)
+        .map(|i| {
+            let p = 4 + 4 * i;
+            format!("($1, $2, $3, ${}, ${}, ${}, ${})", p, p + 1, p + 2, p + 3)
+        })
+        .collect();
+    let sql = format!(
+        "INSERT INTO webhooks.event (event, source, operation, key, tenant, data, previous) VALUES {}",
+        rows.join(", ")
+    );
+    let mut types = vec![pg_sys::TEXTOID; 3];
+    for _ in 0..n {
+        types.extend([pg_sys::TEXTOID, pg_sys::TEXTOID, pg_sys::JSONBOID, pg_sys::JSONBOID]);
+    }
+    let sql = CString::new(sql).unwrap_or_default();
+    let plan = pg_sys::SPI_prepare_cursor(
+        sql.as_ptr(),
+        types.len() as i32,
+        types.as_mut_ptr(),
+        pg_sys::CURSOR_OPT_GENERIC_PLAN as i32,
+    );
+    pg_sys::SPI_keepplan(plan);
+    INSERT_PLANS.with(|p| p.borrow_mut().insert(n, plan));
+    plan
 }

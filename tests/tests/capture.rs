@@ -839,3 +839,107 @@ async fn capture_helpers_refuse_bad_input_with_a_sqlstate() {
         .get(0);
     assert_eq!(n, 0, "nothing captured");
 }
+
+/// Many-row statements are captured by `webhooks.capture()` itself, in
+/// batches of up to 256 events per INSERT: the events must be exactly those
+/// the generated function sends. `items_c` takes that path; `items_sql`,
+/// the same table plus an excluded jsonb column (a type the C path does not
+/// serialise), always goes to the generated function. Same statements on
+/// both, same events expected — with `columns`, `exclude_columns`, a tenant,
+/// no-op and unsent changes, NULLs, keys moved between rows (handed to the
+/// generated function) and a batch count that needs every INSERT size.
+#[tokio::test]
+async fn many_row_statements_send_what_the_generated_function_sends() {
+    let (_c, db) = setup().await;
+    let statements = [
+        "INSERT INTO public.T (id, name, qty, tenant)
+           SELECT g, CASE WHEN g % 7 <> 0 THEN 'n' || g END, g, 't' || g % 3 FROM generate_series(1, 1000) g ORDER BY g",
+        "UPDATE public.T SET qty = qty + 1 WHERE id % 3 = 0",
+        "UPDATE public.T SET qty = qty WHERE id <= 300",
+        "UPDATE public.T SET note = 'not sent'",
+        "UPDATE public.T SET tenant = 'moved' WHERE id <= 20",
+        "UPDATE public.T SET name = NULL WHERE id BETWEEN 30 AND 40",
+        "UPDATE public.T SET id = 11 - id WHERE id <= 10",
+        "UPDATE public.T SET id = id + 5000 WHERE id > 995",
+        "DELETE FROM public.T WHERE id > 900",
+    ];
+    let mut row_jsonb_calls = Vec::new();
+    for (table, extra, exclude) in [
+        ("items_c", "", "{note}"),
+        ("items_sql", ", extra jsonb", "{note,extra}"),
+    ] {
+        db.batch_execute(&format!(
+            "CREATE TABLE public.{table} (id int PRIMARY KEY DEFERRABLE INITIALLY DEFERRED, name text, qty int,
+                                          tenant text, note text{extra});
+             SELECT webhooks.track('public.{table}', resource => 'item', tenant_column => 'tenant',
+                                   columns => '{{name,qty}}', exclude_columns => '{exclude}');
+             BEGIN;
+             SET LOCAL track_functions = 'all';"
+        ))
+        .await
+        .unwrap();
+        for statement in statements {
+            db.batch_execute(&statement.replace("public.T", &format!("public.{table}")))
+                .await
+                .unwrap();
+        }
+        let calls: i64 = db
+            .query_one(
+                "SELECT coalesce(sum(calls), 0)::int8 FROM pg_stat_xact_user_functions
+                  WHERE schemaname = 'webhooks' AND funcname = 'row_jsonb'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        row_jsonb_calls.push(calls);
+        db.batch_execute("COMMIT").await.unwrap();
+    }
+    // The generated function of items_c (which uses row_jsonb) ran only for
+    // the two statements that moved keys (15 rows); had the C path not taken
+    // the others, the INSERT alone would have called it 1,000 times.
+    assert!(
+        row_jsonb_calls[0] < 100,
+        "items_c: row_jsonb called {} times",
+        row_jsonb_calls[0]
+    );
+    let sent = |table: &'static str| {
+        let db = &db;
+        async move {
+            db.query(
+                "SELECT event, operation, key, tenant, data::text, previous::text FROM webhooks.event
+                  WHERE source = $1 ORDER BY event, key, data::text, previous::text",
+                &[&format!("public.{table}")],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let v: (String, String, Option<String>, Option<String>, String, Option<String>) =
+                    (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5));
+                v
+            })
+            .collect::<Vec<_>>()
+        }
+    };
+    let (c, sql) = (sent("items_c").await, sent("items_sql").await);
+    let count = |event: &str| c.iter().filter(|e| e.0 == event).count();
+    // 1,000 created; 333 + 10 (names set to NULL, 30..40 less 35) + 10 + 5 updated; 100 deleted.
+    assert_eq!(
+        (count("item.created"), count("item.updated"), count("item.deleted")),
+        (1000, 358, 100)
+    );
+    assert_eq!(c, sql, "the C path and the generated function send the same events");
+    // In statement order, and each statement's rows in their order.
+    let keys: Vec<String> = db
+        .query(
+            "SELECT key FROM webhooks.event WHERE source = 'public.items_c' AND event = 'item.created' ORDER BY id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(keys, (1..=1000).map(|i| i.to_string()).collect::<Vec<_>>());
+}
