@@ -47,6 +47,8 @@ struct Settings {
     /// Payload function or deferred capture: always the generated function
     /// (deferred tables stage through it too).
     generated_only: bool,
+    /// Worked out from these settings and the table's columns on first use.
+    table_columns: RefCell<Option<Rc<Columns>>>,
 }
 
 thread_local! {
@@ -54,8 +56,7 @@ thread_local! {
     // Per table: each column's conversion, kept across statements (checked
     // against the table's columns on every use).
     static ROW_CACHES: RefCell<HashMap<pg_sys::Oid, *mut RowCache>> = RefCell::new(HashMap::new());
-    // The INSERT of n events, by n.
-    static INSERT_PLANS: RefCell<HashMap<usize, pg_sys::SPIPlanPtr>> = RefCell::new(HashMap::new());
+    static ONE_ROW_PLAN: RefCell<pg_sys::SPIPlanPtr> = const { RefCell::new(ptr::null_mut()) };
     static BATCH_PLAN: RefCell<pg_sys::SPIPlanPtr> = const { RefCell::new(ptr::null_mut()) };
     static FUNCTION_OF_TRIGGER: RefCell<HashMap<pg_sys::Oid, pg_sys::Oid>> = RefCell::new(HashMap::new());
 }
@@ -231,6 +232,7 @@ unsafe fn load_settings(relid: pg_sys::Oid, function: pg_sys::Oid, version: (u32
         exclude: cstrings(exclude),
         columns: columns.map(|c| cstrings(Some(c))),
         generated_only,
+        table_columns: RefCell::new(None),
     }
 }
 
@@ -347,6 +349,9 @@ unsafe fn joined(row: &RowValues, columns: &[Option<usize>]) -> Option<String> {
 /// once per statement rather than per row. Indexes are into RowValues
 /// (columns that are not dropped), except `keys`.
 struct Columns {
+    /// The column conversions these were worked out with (a new cache means
+    /// the table's columns changed).
+    cache: *mut RowCache,
     /// Not excluded.
     sent: Vec<bool>,
     /// Sent and, with `columns =>`, listed: a change to one makes an UPDATE
@@ -361,6 +366,19 @@ struct Columns {
     /// The key columns and the tenant column (None if missing).
     key_values: Vec<Option<usize>>,
     tenant_value: Vec<Option<usize>>,
+}
+
+/// The statement's Columns: kept with the settings while the table's
+/// columns are those they were worked out for.
+unsafe fn columns_for(cache: *mut RowCache, s: &Settings) -> Rc<Columns> {
+    if let Some(columns) = s.table_columns.borrow().as_ref() {
+        if columns.cache == cache {
+            return columns.clone();
+        }
+    }
+    let columns = Rc::new(columns_of(cache, s));
+    *s.table_columns.borrow_mut() = Some(columns.clone());
+    columns
 }
 
 unsafe fn columns_of(cache: *mut RowCache, s: &Settings) -> Columns {
@@ -393,6 +411,7 @@ unsafe fn columns_of(cache: *mut RowCache, s: &Settings) -> Columns {
     });
     let position = |c: &CString| names.iter().position(|n| *n == c.as_c_str());
     Columns {
+        cache,
         sent,
         listed,
         order,
@@ -553,7 +572,7 @@ unsafe fn capture_rows(trigdata: *mut pg_sys::TriggerData, op: u32, s: &Settings
     let rows = pg_sys::tuplestore_tuple_count(store);
     let mut new = Reader::new(store, tupdesc);
     let mut old = (op == pg_sys::TRIGGER_EVENT_UPDATE).then(|| Reader::new((*trigdata).tg_oldtable, tupdesc));
-    let columns = columns_of(cache, s);
+    let columns = columns_for(cache, s);
     if let Some(old) = old.as_mut() {
         if rows > 1 && !keys_kept(&mut new, old, &columns.keys) {
             return false;
@@ -561,23 +580,23 @@ unsafe fn capture_rows(trigdata: *mut pg_sys::TriggerData, op: u32, s: &Settings
     }
     let event = format!("{}.{kind}", s.resource);
     pg_sys::SPI_connect();
-    // The rows' values and documents are made in a context of their own,
-    // reset after each batch; rows are read outside it (see Reader::mcxt).
-    let block = if rows > 1 {
-        BATCH_MEMORY
-    } else {
-        pg_sys::ALLOCSET_DEFAULT_INITSIZE as usize
-    };
-    let values_cxt = pg_sys::AllocSetContextCreateExtended(
-        pg_sys::CurrentMemoryContext,
-        c"webhooks capture".as_ptr(),
-        block,
-        block,
-        block,
-    );
+    // A many-row statement's values and documents are made in a context of
+    // their own, reset after each batch; rows are read outside it (see
+    // Reader::mcxt). One row's go with SPI's context.
+    let values_cxt = (rows > 1).then(|| {
+        pg_sys::AllocSetContextCreateExtended(
+            pg_sys::CurrentMemoryContext,
+            c"webhooks capture".as_ptr(),
+            BATCH_MEMORY,
+            BATCH_MEMORY,
+            BATCH_MEMORY,
+        )
+    });
     let mut batch = Vec::with_capacity(BATCH_ROWS.min(rows as usize));
     let mut written = 0u64;
-    pg_sys::MemoryContextSwitchTo(values_cxt);
+    if let Some(values_cxt) = values_cxt {
+        pg_sys::MemoryContextSwitchTo(values_cxt);
+    }
     while new.next(natts) {
         let old_values = match old.as_mut() {
             Some(old) => {
@@ -597,9 +616,11 @@ unsafe fn capture_rows(trigdata: *mut pg_sys::TriggerData, op: u32, s: &Settings
         }
         if batch.len() == BATCH_ROWS {
             written += write(&mut batch, &event, s, operation);
-            // (SPI returns in its own context.)
-            pg_sys::MemoryContextReset(values_cxt);
-            pg_sys::MemoryContextSwitchTo(values_cxt);
+            if let Some(values_cxt) = values_cxt {
+                pg_sys::MemoryContextReset(values_cxt);
+                // (SPI returns in its own context.)
+                pg_sys::MemoryContextSwitchTo(values_cxt);
+            }
         }
     }
     written += write(&mut batch, &event, s, operation);
@@ -616,87 +637,120 @@ fn text_datum(v: &str) -> pg_sys::Datum {
     pgrx::IntoDatum::into_datum(v).unwrap_or(pg_sys::Datum::from(0usize))
 }
 
-/// Writes (and empties) a batch, in row order so that event ids follow it:
-/// INSERTs of fixed numbers of rows, each with its plan kept for the
-/// session. Rows are passed as parameters of a VALUES list, which the
-/// executor reads in place (arrays unnested cost two copies of each row).
+/// Writes (and empties) a batch, in row order so that event ids follow it,
+/// with one INSERT whose plan is kept for the session: a one-row VALUES for
+/// a single event, else arrays unnested in the select list (a ProjectSet
+/// reads them in place; in FROM they were copied into a tuplestore, and a
+/// VALUES list of many rows compiles every row's expressions as it scans).
 unsafe fn write(batch: &mut Vec<Change>, event: &str, s: &Settings, operation: &str) -> u64 {
-    let mut written = 0;
-    let mut rest = &batch[..];
-    while !rest.is_empty() {
-        let n = [BATCH_ROWS, 64, 16, 4, 1]
-            .into_iter()
-            .find(|&n| n <= rest.len())
-            .unwrap_or(1);
-        let (rows, tail) = rest.split_at(n);
-        rest = tail;
-        let mut values = vec![
-            text_datum(event),
-            pg_sys::Datum::from(pg_sys::cstring_to_text(s.source.as_ptr())),
-            text_datum(operation),
-        ];
-        let mut nulls = vec![b' ' as std::ffi::c_char; 3 + 4 * n];
-        for (i, row) in rows.iter().enumerate() {
-            let key = row.key.as_deref();
-            let tenant = row.tenant.as_deref();
-            values.extend([
-                key.map(text_datum).unwrap_or(pg_sys::Datum::from(0usize)),
-                tenant.map(text_datum).unwrap_or(pg_sys::Datum::from(0usize)),
-                pg_sys::Datum::from(row.data),
-                pg_sys::Datum::from(row.previous),
-            ]);
-            for (j, null) in [key.is_none(), tenant.is_none(), false, row.previous.is_null()]
-                .into_iter()
-                .enumerate()
-            {
-                if null {
-                    nulls[3 + 4 * i + j] = b'n' as std::ffi::c_char;
-                }
-            }
-        }
-        let plan = insert_plan(n);
-        let rc = pg_sys::SPI_execute_plan(plan, values.as_mut_ptr(), nulls.as_mut_ptr(), false, 0);
-        if rc != pg_sys::SPI_OK_INSERT as i32 {
-            ereport!(
-                ERROR,
-                PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
-                format!("webhooks.capture: inserting events failed (SPI code {rc})")
-            );
-        }
-        written += pg_sys::SPI_processed;
+    if batch.is_empty() {
+        return 0;
     }
+    let text = |v: Option<&str>| v.map(text_datum).unwrap_or(pg_sys::Datum::from(0usize));
+    let mut values = vec![
+        text_datum(event),
+        pg_sys::Datum::from(pg_sys::cstring_to_text(s.source.as_ptr())),
+        text_datum(operation),
+    ];
+    let mut nulls = vec![b' ' as std::ffi::c_char; 7];
+    let null = |is_null: bool| if is_null { b'n' } else { b' ' } as std::ffi::c_char;
+    let plan = if let [row] = &batch[..] {
+        values.extend([
+            text(row.key.as_deref()),
+            text(row.tenant.as_deref()),
+            pg_sys::Datum::from(row.data),
+            pg_sys::Datum::from(row.previous),
+        ]);
+        nulls[3] = null(row.key.is_none());
+        nulls[4] = null(row.tenant.is_none());
+        nulls[6] = null(row.previous.is_null());
+        kept_plan(
+            &ONE_ROW_PLAN,
+            c"INSERT INTO webhooks.event (event, source, operation, key, tenant, data, previous) \
+              VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            &mut [
+                pg_sys::TEXTOID,
+                pg_sys::TEXTOID,
+                pg_sys::TEXTOID,
+                pg_sys::TEXTOID,
+                pg_sys::TEXTOID,
+                pg_sys::JSONBOID,
+                pg_sys::JSONBOID,
+            ],
+        )
+    } else {
+        let column = |each: &dyn Fn(&Change) -> (pg_sys::Datum, bool), typ: pg_sys::Oid| {
+            let (mut elements, mut is_null): (Vec<pg_sys::Datum>, Vec<bool>) = batch.iter().map(each).unzip();
+            let mut dims = [elements.len() as i32];
+            let mut lbs = [1];
+            pg_sys::Datum::from(pg_sys::construct_md_array(
+                elements.as_mut_ptr(),
+                is_null.as_mut_ptr(),
+                1,
+                dims.as_mut_ptr(),
+                lbs.as_mut_ptr(),
+                typ,
+                -1,
+                false,
+                pg_sys::TYPALIGN_INT as std::ffi::c_char,
+            ))
+        };
+        values.extend([
+            column(&|r| (text(r.key.as_deref()), r.key.is_none()), pg_sys::TEXTOID),
+            column(&|r| (text(r.tenant.as_deref()), r.tenant.is_none()), pg_sys::TEXTOID),
+            column(&|r| (pg_sys::Datum::from(r.data), false), pg_sys::JSONBOID),
+            column(
+                &|r| (pg_sys::Datum::from(r.previous), r.previous.is_null()),
+                pg_sys::JSONBOID,
+            ),
+        ]);
+        kept_plan(
+            &BATCH_PLAN,
+            c"INSERT INTO webhooks.event (event, source, operation, key, tenant, data, previous) \
+              SELECT $1, $2, $3, pg_catalog.unnest($4), pg_catalog.unnest($5), pg_catalog.unnest($6), \
+                     pg_catalog.unnest($7)",
+            &mut [
+                pg_sys::TEXTOID,
+                pg_sys::TEXTOID,
+                pg_sys::TEXTOID,
+                pg_sys::TEXTARRAYOID,
+                pg_sys::TEXTARRAYOID,
+                pg_sys::JSONBARRAYOID,
+                pg_sys::JSONBARRAYOID,
+            ],
+        )
+    };
     batch.clear();
-    written
+    let rc = pg_sys::SPI_execute_plan(plan, values.as_mut_ptr(), nulls.as_mut_ptr(), false, 0);
+    if rc != pg_sys::SPI_OK_INSERT as i32 {
+        ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+            format!("webhooks.capture: inserting events failed (SPI code {rc})")
+        );
+    }
+    pg_sys::SPI_processed
 }
 
-/// The INSERT of `n` events, prepared once per session (generic: the plan
-/// does not depend on the values).
-unsafe fn insert_plan(n: usize) -> pg_sys::SPIPlanPtr {
-    if let Some(plan) = INSERT_PLANS.with(|p| p.borrow().get(&n).copied()) {
-        return plan;
-    }
-    let rows: Vec<String> = (0..n)
-        .map(|i| {
-            let p = 4 + 4 * i;
-            format!("($1, $2, $3, ${}, ${}, ${}, ${})", p, p + 1, p + 2, p + 3)
-        })
-        .collect();
-    let sql = format!(
-        "INSERT INTO webhooks.event (event, source, operation, key, tenant, data, previous) VALUES {}",
-        rows.join(", ")
-    );
-    let mut types = vec![pg_sys::TEXTOID; 3];
-    for _ in 0..n {
-        types.extend([pg_sys::TEXTOID, pg_sys::TEXTOID, pg_sys::JSONBOID, pg_sys::JSONBOID]);
-    }
-    let sql = CString::new(sql).unwrap_or_default();
-    let plan = pg_sys::SPI_prepare_cursor(
-        sql.as_ptr(),
-        types.len() as i32,
-        types.as_mut_ptr(),
-        pg_sys::CURSOR_OPT_GENERIC_PLAN as i32,
-    );
-    pg_sys::SPI_keepplan(plan);
-    INSERT_PLANS.with(|p| p.borrow_mut().insert(n, plan));
-    plan
+/// A statement prepared once per session (generic: its plan does not
+/// depend on the values).
+unsafe fn kept_plan(
+    plan: &'static std::thread::LocalKey<RefCell<pg_sys::SPIPlanPtr>>,
+    sql: &CStr,
+    types: &mut [pg_sys::Oid],
+) -> pg_sys::SPIPlanPtr {
+    plan.with(|p| {
+        let mut p = p.borrow_mut();
+        if p.is_null() {
+            let prepared = pg_sys::SPI_prepare_cursor(
+                sql.as_ptr(),
+                types.len() as i32,
+                types.as_mut_ptr(),
+                pg_sys::CURSOR_OPT_GENERIC_PLAN as i32,
+            );
+            pg_sys::SPI_keepplan(prepared);
+            *p = prepared;
+        }
+        *p
+    })
 }
