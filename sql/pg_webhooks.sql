@@ -121,10 +121,14 @@ CREATE TABLE webhooks.source (
     payload         regprocedure,
     created_at      timestamptz NOT NULL DEFAULT now(),
     updated_at      timestamptz NOT NULL DEFAULT now(),
-    deferred        boolean NOT NULL DEFAULT false
+    deferred        boolean NOT NULL DEFAULT false,
+    column_numbers  jsonb NOT NULL DEFAULT '{}'
 );
 COMMENT ON TABLE webhooks.source IS
   'Tables whose committed changes become events; managed by webhooks.track()/untrack().';
+COMMENT ON COLUMN webhooks.source.column_numbers IS
+  'Internal: attnum of each column named in columns, exclude_columns and tenant_column, so that '
+  'the settings follow an ALTER TABLE ... RENAME COLUMN (an excluded column stays excluded).';
 
 CREATE TABLE webhooks.source_event (
     id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -830,6 +834,16 @@ END $$;
 COMMENT ON FUNCTION webhooks.install_capture(webhooks.source, boolean) IS
   'Internal: generate a tracked table''s capture function and (unless told not to) create its triggers.';
 
+-- Internal: {name: attnum} of the named columns of a table (NULLs ignored).
+CREATE FUNCTION webhooks.column_numbers(rel regclass, names name[]) RETURNS jsonb
+LANGUAGE sql STABLE AS $$
+    SELECT coalesce(jsonb_object_agg(a.attname, a.attnum), '{}')
+      FROM pg_attribute a
+     WHERE a.attrelid = rel AND a.attnum > 0 AND NOT a.attisdropped AND a.attname = ANY (names)
+$$;
+COMMENT ON FUNCTION webhooks.column_numbers(regclass, name[]) IS
+  'Internal: {column name: attnum} of the named columns of a table, kept with its tracking settings.';
+
 CREATE FUNCTION webhooks.track(
     source          regclass,
     resource        text DEFAULT NULL,
@@ -872,14 +886,14 @@ BEGIN
         RAISE EXCEPTION 'webhooks.track: deferred must be true or false' USING ERRCODE = 'invalid_parameter_value';
     END IF;
     INSERT INTO webhooks.source AS s (source, resource, events, key_columns, columns, exclude_columns,
-                                      tenant_column, payload, deferred)
+                                      tenant_column, payload, deferred, column_numbers)
     VALUES (rel, res, events, keys, columns, coalesce(exclude_columns, '{}'), tenant_column, payload,
-            track.deferred)
+            track.deferred, webhooks.column_numbers(rel, coalesce(columns, '{}') || exclude_columns || tenant_column))
     ON CONFLICT ON CONSTRAINT source_pkey DO UPDATE
        SET resource = excluded.resource, events = excluded.events, key_columns = excluded.key_columns,
            columns = excluded.columns, exclude_columns = excluded.exclude_columns,
            tenant_column = excluded.tenant_column, payload = excluded.payload, deferred = excluded.deferred,
-           updated_at = now()
+           column_numbers = excluded.column_numbers, updated_at = now()
     RETURNING * INTO src;
 
     PERFORM webhooks.install_capture(src);
@@ -908,7 +922,7 @@ BEGIN
     -- The table's own settings (excluded and tenant columns) apply when it is tracked.
     SELECT * INTO src FROM webhooks.source s WHERE s.source = rel;
     IF NOT FOUND THEN
-        src := ROW(NULL, rel, NULL, '{}', keys, NULL, '{}', NULL, NULL, now(), now(), false)::webhooks.source;
+        src := ROW(NULL, rel, NULL, '{}', keys, NULL, '{}', NULL, NULL, now(), now(), false, '{}')::webhooks.source;
     END IF;
     INSERT INTO webhooks.source_event AS x (source, event, condition, payload)
     VALUES (rel, track_event.event, condition, payload)
@@ -2453,8 +2467,11 @@ DECLARE
     keys    name[];
     kept    name[];
     dropped name[];
+    renamed jsonb;
 BEGIN
-    FOR cmd IN SELECT DISTINCT objid FROM pg_event_trigger_ddl_commands() WHERE object_type = 'table' LOOP
+    -- (A RENAME COLUMN is reported as a 'table column', with the table as objid.)
+    FOR cmd IN SELECT DISTINCT objid FROM pg_event_trigger_ddl_commands()
+                WHERE object_type IN ('table', 'table column') LOOP
         SELECT * INTO src FROM webhooks.source s WHERE s.source = cmd.objid;
         CONTINUE WHEN NOT FOUND;
         keys := webhooks.primary_key(src.source);
@@ -2462,6 +2479,25 @@ BEGIN
             RAISE EXCEPTION 'table % is tracked by pg_webhooks and needs its primary key', src.source
               USING ERRCODE = 'dependent_objects_still_exist',
                     HINT = format('SELECT webhooks.untrack(%L) first.', src.source::text);
+        END IF;
+        -- A column named in the settings that is gone by name but whose
+        -- attnum is still there was renamed: the settings follow it (an
+        -- excluded column must stay excluded under its new name).
+        SELECT jsonb_object_agg(c, a.attname) INTO renamed
+          FROM unnest(array_remove(coalesce(src.columns, '{}') || src.exclude_columns || src.tenant_column, NULL)) c
+          JOIN pg_attribute a ON a.attrelid = src.source AND a.attnum = (src.column_numbers ->> c)::int2
+                              AND a.attnum > 0 AND NOT a.attisdropped
+         WHERE NOT EXISTS (SELECT 1 FROM pg_attribute b
+                            WHERE b.attrelid = src.source AND b.attname = c AND b.attnum > 0
+                              AND NOT b.attisdropped);
+        IF renamed IS NOT NULL THEN
+            RAISE NOTICE 'pg_webhooks: renamed column(s) of % followed in its tracking settings: %',
+                          src.source, renamed;
+            src.columns := (SELECT array_agg(coalesce(renamed ->> c, c)::name ORDER BY o)
+                              FROM unnest(src.columns) WITH ORDINALITY u(c, o));
+            src.exclude_columns := coalesce((SELECT array_agg(coalesce(renamed ->> c, c)::name ORDER BY o)
+                                               FROM unnest(src.exclude_columns) WITH ORDINALITY u(c, o)), '{}');
+            src.tenant_column := coalesce(renamed ->> src.tenant_column, src.tenant_column);
         END IF;
         SELECT array_agg(c) FILTER (WHERE a.attname IS NOT NULL), array_agg(c) FILTER (WHERE a.attname IS NULL)
           INTO kept, dropped
@@ -2474,14 +2510,19 @@ BEGIN
         END IF;
         UPDATE webhooks.source s
            SET key_columns = keys,
-               columns = CASE WHEN s.columns IS NULL THEN NULL
-                              ELSE coalesce((SELECT array_agg(c) FROM unnest(s.columns) c
+               columns = CASE WHEN src.columns IS NULL THEN NULL
+                              ELSE coalesce((SELECT array_agg(c) FROM unnest(src.columns) c
                                               WHERE dropped IS NULL OR NOT c = ANY (dropped)), '{}') END,
-               exclude_columns = coalesce((SELECT array_agg(c) FROM unnest(s.exclude_columns) c
+               exclude_columns = coalesce((SELECT array_agg(c) FROM unnest(src.exclude_columns) c
                                             WHERE dropped IS NULL OR NOT c = ANY (dropped)), '{}'),
-               tenant_column = CASE WHEN s.tenant_column = ANY (coalesce(dropped, '{}')) THEN NULL
-                                    ELSE s.tenant_column END,
+               tenant_column = CASE WHEN src.tenant_column = ANY (coalesce(dropped, '{}')) THEN NULL
+                                    ELSE src.tenant_column END,
                updated_at = now()
+         WHERE s.source = src.source
+        RETURNING * INTO src;
+        UPDATE webhooks.source s
+           SET column_numbers = webhooks.column_numbers(src.source,
+                                    coalesce(src.columns, '{}') || src.exclude_columns || src.tenant_column)
          WHERE s.source = src.source
         RETURNING * INTO src;
         -- The function only: the triggers still call it, and creating them
@@ -2491,8 +2532,8 @@ BEGIN
     END LOOP;
 END $$;
 COMMENT ON FUNCTION webhooks.on_ddl() IS
-  'Event trigger: after ALTER TABLE on a tracked table, regenerate its capture code (dropping vanished '
-  'columns from its settings, with a warning); refuse to drop its primary key.';
+  'Event trigger: after ALTER TABLE on a tracked table, regenerate its capture code (following renamed '
+  'columns, dropping vanished ones from its settings with a warning); refuse to drop its primary key.';
 
 CREATE FUNCTION webhooks.on_drop() RETURNS event_trigger
 LANGUAGE plpgsql AS $$

@@ -408,6 +408,75 @@ async fn schema_changes_keep_capture_working() {
     assert_eq!(left, 0, "a dropped table is forgotten");
 }
 
+/// RENAME COLUMN keeps a column's role in the settings: an excluded column
+/// stays excluded under its new name (it was sent once renamed), a listed
+/// one still makes UPDATEs events, the tenant column still routes.
+#[tokio::test]
+async fn renamed_columns_keep_their_settings() {
+    let (_c, db) = setup().await;
+    db.batch_execute(
+        "INSERT INTO sales.customers VALUES (1, 'A');
+         SELECT webhooks.track('sales.\"Orders\"', resource => 'order', columns => '{status,note}',
+                               exclude_columns => '{card_number}', tenant_column => 'tenant');
+         ALTER TABLE sales.\"Orders\" RENAME COLUMN card_number TO card_no;
+         ALTER TABLE sales.\"Orders\" RENAME COLUMN note TO remark;
+         ALTER TABLE sales.\"Orders\" RENAME COLUMN tenant TO org;
+         INSERT INTO sales.\"Orders\" (id, customer_id, status, card_no, org, remark)
+           VALUES (1, 1, 'new', '4111', 't1', 'x'), (2, 1, 'new', '4222', 't2', 'x');
+         UPDATE sales.\"Orders\" SET remark = 'y' WHERE id = 1;     -- a listed column, renamed
+         UPDATE sales.\"Orders\" SET remark = 'z';                  -- two rows: the batch path
+         UPDATE sales.\"Orders\" SET total = 5;                     -- not listed: no event",
+    )
+    .await
+    .unwrap();
+    let got: Vec<(String, Option<String>, serde_json::Value, Option<serde_json::Value>)> = events(&db)
+        .await
+        .into_iter()
+        .map(|(event, _, tenant, data, previous)| (event, tenant, data, previous))
+        .collect();
+    // (A statement's rows come in no set order.)
+    let mut summary: Vec<(&str, Option<&str>, Option<String>)> = got
+        .iter()
+        .map(|(e, t, _, p)| (e.as_str(), t.as_deref(), p.as_ref().map(|p| p.to_string())))
+        .collect();
+    summary.sort();
+    let previous = |remark: &str| Some(json!({ "remark": remark }).to_string());
+    assert_eq!(
+        summary,
+        [
+            ("order.created", Some("t1"), None),
+            ("order.created", Some("t2"), None),
+            ("order.updated", Some("t1"), previous("x")),
+            ("order.updated", Some("t1"), previous("y")),
+            ("order.updated", Some("t2"), previous("x")),
+        ]
+    );
+    for (event, _, data, _) in &got {
+        assert!(
+            data.get("card_no").is_none() && data.get("card_number").is_none(),
+            "{event}: the excluded column is not sent under its new name: {data}"
+        );
+        assert!(data["remark"].is_string(), "{event}: {data}");
+    }
+    let settings = db
+        .query_one(
+            "SELECT columns::text[], exclude_columns::text[], tenant_column::text FROM webhooks.sources",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (columns, excluded, tenant): (Vec<String>, Vec<String>, Option<String>) =
+        (settings.get(0), settings.get(1), settings.get(2));
+    assert_eq!(
+        (columns, excluded, tenant.as_deref()),
+        (
+            vec!["status".to_owned(), "remark".to_owned()],
+            vec!["card_no".to_owned()],
+            Some("org")
+        )
+    );
+}
+
 #[tokio::test]
 async fn updates_compare_columns_of_every_type() {
     let (_c, db) = setup().await;
