@@ -347,6 +347,18 @@ async fn bulk_statements_capture_every_row_and_key_changes_are_kept() {
     assert_eq!(sample, json!({"name": "c7"}));
 }
 
+/// The one tracked table's `columns`, `exclude_columns` and `tenant_column`.
+async fn tracking_settings(db: &Client) -> (Vec<String>, Vec<String>, Option<String>) {
+    let settings = db
+        .query_one(
+            "SELECT columns::text[], exclude_columns::text[], tenant_column::text FROM webhooks.sources",
+            &[],
+        )
+        .await
+        .unwrap();
+    (settings.get(0), settings.get(1), settings.get(2))
+}
+
 #[tokio::test]
 async fn schema_changes_keep_capture_working() {
     let (_c, db) = setup().await;
@@ -379,15 +391,7 @@ async fn schema_changes_keep_capture_working() {
         Some(json!({"status": "new", "carrier": null})),
         "new columns are captured too"
     );
-    let settings = db
-        .query_one(
-            "SELECT columns::text[], exclude_columns::text[], tenant_column::text FROM webhooks.sources",
-            &[],
-        )
-        .await
-        .unwrap();
-    let (columns, excluded, tenant): (Vec<String>, Vec<String>, Option<String>) =
-        (settings.get(0), settings.get(1), settings.get(2));
+    let (columns, excluded, tenant) = tracking_settings(&db).await;
     assert_eq!((columns, excluded, tenant), (vec!["status".to_owned()], vec![], None));
 
     refused(
@@ -458,15 +462,7 @@ async fn renamed_columns_keep_their_settings() {
         );
         assert!(data["remark"].is_string(), "{event}: {data}");
     }
-    let settings = db
-        .query_one(
-            "SELECT columns::text[], exclude_columns::text[], tenant_column::text FROM webhooks.sources",
-            &[],
-        )
-        .await
-        .unwrap();
-    let (columns, excluded, tenant): (Vec<String>, Vec<String>, Option<String>) =
-        (settings.get(0), settings.get(1), settings.get(2));
+    let (columns, excluded, tenant) = tracking_settings(&db).await;
     assert_eq!(
         (columns, excluded, tenant.as_deref()),
         (
