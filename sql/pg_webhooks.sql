@@ -836,7 +836,7 @@ COMMENT ON FUNCTION webhooks.install_capture(webhooks.source, boolean) IS
 
 -- Internal: {name: attnum} of the named columns of a table (NULLs ignored).
 CREATE FUNCTION webhooks.column_numbers(rel regclass, names name[]) RETURNS jsonb
-LANGUAGE sql STABLE AS $$
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT coalesce(jsonb_object_agg(a.attname, a.attnum), '{}')
       FROM pg_attribute a
      WHERE a.attrelid = rel AND a.attnum > 0 AND NOT a.attisdropped AND a.attname = ANY (names)

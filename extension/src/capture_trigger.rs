@@ -1,15 +1,15 @@
 //! `webhooks.capture()`: the statement-level trigger of tracked tables.
 //!
 //! The statement's rows are read straight from its transition tables, made
-//! into JSON with row_jsonb's conversions, and written with prepared
-//! `INSERT ... VALUES` statements of up to 256 events each. Scanning the
-//! transition tables through SQL instead cost three statements' executor
-//! start-up per one-row UPDATE (most of a one-row capture's time, perf),
-//! and on a 100k-row UPDATE a sort and join to pair old and new rows by key.
+//! into JSON with row_jsonb's conversions, and written by prepared INSERTs
+//! (one row's with `VALUES`, more rows' 256 at a time from arrays). Scanning
+//! the transition tables through SQL instead cost three statements' executor
+//! start-up per one-row UPDATE (most of a one-row capture's time, perf), and
+//! on a 100k-row UPDATE a sort and a join to pair old and new rows by key.
 //! Tables with a payload function, deferred capture or column types
-//! row_jsonb does not handle — and many-row UPDATEs that change a key — go to the
-//! table's generated PL/pgSQL function (the trigger's argument), which stays
-//! the reference for what is captured.
+//! row_jsonb does not handle — and many-row UPDATEs that change a key — go
+//! to the table's generated PL/pgSQL function (the trigger's argument),
+//! which stays the reference for what is captured.
 //!
 //! The table's settings come from webhooks.source, cached per backend and
 //! read again whenever the generated function is regenerated (track(), and
