@@ -912,7 +912,7 @@ async fn capture_helpers_refuse_bad_input_with_a_sqlstate() {
 /// serialise), always goes to the generated function. Same statements on
 /// both, same events expected — with `columns`, `exclude_columns`, a tenant,
 /// no-op and unsent changes, NULLs, keys moved between rows (handed to the
-/// generated function) and a batch count that needs every INSERT size.
+/// generated function) and a row count that ends in a partial batch.
 #[tokio::test]
 async fn many_row_statements_send_what_the_generated_function_sends() {
     let (_c, db) = setup().await;
