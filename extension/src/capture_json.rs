@@ -93,7 +93,7 @@ pub(crate) struct Column {
     /// The column's name, copied into the call site's memory (the object's
     /// keys point at it until the document is made).
     pub(crate) name: *mut std::ffi::c_char,
-    pub(crate) name_len: usize,
+    name_len: usize,
     output: pg_sys::FmgrInfo,
 }
 
@@ -101,6 +101,20 @@ pub(crate) struct Column {
 pub(crate) struct RowCache {
     pub(crate) natts: usize,
     pub(crate) columns: *mut Column,
+    /// The columns that are not dropped (values come in their order)...
+    live: usize,
+    /// ...their names as JSON keys...
+    keys: *mut pg_sys::JsonbValue,
+    /// ...and their indexes in jsonb's key order (shorter first, then
+    /// bytewise), so that documents are built already sorted.
+    order: *mut usize,
+}
+
+impl RowCache {
+    /// The key of live column `i`.
+    pub(crate) unsafe fn key(&self, i: usize) -> pg_sys::JsonbValue {
+        *self.keys.add(i)
+    }
 }
 
 /// `row_jsonb(record) RETURNS jsonb`, STRICT: `to_jsonb(row)` for rows of
@@ -111,9 +125,8 @@ pub(crate) struct RowCache {
 #[no_mangle]
 #[pg_guard]
 pub unsafe extern "C-unwind" fn row_jsonb(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
-    let mut object = Object::new();
-    for_each_column(fcinfo, 0, |mut key, mut value| object.push(&mut key, &mut value));
-    pg_sys::Datum::from(object.finish())
+    let (cache, values) = composite_values(fcinfo, 0);
+    pg_sys::Datum::from(row_object(cache, &values, |_| true))
 }
 
 /// `row_previous(old record, new jsonb) RETURNS jsonb`, STRICT: the
@@ -136,33 +149,43 @@ pub unsafe extern "C-unwind" fn row_previous(fcinfo: pg_sys::FunctionCallInfo) -
             "webhooks.row_previous: the new row must be a JSON object"
         );
     }
-    let mut object = Object::new();
+    let (cache, values) = composite_values(fcinfo, 0);
     let mut other: pg_sys::JsonbValue = std::mem::zeroed();
-    for_each_column(fcinfo, 0, |mut key, mut value| {
-        let found = pg_sys::getKeyJsonValueFromContainer(new_root, key.val.string.val, key.val.string.len, &mut other);
-        // A column the new document lacks is one the table does not send.
-        if !found.is_null() && !same(&value, &*found) {
-            object.push(&mut key, &mut value);
-        }
-    });
-    object.finish_or_null(fcinfo)
+    let changed: Vec<bool> = values
+        .iter()
+        .enumerate()
+        .map(|(i, value)| {
+            let key = (*cache).key(i);
+            let found =
+                pg_sys::getKeyJsonValueFromContainer(new_root, key.val.string.val, key.val.string.len, &mut other);
+            // A column the new document lacks is one the table does not send.
+            !found.is_null() && !same(value, &*found)
+        })
+        .collect();
+    if !changed.contains(&true) {
+        (*fcinfo).isnull = true;
+        return pg_sys::Datum::from(0usize);
+    }
+    pg_sys::Datum::from(row_object(cache, &values, |i| changed[i]))
 }
 
-/// A JSON object being built, begun on its first key.
-pub(crate) struct Object {
+/// A JSON object being built, begun on its first key: `jsonb_previous`'s,
+/// whose values can be nested containers (jbvBinary), which only
+/// pushJsonbValue unpacks. Rows' documents are built by `row_object`.
+struct Object {
     state: *mut pg_sys::JsonbParseState,
     begun: bool,
 }
 
 impl Object {
-    pub(crate) fn new() -> Self {
+    fn new() -> Self {
         Object {
             state: ptr::null_mut(),
             begun: false,
         }
     }
 
-    pub(crate) unsafe fn push(&mut self, key: &mut pg_sys::JsonbValue, value: &mut pg_sys::JsonbValue) {
+    unsafe fn push(&mut self, key: &mut pg_sys::JsonbValue, value: &mut pg_sys::JsonbValue) {
         if !self.begun {
             pg_sys::pushJsonbValue(
                 &mut self.state,
@@ -175,40 +198,24 @@ impl Object {
         pg_sys::pushJsonbValue(&mut self.state, pg_sys::JsonbIteratorToken::WJB_VALUE, value);
     }
 
-    /// The object (`{}` if nothing was pushed).
-    pub(crate) unsafe fn finish(mut self) -> *mut pg_sys::Jsonb {
+    /// The object, or SQL NULL if nothing was pushed.
+    unsafe fn finish_or_null(mut self, fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
         if !self.begun {
-            pg_sys::pushJsonbValue(
-                &mut self.state,
-                pg_sys::JsonbIteratorToken::WJB_BEGIN_OBJECT,
-                ptr::null_mut(),
-            );
+            (*fcinfo).isnull = true;
+            return pg_sys::Datum::from(0usize);
         }
         let object = pg_sys::pushJsonbValue(
             &mut self.state,
             pg_sys::JsonbIteratorToken::WJB_END_OBJECT,
             ptr::null_mut(),
         );
-        pg_sys::JsonbValueToJsonb(object)
-    }
-
-    /// The object, or SQL NULL if nothing was pushed.
-    pub(crate) unsafe fn finish_or_null(self, fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
-        if !self.begun {
-            (*fcinfo).isnull = true;
-            return pg_sys::Datum::from(0usize);
-        }
-        pg_sys::Datum::from(self.finish())
+        pg_sys::Datum::from(pg_sys::JsonbValueToJsonb(object))
     }
 }
 
-/// Calls `f(key, value)` for each column of the composite argument `n`, in
-/// column order, with the value as `to_jsonb` would make it.
-unsafe fn for_each_column(
-    fcinfo: pg_sys::FunctionCallInfo,
-    n: usize,
-    mut f: impl FnMut(pg_sys::JsonbValue, pg_sys::JsonbValue),
-) {
+/// The values of the composite argument `n`'s columns, as `to_jsonb`
+/// would make them (see `json_values`), with the call site's cache.
+unsafe fn composite_values(fcinfo: pg_sys::FunctionCallInfo, n: usize) -> (*mut RowCache, Vec<pg_sys::JsonbValue>) {
     let datum = pgrx::fcinfo::pg_getarg_datum_raw(fcinfo, n);
     let header =
         pg_sys::pg_detoast_datum(datum.cast_mut_ptr::<pg_sys::varlena>()).cast::<pg_sys::HeapTupleHeaderData>();
@@ -225,36 +232,62 @@ unsafe fn for_each_column(
         t_data: header,
     };
     pg_sys::heap_deform_tuple(&mut tuple, tupdesc, values, nulls);
-    each_value(cache, tupdesc, values, nulls, |column, value| {
-        f(string_value(column.name, column.name_len), value)
-    });
+    let json = json_values(cache, tupdesc, values, nulls);
     release(tupdesc);
+    (cache, json)
 }
 
-/// Calls `f(column, value)` for each column (dropped ones skipped) of a
-/// deformed row, with the value as `to_jsonb` would make it.
-pub(crate) unsafe fn each_value(
+/// Each column (dropped ones skipped) of a deformed row as `to_jsonb` would
+/// make it, in column order: the values `row_object` takes.
+pub(crate) unsafe fn json_values(
     cache: *mut RowCache,
     tupdesc: pg_sys::TupleDesc,
     values: *const pg_sys::Datum,
     nulls: *const bool,
-    mut f: impl FnMut(&Column, pg_sys::JsonbValue),
-) {
+) -> Vec<pg_sys::JsonbValue> {
+    let mut json = Vec::with_capacity((*cache).live);
     let attrs = (*tupdesc).attrs.as_slice((*cache).natts);
     for (i, attr) in attrs.iter().enumerate() {
         let column = &mut *(*cache).columns.add(i);
         if column.dropped {
             continue;
         }
-        let value = if *nulls.add(i) {
+        json.push(if *nulls.add(i) {
             let mut v: pg_sys::JsonbValue = std::mem::zeroed();
             v.type_ = pg_sys::jbvType::jbvNull;
             v
         } else {
             column_value(column, *values.add(i), attr.atttypid)
-        };
-        f(column, value);
+        });
     }
+    json
+}
+
+/// The JSON object of the row's columns that `keep` picks (by index into
+/// `values`, which `json_values` made with this cache). Built straight from
+/// the values in the cache's key order: pushJsonbValue would copy every
+/// pair and sort the keys again for every row.
+pub(crate) unsafe fn row_object(
+    cache: *mut RowCache,
+    values: &[pg_sys::JsonbValue],
+    keep: impl Fn(usize) -> bool,
+) -> *mut pg_sys::Jsonb {
+    let order = std::slice::from_raw_parts((*cache).order, (*cache).live);
+    let mut pairs: Vec<pg_sys::JsonbPair> = Vec::with_capacity(order.len());
+    for &i in order {
+        if keep(i) {
+            pairs.push(pg_sys::JsonbPair {
+                key: (*cache).key(i),
+                value: values[i],
+                order: pairs.len() as u32,
+            });
+        }
+    }
+    let mut object: pg_sys::JsonbValue = std::mem::zeroed();
+    object.type_ = pg_sys::jbvType::jbvObject;
+    object.val.object.nPairs = pairs.len() as i32;
+    object.val.object.pairs = pairs.as_mut_ptr();
+    pg_sys::JsonbValueToJsonb(&mut object)
 }
 
 /// The call site's cache for this row type, built on first use and again
@@ -314,8 +347,28 @@ pub(crate) unsafe fn valid_cache(
         pg_sys::getTypeOutputInfo(attr.atttypid, &mut output, &mut varlena);
         pg_sys::fmgr_info_cxt(output, &mut column.output, mcxt);
     }
+    let live: Vec<&Column> = (0..natts).map(|i| &*columns.add(i)).filter(|c| !c.dropped).collect();
+    let keys = pg_sys::MemoryContextAlloc(mcxt, live.len().max(1) * std::mem::size_of::<pg_sys::JsonbValue>())
+        .cast::<pg_sys::JsonbValue>();
+    for (i, column) in live.iter().enumerate() {
+        keys.add(i).write(string_value(column.name, column.name_len));
+    }
+    let mut sorted: Vec<usize> = (0..live.len()).collect();
+    sorted.sort_by(|&a, &b| {
+        let (a, b) = (live[a], live[b]);
+        let bytes = |c: &Column| std::slice::from_raw_parts(c.name.cast::<u8>(), c.name_len);
+        a.name_len.cmp(&b.name_len).then(bytes(a).cmp(bytes(b)))
+    });
+    let order = pg_sys::MemoryContextAlloc(mcxt, live.len().max(1) * std::mem::size_of::<usize>()).cast::<usize>();
+    std::ptr::copy_nonoverlapping(sorted.as_ptr(), order, sorted.len());
     let cache = pg_sys::MemoryContextAlloc(mcxt, std::mem::size_of::<RowCache>()).cast::<RowCache>();
-    cache.write(RowCache { natts, columns });
+    cache.write(RowCache {
+        natts,
+        columns,
+        live: live.len(),
+        keys,
+        order,
+    });
     cache
 }
 
@@ -377,7 +430,7 @@ unsafe fn printed(column: &mut Column, value: pg_sys::Datum) -> pg_sys::JsonbVal
     string_value(text, libc_strlen(text))
 }
 
-pub(crate) unsafe fn string_value(text: *mut std::ffi::c_char, len: usize) -> pg_sys::JsonbValue {
+unsafe fn string_value(text: *mut std::ffi::c_char, len: usize) -> pg_sys::JsonbValue {
     // jsonb's limit for one string (JENTRY_OFFLENMASK), as to_jsonb checks it.
     if len > 0x0FFF_FFFF {
         ereport!(

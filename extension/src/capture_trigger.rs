@@ -15,7 +15,7 @@
 //! read again whenever the generated function is regenerated (track(), and
 //! the ALTER TABLE event trigger, always regenerate it).
 
-use crate::capture_json::{each_value, kind_of, same, string_value, valid_cache, RowCache};
+use crate::capture_json::{json_values, kind_of, row_object, same, valid_cache, RowCache};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode;
@@ -285,18 +285,14 @@ impl Reader {
     }
 
     unsafe fn values(&self, cache: *mut RowCache) -> RowValues {
-        let natts = (*cache).natts;
-        let mut row = RowValues {
-            values: Vec::with_capacity(natts),
-        };
-        each_value(
-            cache,
-            (*self.slot).tts_tupleDescriptor,
-            (*self.slot).tts_values,
-            (*self.slot).tts_isnull,
-            |_, value| row.values.push(value),
-        );
-        row
+        RowValues {
+            values: json_values(
+                cache,
+                (*self.slot).tts_tupleDescriptor,
+                (*self.slot).tts_values,
+                (*self.slot).tts_isnull,
+            ),
+        }
     }
 }
 
@@ -357,12 +353,8 @@ struct Columns {
     /// Sent and, with `columns =>`, listed: a change to one makes an UPDATE
     /// an event.
     listed: Vec<bool>,
-    /// In jsonb's key order (shorter first, then bytewise), so documents
-    /// can be built already sorted.
-    order: Vec<usize>,
     /// The key columns' attribute indexes.
     keys: Vec<usize>,
-    names: Vec<&'static CStr>,
     /// The key columns and the tenant column (None if missing).
     key_values: Vec<Option<usize>>,
     tenant_value: Vec<Option<usize>>,
@@ -382,7 +374,7 @@ unsafe fn columns_for(cache: *mut RowCache, s: &Settings) -> Rc<Columns> {
 }
 
 unsafe fn columns_of(cache: *mut RowCache, s: &Settings) -> Columns {
-    let mut names: Vec<&'static CStr> = Vec::new();
+    let mut names: Vec<&CStr> = Vec::new();
     let mut keys = Vec::new();
     for i in 0..(*cache).natts {
         let column = &*(*cache).columns.add(i);
@@ -404,44 +396,15 @@ unsafe fn columns_of(cache: *mut RowCache, s: &Settings) -> Columns {
         .zip(&sent)
         .map(|(n, sent)| *sent && s.columns.as_ref().is_none_or(|c| c.iter().any(|c| c.as_c_str() == *n)))
         .collect();
-    let mut order: Vec<usize> = (0..names.len()).collect();
-    order.sort_by(|&a, &b| {
-        let (a, b) = (names[a].to_bytes(), names[b].to_bytes());
-        a.len().cmp(&b.len()).then(a.cmp(b))
-    });
     let position = |c: &CString| names.iter().position(|n| *n == c.as_c_str());
     Columns {
         cache,
         sent,
         listed,
-        order,
         keys,
         key_values: s.keys.iter().map(position).collect(),
         tenant_value: s.tenant.iter().map(position).collect(),
-        names,
     }
-}
-
-/// A JSON object of the row's columns that `keep` picks. Built straight
-/// from the values in jsonb's key order: going through pushJsonbValue
-/// copied every pair and sorted the keys again for every row.
-unsafe fn document(row: &RowValues, columns: &Columns, keep: impl Fn(usize) -> bool) -> *mut pg_sys::Jsonb {
-    let mut pairs: Vec<pg_sys::JsonbPair> = Vec::with_capacity(columns.order.len());
-    for &i in &columns.order {
-        if keep(i) {
-            let name = columns.names[i];
-            pairs.push(pg_sys::JsonbPair {
-                key: string_value(name.as_ptr().cast_mut(), name.to_bytes().len()),
-                value: row.values[i],
-                order: pairs.len() as u32,
-            });
-        }
-    }
-    let mut object: pg_sys::JsonbValue = std::mem::zeroed();
-    object.type_ = pg_sys::jbvType::jbvObject;
-    object.val.object.nPairs = pairs.len() as i32;
-    object.val.object.pairs = pairs.as_mut_ptr();
-    pg_sys::JsonbValueToJsonb(&mut object)
 }
 
 /// What one changed row becomes.
@@ -470,7 +433,7 @@ unsafe fn change_of(columns: &Columns, row: RowValues, old: Option<(RowValues, b
         if !any {
             return None;
         }
-        previous = document(&old, columns, |i| changed[i]);
+        previous = row_object(columns.cache, &old.values, |i| changed[i]);
     }
     Some(Change {
         key: joined(&row, &columns.key_values),
@@ -479,7 +442,7 @@ unsafe fn change_of(columns: &Columns, row: RowValues, old: Option<(RowValues, b
         } else {
             joined(&row, &columns.tenant_value)
         },
-        data: document(&row, columns, |i| columns.sent[i]),
+        data: row_object(columns.cache, &row.values, |i| columns.sent[i]),
         previous,
     })
 }
