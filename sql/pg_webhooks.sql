@@ -2465,7 +2465,6 @@ DECLARE
     cmd     record;
     src     webhooks.source;
     keys    name[];
-    kept    name[];
     dropped name[];
     renamed jsonb;
 BEGIN
@@ -2499,8 +2498,7 @@ BEGIN
                                                FROM unnest(src.exclude_columns) WITH ORDINALITY u(c, o)), '{}');
             src.tenant_column := coalesce(renamed ->> src.tenant_column, src.tenant_column);
         END IF;
-        SELECT array_agg(c) FILTER (WHERE a.attname IS NOT NULL), array_agg(c) FILTER (WHERE a.attname IS NULL)
-          INTO kept, dropped
+        SELECT array_agg(c) FILTER (WHERE a.attname IS NULL) INTO dropped
           FROM unnest(array_remove(coalesce(src.columns, '{}') || src.exclude_columns || src.tenant_column, NULL)) c
           LEFT JOIN pg_attribute a ON a.attrelid = src.source AND a.attname = c AND a.attnum > 0
                                   AND NOT a.attisdropped;
