@@ -8,8 +8,10 @@ use tokio::sync::RwLock;
 use tokio_postgres::{Client, NoTls};
 use uuid::Uuid;
 
-/// The extension versions this poller speaks to (same major.minor).
-pub const COMPATIBLE_EXTENSION: &str = "0.1";
+/// The extension versions (major.minor) this poller speaks to: the poller
+/// contract (claim, complete_batch, release, next_due) is the same in both,
+/// so pollers and the extension can be upgraded in either order.
+pub const COMPATIBLE_EXTENSIONS: &[&str] = &["0.1", "0.2"];
 
 #[derive(Debug)]
 /// Why the poller cannot start, or why a database call failed.
@@ -31,7 +33,8 @@ impl std::fmt::Display for DbError {
             ),
             DbError::WrongVersion(v) => write!(
                 f,
-                "pg_webhooks extension version {v} is not supported by this poller (needs {COMPATIBLE_EXTENSION}.x)"
+                "pg_webhooks extension version {v} is not supported by this poller (needs {}.x)",
+                COMPATIBLE_EXTENSIONS.join(".x or ")
             ),
             DbError::Query(e) => write!(f, "database error: {}", error_text(e)),
             DbError::Setup(msg) => write!(f, "{msg}"),
@@ -112,11 +115,26 @@ pub async fn connect(url: &str, commit: Commit) -> Result<Client, DbError> {
 }
 
 impl DbError {
-    /// Whether retrying can help: connection trouble can pass, an error the
-    /// server raised for this statement will be raised again.
+    /// The SQLSTATE the server raised, if it did.
+    pub fn sqlstate(&self) -> Option<&str> {
+        match self {
+            DbError::Query(e) => e.code().map(|c| c.code()),
+            _ => None,
+        }
+    }
+
+    /// Whether retrying can help: connection trouble, a shutdown, a deadlock
+    /// or a serialization failure can pass; any other error the server
+    /// raised for this statement will be raised again.
     pub fn is_transient(&self) -> bool {
         match self {
-            DbError::Query(e) => e.as_db_error().is_none() || e.code().is_some_and(|c| c.code().starts_with("57P")),
+            DbError::Query(e) => {
+                e.as_db_error().is_none()
+                    || e.code().is_some_and(|c| {
+                        let code = c.code();
+                        code.starts_with("57P") || code == "40P01" || code == "40001"
+                    })
+            }
             DbError::Connect(_) => true,
             _ => false,
         }
@@ -134,7 +152,7 @@ pub async fn check_extension(client: &Client) -> Result<String, DbError> {
         None => return Err(DbError::MissingExtension),
     };
     let major_minor: Vec<&str> = version.splitn(3, '.').take(2).collect();
-    if major_minor.join(".") != COMPATIBLE_EXTENSION {
+    if !COMPATIBLE_EXTENSIONS.contains(&major_minor.join(".").as_str()) {
         return Err(DbError::WrongVersion(version));
     }
     Ok(version)

@@ -93,31 +93,12 @@ async fn completer(
                 Err(_) => break,
             }
         }
-        let mut backoff = Duration::from_millis(50);
-        let statuses = loop {
-            match shared.outcomes_db.complete_batch(&batch, &shared.poller_id).await {
-                Ok(statuses) => break Some(statuses),
-                Err(e) if !e.is_transient() => {
-                    // Retrying would fail the same way and hold up every later
-                    // outcome. Their leases expire; the deliveries go out again.
-                    tracing::error!(error = %e, outcomes = batch.len(), "could not record outcomes; dropping them");
-                    break None;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, outcomes = batch.len(), "could not record outcomes; retrying");
-                    if *give_up.borrow() {
-                        break None;
-                    }
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
-                    let _ = shared.outcomes_db.ensure_connected().await;
-                }
-            }
-        };
-        let Some(statuses) = statuses else { continue };
+        let statuses = record(&shared, &batch, &give_up).await;
         let mut leased = lock(&shared.leased);
         let mut summary = lock(&shared.summary);
         for ((claimed, outcome), status) in batch.iter().zip(&statuses) {
+            // Not recorded: the lease expires and the delivery goes out again.
+            let Some(status) = status else { continue };
             leased.remove(&(claimed.delivery_id, claimed.attempt));
             shared.metrics.record_outcome(status);
             summary.attempts += 1;
@@ -135,6 +116,67 @@ async fn completer(
                 duration_ms = outcome.duration_ms,
                 "attempt recorded"
             );
+        }
+    }
+}
+
+/// Records a batch of outcomes; the new status of each (None: not
+/// recorded). Connection trouble, deadlocks and serialization failures are
+/// retried; when the database refuses the batch for good, each outcome is
+/// recorded on its own, so that one it refuses (whatever a receiver sent)
+/// never drops the others — and that one once more without what the
+/// receiver sent, so that its delivery still moves on.
+async fn record(shared: &Shared, batch: &[(Claimed, Outcome)], give_up: &watch::Receiver<bool>) -> Vec<Option<String>> {
+    match record_with_retries(shared, batch, give_up).await {
+        Ok(statuses) => return statuses.into_iter().map(Some).collect(),
+        Err(e) if batch.len() == 1 => {
+            let (claimed, outcome) = &batch[0];
+            let stripped = Outcome {
+                response_headers: None,
+                response_body: None,
+                error: Some(format!(
+                    "{}; the response could not be recorded: {}",
+                    outcome.error.as_deref().unwrap_or("sent"),
+                    e.sqlstate().unwrap_or("unknown error")
+                )),
+                ..outcome.clone()
+            };
+            let retried = [(claimed.clone(), stripped)];
+            return match record_with_retries(shared, &retried, give_up).await {
+                Ok(statuses) => statuses.into_iter().map(Some).collect(),
+                Err(e) => {
+                    tracing::error!(error = %e, delivery_id = %claimed.delivery_id, "could not record an outcome; its lease will expire");
+                    vec![None]
+                }
+            };
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, outcomes = batch.len(), "a batch of outcomes was refused; recording them one by one")
+        }
+    }
+    let mut statuses = Vec::with_capacity(batch.len());
+    for one in batch {
+        statuses.extend(Box::pin(record(shared, std::slice::from_ref(one), give_up)).await);
+    }
+    statuses
+}
+
+async fn record_with_retries(
+    shared: &Shared,
+    batch: &[(Claimed, Outcome)],
+    give_up: &watch::Receiver<bool>,
+) -> Result<Vec<String>, db::DbError> {
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        match shared.outcomes_db.complete_batch(batch, &shared.poller_id).await {
+            Ok(statuses) => return Ok(statuses),
+            Err(e) if !e.is_transient() || *give_up.borrow() => return Err(e),
+            Err(e) => {
+                tracing::warn!(error = %e, outcomes = batch.len(), "could not record outcomes; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+                let _ = shared.outcomes_db.ensure_connected().await;
+            }
         }
     }
 }

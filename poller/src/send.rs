@@ -38,7 +38,10 @@ impl Clients {
         if !self.allow_private_networks {
             builder = builder.dns_resolver(std::sync::Arc::new(crate::ssrf::GuardedResolver));
         }
+        // No proxy from HTTP(S)_PROXY/ALL_PROXY: a proxy would resolve the
+        // receivers' names itself, where the SSRF guard never sees them.
         let client = builder
+            .no_proxy()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(connect_timeout)
             .pool_idle_timeout(Duration::from_secs(60))
@@ -82,12 +85,20 @@ fn redacted(headers: &serde_json::Value, also: &[String]) -> serde_json::Value {
 /// `Retry-After` as seconds from now: delta-seconds or an HTTP date.
 pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<f64> {
     let value = value.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(secs as f64);
-    }
-    let when = httpdate::parse_http_date(value).ok()?;
-    Some(when.duration_since(now).map(|d| d.as_secs_f64()).unwrap_or(0.0))
+    let secs = match value.parse::<u64>() {
+        Ok(secs) => secs as f64,
+        Err(_) => {
+            let when = httpdate::parse_http_date(value).ok()?;
+            when.duration_since(now).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+        }
+    };
+    // A receiver cannot push a delivery out for ever (nor overflow an
+    // interval): the retry schedule caps it further.
+    Some(secs.min(RETRY_AFTER_MAX_S))
 }
+
+/// The longest Retry-After taken: 366 days.
+pub const RETRY_AFTER_MAX_S: f64 = 366.0 * 86400.0;
 
 fn describe(e: &reqwest::Error) -> String {
     let kind = if e.is_timeout() {
@@ -185,7 +196,9 @@ pub async fn send(clients: &Clients, c: &Claimed) -> Outcome {
         duration_ms: started.elapsed().as_secs_f64() * 1000.0,
         request_headers,
         response_headers: Some(serde_json::Value::Object(response_headers)),
-        response_body: Some(String::from_utf8_lossy(&body).into_owned()),
+        // Postgres text cannot hold NUL: one receiver's binary body must not
+        // make the batch of outcomes it is recorded with fail.
+        response_body: Some(String::from_utf8_lossy(&body).replace('\0', "\u{FFFD}")),
         retry_after_s: retry_after,
     }
 }

@@ -1,58 +1,102 @@
-//! SSRF guard: refuse to connect to loopback, private, link-local (cloud
-//! metadata), shared, multicast and unspecified addresses. Checked on the
+//! SSRF guard: refuse to connect to addresses that are not globally
+//! reachable (IANA's special-purpose registries: loopback, private,
+//! link-local — cloud metadata —, shared, documentation, benchmarking,
+//! multicast, reserved, and IPv6 forms of such IPv4 addresses). Checked on the
 //! addresses a name resolves to — the ones reqwest then connects to — so a
 //! public name that resolves to 10.0.0.5 is refused too.
 
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-/// Why an address may not be a webhook target, if it may not.
+/// Why an address may not be a webhook target, if it may not: every block
+/// of IANA's IPv4 and IPv6 Special-Purpose Address Registries that is not
+/// globally reachable (loopback, private, shared, link-local — cloud
+/// metadata —, documentation, benchmarking, protocol assignments,
+/// multicast, reserved), and IPv6 forms that carry an IPv4 address
+/// (mapped, compatible, NAT64, 6to4, Teredo) judged by that address.
 pub fn forbidden(ip: IpAddr) -> Option<&'static str> {
     match ip {
         IpAddr::V4(v4) => forbidden_v4(v4),
         IpAddr::V6(v6) => {
+            let seg = v6.segments();
+            let embedded = |hi: u16, lo: u16| Ipv4Addr::new((hi >> 8) as u8, hi as u8, (lo >> 8) as u8, lo as u8);
             if let Some(v4) = v6.to_ipv4_mapped() {
                 return forbidden_v4(v4);
             }
-            let seg = v6.segments();
-            if v6.is_loopback() {
-                Some("loopback")
-            } else if v6.is_unspecified() {
-                Some("unspecified")
-            } else if v6.is_multicast() {
-                Some("multicast")
-            } else if seg[0] & 0xfe00 == 0xfc00 {
-                Some("private (unique local)")
-            } else if seg[0] & 0xffc0 == 0xfe80 {
-                Some("link-local")
-            } else if seg[0] == 0x64 && seg[1] == 0xff9b {
-                // NAT64 embeds an IPv4 address in the low 32 bits.
-                let v4 = Ipv4Addr::new((seg[6] >> 8) as u8, seg[6] as u8, (seg[7] >> 8) as u8, seg[7] as u8);
-                forbidden_v4(v4)
-            } else {
-                None
+            // ::a.b.c.d (IPv4-compatible, deprecated) and NAT64 64:ff9b::/96.
+            if seg[..6] == [0; 6] && !v6.is_loopback() && !v6.is_unspecified() {
+                return forbidden_v4(embedded(seg[6], seg[7])).or(Some("IPv4-compatible (deprecated)"));
             }
+            if seg[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+                return forbidden_v4(embedded(seg[6], seg[7]));
+            }
+            V6_SPECIAL
+                .iter()
+                .find(|(net, len, _)| in_v6(seg, *net, *len))
+                .map(|(_, _, why)| *why)
         }
     }
 }
 
-fn forbidden_v4(ip: Ipv4Addr) -> Option<&'static str> {
-    let o = ip.octets();
-    if ip.is_loopback() {
-        Some("loopback")
-    } else if ip.is_private() {
-        Some("private")
-    } else if ip.is_link_local() {
-        Some("link-local (cloud metadata)")
-    } else if o[0] == 100 && (o[1] & 0xc0) == 64 {
-        Some("shared address space")
-    } else if o[0] == 0 || ip.is_broadcast() {
-        Some("unspecified")
-    } else if ip.is_multicast() || o[0] >= 240 {
-        Some("multicast or reserved")
-    } else {
-        None
+/// IPv6 special-purpose blocks (IANA), as (prefix, length, what).
+const V6_SPECIAL: &[([u16; 3], u32, &str)] = &[
+    ([0x0000, 0x0000, 0x0000], 128, "unspecified or loopback"),
+    ([0x0064, 0xff9b, 0x0001], 48, "local-use NAT64"),
+    ([0x0100, 0x0000, 0x0000], 64, "discard-only"),
+    (
+        [0x2001, 0x0000, 0x0000],
+        23,
+        "IETF protocol assignment (Teredo, benchmarking, ORCHID)",
+    ),
+    ([0x2001, 0x0db8, 0x0000], 32, "documentation"),
+    ([0x2002, 0x0000, 0x0000], 16, "6to4"),
+    ([0x3fff, 0x0000, 0x0000], 20, "documentation"),
+    ([0x5f00, 0x0000, 0x0000], 16, "segment routing"),
+    ([0xfc00, 0x0000, 0x0000], 7, "private (unique local)"),
+    ([0xfe80, 0x0000, 0x0000], 10, "link-local"),
+    ([0xfec0, 0x0000, 0x0000], 10, "site-local (deprecated)"),
+    ([0xff00, 0x0000, 0x0000], 8, "multicast"),
+];
+
+fn in_v6(seg: [u16; 8], net: [u16; 3], len: u32) -> bool {
+    if len == 128 {
+        // :: and ::1 (the rest of ::/96 is IPv4-compatible, above).
+        return seg[..7] == [0; 7] && seg[7] <= 1;
     }
+    let top = (u64::from(seg[0]) << 48) | (u64::from(seg[1]) << 32) | (u64::from(seg[2]) << 16) | u64::from(seg[3]);
+    let net = (u64::from(net[0]) << 48) | (u64::from(net[1]) << 32) | (u64::from(net[2]) << 16);
+    let mask = if len == 0 { 0 } else { u64::MAX << (64 - len) };
+    top & mask == net & mask
+}
+
+/// IPv4 special-purpose blocks (IANA) that are not globally reachable.
+const V4_SPECIAL: &[([u8; 4], u32, &str)] = &[
+    ([0, 0, 0, 0], 8, "unspecified (\"this network\")"),
+    ([10, 0, 0, 0], 8, "private"),
+    ([100, 64, 0, 0], 10, "shared address space"),
+    ([127, 0, 0, 0], 8, "loopback"),
+    ([169, 254, 0, 0], 16, "link-local (cloud metadata)"),
+    ([172, 16, 0, 0], 12, "private"),
+    ([192, 0, 0, 0], 24, "IETF protocol assignment"),
+    ([192, 0, 2, 0], 24, "documentation"),
+    ([192, 88, 99, 0], 24, "6to4 relay anycast (deprecated)"),
+    ([192, 168, 0, 0], 16, "private"),
+    ([198, 18, 0, 0], 15, "benchmarking"),
+    ([198, 51, 100, 0], 24, "documentation"),
+    ([203, 0, 113, 0], 24, "documentation"),
+    ([224, 0, 0, 0], 4, "multicast"),
+    ([240, 0, 0, 0], 4, "reserved or broadcast"),
+];
+
+fn forbidden_v4(ip: Ipv4Addr) -> Option<&'static str> {
+    let bits = u32::from(ip);
+    V4_SPECIAL
+        .iter()
+        .find(|(net, len, _)| {
+            let mask = if *len == 0 { 0 } else { u32::MAX << (32 - len) };
+            bits & mask == u32::from_be_bytes(*net) & mask
+        })
+        .map(|(_, _, why)| *why)
 }
 
 pub fn refusal(host: &str, ip: IpAddr, why: &str) -> String {
@@ -131,6 +175,20 @@ mod tests {
             "::ffff:10.0.0.1",
             "64:ff9b::a9fe:a9fe",
             "ff02::1",
+            "192.0.0.8",
+            "198.18.0.1",
+            "198.19.255.255",
+            "192.0.2.1",
+            "203.0.113.9",
+            "::127.0.0.1",
+            "::8.8.8.8",
+            "2002:7f00:1::1",
+            "2002:808:808::1",
+            "2001::1",
+            "2001:db8::1",
+            "fec0::1",
+            "64:ff9b:1::1",
+            "100::1",
         ] {
             assert!(f(bad).is_some(), "{bad} must be refused");
         }
@@ -141,6 +199,9 @@ mod tests {
             "1.1.1.1",
             "2606:4700::1111",
             "::ffff:8.8.8.8",
+            "64:ff9b::808:808",
+            "198.20.0.1",
+            "2a00:1450::1",
         ] {
             assert_eq!(f(good), None, "{good} must be allowed");
         }

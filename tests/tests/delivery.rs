@@ -624,3 +624,70 @@ fn json_logs_are_one_object_per_line_with_the_delivery_fields() {
     );
     assert_eq!(recorded["event"], "order.created");
 }
+
+/// One outcome the database refuses must not drop the others recorded with
+/// it: a response body with a NUL byte (which Postgres text cannot hold) is
+/// stored with U+FFFD in its place, and an outcome the database refuses for
+/// any other reason (here a trigger of the test's own) is recorded once more
+/// without what the receiver sent, while the rest of its batch is recorded
+/// as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outcome_the_database_refuses_drops_no_other() {
+    let env = Env::orders("retry_schedule => '{}'").await;
+    env.db
+        .batch_execute(
+            "CREATE FUNCTION public.refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN
+                 IF NEW.response_body LIKE '%poison%' THEN
+                     RAISE EXCEPTION 'refused by the test' USING ERRCODE = 'check_violation';
+                 END IF;
+                 RETURN NEW;
+             END $$;
+             CREATE TRIGGER refuse_poison BEFORE INSERT ON webhooks.attempt
+                 FOR EACH ROW EXECUTE FUNCTION public.refuse_poison();",
+        )
+        .await
+        .unwrap();
+    env.receiver.set_default(Reply::status(200).body("fine"));
+    env.receiver
+        .script([Reply::status(200).body("a\0b"), Reply::status(200).body("poison")]);
+    // All 20 changes in one transaction: their outcomes share batches.
+    env.db
+        .batch_execute("INSERT INTO orders (id, customer) SELECT g, 'c' FROM generate_series(1, 20) g")
+        .await
+        .unwrap();
+    let poller = Poller::start(&env.url(), &FAST).unwrap();
+    env.all_finished().await;
+    poller.stop().await.unwrap();
+    let rows = env
+        .db
+        .query(
+            "SELECT d.status, a.response_body, a.error FROM webhooks.delivery d
+               JOIN webhooks.attempt a ON a.delivery_id = d.id ORDER BY a.id",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 20, "one attempt recorded per delivery");
+    let bodies: Vec<(String, Option<String>, Option<String>)> =
+        rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect();
+    assert!(bodies.iter().all(|(status, _, _)| status == "succeeded"), "{bodies:?}");
+    assert!(
+        bodies.iter().any(|(_, body, _)| body.as_deref() == Some("a\u{FFFD}b")),
+        "the NUL byte replaced: {bodies:?}"
+    );
+    let refused: Vec<&(String, Option<String>, Option<String>)> =
+        bodies.iter().filter(|(_, body, _)| body.is_none()).collect();
+    assert_eq!(refused.len(), 1, "{bodies:?}");
+    assert!(
+        refused[0]
+            .2
+            .as_deref()
+            .is_some_and(|e| e.contains("could not be recorded: 23514")),
+        "{refused:?}"
+    );
+    assert_eq!(
+        bodies.iter().filter(|(_, b, _)| b.as_deref() == Some("fine")).count(),
+        18
+    );
+}
