@@ -50,3 +50,9 @@ if [ "${PROFILE:-debug}" = release ]; then
 else
     cargo pgrx install --pg-config "$PG_CONFIG" >/dev/null
 fi
+
+# Released versions' install scripts and the upgrade scripts between them,
+# so that CREATE EXTENSION ... VERSION and ALTER EXTENSION ... UPDATE find
+# them (pgrx installs the current version's script only).
+say "installing the released and upgrade SQL scripts"
+$SUDO install -m 0644 "$root"/sql/released/*.sql "$root"/sql/upgrade/*.sql "$($PG_CONFIG --sharedir)/extension/"

@@ -49,10 +49,10 @@ COMMENT ON FUNCTION webhooks.row_previous(record, jsonb) IS
   'An UPDATE''s previous: the old row''s columns whose JSON differs (jsonb =) from the same key of the new '
   'document; columns the new document lacks (excluded ones) are left out. NULL if none. Same types as row_jsonb.';
 CREATE FUNCTION webhooks.capture() RETURNS trigger
-AS 'MODULE_PATHNAME', 'capture' LANGUAGE c SECURITY DEFINER;
+AS 'MODULE_PATHNAME', 'capture' LANGUAGE c;
 COMMENT ON FUNCTION webhooks.capture() IS
-  'Statement-level capture trigger of tracked tables: one-row statements are captured directly, the rest by the '
-  'table''s generated function (the trigger''s argument).';
+  'Statement-level capture trigger of tracked tables (see "How capture works" in the extension''s SQL): '
+  'settings from webhooks.source by the trigger''s table; raises 42501 on a table that is not tracked.';
 COMMENT ON FUNCTION webhooks.row_jsonb_type(oid) IS
   'Can webhooks.row_jsonb() serialise a column of this type exactly as to_jsonb() does?';
 CREATE FUNCTION webhooks.jsonb_previous(old jsonb, new jsonb) RETURNS jsonb
@@ -314,61 +314,47 @@ SELECT pg_catalog.pg_extension_config_dump('webhooks.partition', '');
 -- Capture
 ---------------------------------------------------------------------------
 
--- How capture works: webhooks.track() generates one statement-level trigger
--- function per table, webhooks.capture_<n>(), with the table's settings (key
--- columns, excluded and listed columns, tenant column, payload function)
--- written into static SQL over the statement's transition tables: one
--- INSERT ... SELECT per statement, no catalog lookup or dynamic SQL per row.
--- The writer pays for the event rows only: deliveries are created later, by
--- webhooks.claim(). Business events (track_event) are row-level, since they
--- need the trigger's WHEN clause.
+-- How capture works: one engine, webhooks.capture() (C, capture_trigger.rs),
+-- is every tracked table's statement-level trigger. It reads the table's
+-- settings from webhooks.source, keyed by the table the trigger fires on
+-- (never by an argument a role could forge: a capture trigger on a table
+-- that is not tracked raises 42501), reads the statement's rows from its
+-- transition tables and writes the events. Business events (track_event)
+-- are row-level triggers of the same engine, webhooks.capture_event(), which
+-- finds its settings in webhooks.source_event by the trigger's name and
+-- table.
+--
+-- Rights: the engine runs as the writer. Rows are made into JSON, and casts
+-- and output functions of the table's types run, with the writer's rights
+-- (as in any trigger of the table); a payload function runs as its owner,
+-- with search_path = pg_catalog, pg_temp, in a security-restricted
+-- operation; only the write of the event rows (and the read of the
+-- settings) switches to the extension's owner, with values passed as
+-- parameters of statements that name everything with its schema. So no role
+-- reaches the rights of the tracker or of the extension's owner through
+-- capture, and the writer needs no rights on schema webhooks.
+--
+-- Each backend keeps the settings of the tables it wrote to; a change to
+-- webhooks.source or webhooks.source_event (track(), untrack(), the ALTER
+-- TABLE event trigger, an admin's UPDATE) invalidates the table's relcache
+-- entry, on which the engine drops what it kept. Writers pay for the event
+-- rows only: deliveries are created later, by webhooks.claim().
+CREATE FUNCTION webhooks.capture_event() RETURNS trigger
+AS 'MODULE_PATHNAME', 'capture_event' LANGUAGE c;
+COMMENT ON FUNCTION webhooks.capture_event() IS
+  'Row-level trigger of a business event (track_event): its settings come from webhooks.source_event by the '
+  'trigger''s name and table; the trigger''s WHEN clause has already decided.';
+CREATE FUNCTION webhooks.invalidate_capture(source regclass) RETURNS void
+AS 'MODULE_PATHNAME', 'invalidate_capture' LANGUAGE c STRICT;
+COMMENT ON FUNCTION webhooks.invalidate_capture(regclass) IS
+  'Internal: make every backend read a tracked table''s capture settings again (a relcache invalidation).';
+CREATE FUNCTION webhooks.apply_payload(source regclass, data jsonb) RETURNS jsonb
+AS 'MODULE_PATHNAME', 'apply_payload' LANGUAGE c STRICT;
+COMMENT ON FUNCTION webhooks.apply_payload(regclass, jsonb) IS
+  'Internal: a deferred table''s payload function (from webhooks.source) applied to a row''s document, run as '
+  'the function''s owner.';
 
--- Capture functions run as their owner (who ran track()), not as the writer:
--- applications need no rights on schema webhooks, and cannot insert events
--- themselves. Code running with the owner's rights must not reach a writer's
--- own functions, operators or types through the writer's search_path. A
--- fixed search_path (SET on the function) does that, but costs a GUC save and
--- restore on every call — 10-20% of a single-row INSERT here. So the
--- table-level capture code is written with every function, operator and type
--- schema-qualified (pg_catalog.to_jsonb, OPERATOR(pg_catalog.=),
--- pg_catalog.text) and needs no SET; code that calls a user's payload
--- function, whose body we do not control, keeps it.
-CREATE FUNCTION webhooks.capture_security(qualified boolean DEFAULT false) RETURNS text
-LANGUAGE sql IMMUTABLE AS $$
-    SELECT CASE WHEN qualified THEN 'SECURITY DEFINER'
-                ELSE 'SECURITY DEFINER SET search_path = pg_catalog, pg_temp' END
-$$;
-COMMENT ON FUNCTION webhooks.capture_security(boolean) IS
-  'Internal: the security clause of generated capture functions (qualified: the code names every function, '
-  'operator and type with its schema, so no fixed search_path is needed).';
-
--- Internal: `NEW.a`-style expressions for a list of columns, rendered as JSON text.
-CREATE FUNCTION webhooks.column_text_expr(rec text, columns name[]) RETURNS text
-LANGUAGE sql IMMUTABLE AS $$
-    SELECT coalesce(string_agg(format('(pg_catalog.to_jsonb(%s.%I) OPERATOR(pg_catalog.#>>) ''{}''::pg_catalog.text[])',
-                                      rec, c),
-                               ' OPERATOR(pg_catalog.||) '','' OPERATOR(pg_catalog.||) ' ORDER BY o), 'NULL')
-      FROM unnest(columns) WITH ORDINALITY AS u(c, o)
-     WHERE c IS NOT NULL
-$$;
-COMMENT ON FUNCTION webhooks.column_text_expr(text, name[]) IS
-  'Internal: SQL text of the key (or tenant) of a row: column values as JSON text, joined by commas; '
-  'NULL (the SQL literal) for no columns.';
-
--- Internal: the same text, read from the row's JSON (as the generated
--- statement-level capture makes it once per row anyway).
-CREATE FUNCTION webhooks.json_text_expr(doc text, columns name[]) RETURNS text
-LANGUAGE sql IMMUTABLE AS $$
-    SELECT coalesce(string_agg(format('(%s OPERATOR(pg_catalog.->>) %L::pg_catalog.text)', doc, c),
-                               ' OPERATOR(pg_catalog.||) '','' OPERATOR(pg_catalog.||) ' ORDER BY o), 'NULL')
-      FROM unnest(columns) WITH ORDINALITY AS u(c, o)
-     WHERE c IS NOT NULL
-$$;
-COMMENT ON FUNCTION webhooks.json_text_expr(text, name[]) IS
-  'Internal: SQL text of the key (or tenant) of a row read from its JSON: the columns'' values as JSON text, '
-  'joined by commas; NULL (the SQL literal) for no columns.';
-
--- Internal helpers shared by the capture generators, fan-out and replay.
+-- Internal helpers shared by tracking, fan-out and replay.
 CREATE FUNCTION webhooks.primary_key(rel regclass) RETURNS name[]
 LANGUAGE sql STABLE AS $$
     SELECT array_agg(a.attname ORDER BY k.ord)
@@ -379,21 +365,12 @@ LANGUAGE sql STABLE AS $$
 $$;
 COMMENT ON FUNCTION webhooks.primary_key(regclass) IS 'Internal: the primary-key columns of a table, in key order.';
 
--- Schema-qualified names for generated code: a trigger runs under the
--- writer's search_path.
 CREATE FUNCTION webhooks.qualified_table(rel regclass) RETURNS text
 LANGUAGE sql STABLE AS $$
     SELECT format('%I.%I', n.nspname, c.relname)
       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = rel
 $$;
 COMMENT ON FUNCTION webhooks.qualified_table(regclass) IS 'Internal: schema.table, quoted as needed.';
-
-CREATE FUNCTION webhooks.qualified_function(fn regprocedure) RETURNS text
-LANGUAGE sql STABLE AS $$
-    SELECT format('%I.%I', n.nspname, p.proname)
-      FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE p.oid = fn
-$$;
-COMMENT ON FUNCTION webhooks.qualified_function(regprocedure) IS 'Internal: schema.function, quoted as needed.';
 
 -- Deliveries of one row to an ordered endpoint share this key.
 CREATE FUNCTION webhooks.ordering_key(e webhooks.endpoint, ev webhooks.event) RETURNS text
@@ -403,218 +380,42 @@ $$;
 COMMENT ON FUNCTION webhooks.ordering_key(webhooks.endpoint, webhooks.event) IS
   'Internal: the per-row ordering key of a delivery to an ordered endpoint (NULL for unordered endpoints).';
 
--- Internal: the body of a row-level business-event function (track_event):
--- the trigger's WHEN clause has already decided; this writes the event.
-CREATE FUNCTION webhooks.capture_source(src webhooks.source, event_name text, payload regprocedure)
-RETURNS text
-LANGUAGE plpgsql STABLE AS $$
+-- Whoever changes a table's settings (track(), or an admin's own UPDATE of
+-- webhooks.source) must have the rights of its payload function's owner:
+-- capture runs that function as its owner, so naming one owned by a more
+-- privileged role would borrow that role's rights. And every change makes
+-- the backends read the settings again.
+CREATE FUNCTION webhooks.source_changed() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    excl  text := CASE WHEN cardinality(src.exclude_columns) > 0
-                       THEN format(' - %L::text[]', src.exclude_columns) ELSE '' END;
-    shape text := CASE WHEN payload IS NULL THEN 'row_data'
-                       ELSE webhooks.qualified_function(payload) || '(row_data)' END;
-    qualified text := webhooks.qualified_table(src.source);
-    tenant_new text := webhooks.column_text_expr('NEW', ARRAY[src.tenant_column]);
-    tenant_old text := webhooks.column_text_expr('OLD', ARRAY[src.tenant_column]);
+    owner oid;
 BEGIN
-    RETURN format($body$
-DECLARE
-    row_data jsonb;
-    changed  jsonb;
-    key      text;
-    tenant   text;
-BEGIN
-    IF NOT webhooks.capture_enabled() THEN
-        RETURN NULL;
-    END IF;
-    IF TG_OP = 'DELETE' THEN
-        row_data := to_jsonb(OLD)%1$s;
-        key := %2$s;
-        tenant := %3$s;
-    ELSE
-        row_data := to_jsonb(NEW)%1$s;
-        key := %4$s;
-        tenant := %5$s;
-        IF TG_OP = 'UPDATE' THEN
-            SELECT jsonb_object_agg(o.key, o.value) INTO changed
-              FROM jsonb_each(to_jsonb(OLD)%1$s) o
-             WHERE row_data -> o.key IS DISTINCT FROM o.value;
+    IF TG_OP <> 'DELETE' AND NEW.payload IS NOT NULL
+       AND (TG_OP = 'INSERT' OR NEW.payload IS DISTINCT FROM OLD.payload) THEN
+        SELECT p.proowner INTO owner FROM pg_catalog.pg_proc p WHERE p.oid = NEW.payload::pg_catalog.oid;
+        IF NOT pg_catalog.pg_has_role(current_user, owner, 'USAGE') THEN
+            RAISE EXCEPTION 'payload function % is owned by %, whose rights % does not have',
+                            NEW.payload, pg_catalog.pg_get_userbyid(owner), current_user
+              USING ERRCODE = 'insufficient_privilege',
+                    HINT = 'Payload functions run as their owner: use one owned by you or by a role you belong to.';
         END IF;
     END IF;
-    INSERT INTO webhooks.event (event, source, operation, key, tenant, data, previous)
-    VALUES (%6$L, %7$L, TG_OP, key, tenant, %8$s, changed);
-    PERFORM webhooks.notify_once();
-    RETURN NULL;
-END
-$body$,
-        excl,
-        webhooks.column_text_expr('OLD', src.key_columns), tenant_old,
-        webhooks.column_text_expr('NEW', src.key_columns), tenant_new,
-        event_name, qualified, shape);
+    IF TG_OP <> 'INSERT' THEN
+        PERFORM webhooks.invalidate_capture(OLD.source);
+    END IF;
+    IF TG_OP <> 'DELETE' THEN
+        PERFORM webhooks.invalidate_capture(NEW.source);
+        RETURN NEW;
+    END IF;
+    RETURN OLD;
 END $$;
-COMMENT ON FUNCTION webhooks.capture_source(webhooks.source, text, regprocedure) IS
-  'Internal: PL/pgSQL source of a generated business-event trigger function (track_event).';
-
--- Internal: a template's @name placeholders replaced by the text of the same
--- keys of a JSON object, in one pass (so text put in is never scanned again).
-CREATE FUNCTION webhooks.fill(template text, vals jsonb) RETURNS text
-LANGUAGE plpgsql IMMUTABLE STRICT AS $$
-DECLARE
-    missing text;
-BEGIN
-    SELECT substr(m[1], 2) INTO missing
-      FROM regexp_matches(template, '(@[a-z][a-z0-9_]*)', 'g') m
-     WHERE vals ->> substr(m[1], 2) IS NULL LIMIT 1;
-    IF FOUND THEN
-        RAISE EXCEPTION 'webhooks.fill: no value for @%', missing USING ERRCODE = 'internal_error';
-    END IF;
-    -- (A lone @ is kept as it is.)
-    RETURN (SELECT string_agg(m[1] || coalesce(vals ->> substr(m[2], 2), m[2], ''), '' ORDER BY n)
-              FROM regexp_matches(template, '([^@]*)(@[a-z][a-z0-9_]*|@)?', 'g') WITH ORDINALITY r(m, n));
-END $$;
-COMMENT ON FUNCTION webhooks.fill(text, jsonb) IS
-  'Internal: replace each @name in a template with the text of key name of an object, in one pass.';
-
--- Internal: the body of a table's statement-level capture function. One
--- INSERT ... SELECT per statement over its transition tables, so a 100k-row
--- UPDATE is one set-based insert, not 100k trigger calls.
--- Rows are made into JSON by webhooks.row_jsonb() when it handles every
--- column type (the same output as to_jsonb(), conversions looked up once per
--- statement), else by to_jsonb(). Which columns an UPDATE changed is decided
--- on that JSON, in one pass (webhooks.row_previous() / jsonb_previous()): a
--- column changed when its JSON value did (jsonb =, so 1.0 = 1.00).
--- The tables' triggers call webhooks.capture() (C, capture_trigger.rs),
--- which captures one-row statements itself and calls this function for the
--- rest (and for every statement of tables with a payload function, deferred
--- ones, and ones with column types row_jsonb does not handle).
--- UPDATE pairs old and new rows by primary key (a row whose key changed is
--- sent without `previous`), two ways:
--- - one row: no join; plain statements whose plans are cheap to start;
--- - more: a FULL JOIN (never a nested loop, whatever size of statement the
---   session's cached plan was made for; a one-row plan reused for 20,000 rows
---   took 37 s) of the new rows with the old rows DISTINCT ON the key (which
---   tells the planner the join yields one row per new row). Nested OFFSET 0
---   subqueries make each row's JSON and `previous` once.
--- Their INSERTs are never JIT-compiled (the extension's planner hook,
--- extension/src/capture_json.rs): plans are cached per session, and one
--- planned for a huge first statement would JIT-compile on every later one.
-CREATE FUNCTION webhooks.capture_statement_source(src webhooks.source, payload regprocedure,
-                                                  target text DEFAULT 'webhooks.event')
-RETURNS text
-LANGUAGE plpgsql STABLE AS $$
-DECLARE
-    excl text := CASE WHEN cardinality(src.exclude_columns) > 0
-                      THEN format(' OPERATOR(pg_catalog.-) %L::pg_catalog.text[]', src.exclude_columns) ELSE '' END;
-    fn   text := webhooks.qualified_function(payload);
-    fast boolean := (SELECT bool_and(webhooks.row_jsonb_type(a.atttypid)) FROM pg_attribute a
-                      WHERE a.attrelid = src.source AND a.attnum > 0 AND NOT a.attisdropped);
-    to_json text := CASE WHEN fast THEN 'webhooks.row_jsonb(%s.*)' ELSE 'pg_catalog.to_jsonb(%s.*)' END;
-    -- `data`: the row's JSON, or what the payload function makes of it.
-    data_open  text := CASE WHEN fn IS NULL THEN '' ELSE fn || '(' END;
-    data_close text := CASE WHEN fn IS NULL THEN '' ELSE ')' END;
-    -- An UPDATE worth an event (after `previous`): some sent column changed,
-    -- or (columns => ...) one of the listed ones did.
-    changed text := CASE WHEN src.columns IS NULL THEN ' IS NOT NULL'
-                         ELSE format(' OPERATOR(pg_catalog.?|) %L::pg_catalog.text[]', src.columns) END;
-    -- Old and new rows are the same row when their keys are equal (key
-    -- columns are never NULL): by the type's own = if pg_catalog has one (an
-    -- unqualified = would be looked up on the caller's search_path), else as
-    -- JSON; either way mergeable and hashable, as a FULL JOIN needs.
-    same_key text;
-    body text;
-BEGIN
-    SELECT string_agg(CASE WHEN EXISTS (SELECT 1 FROM pg_operator op
-                                         WHERE op.oprname = '=' AND op.oprleft = a.atttypid
-                                           AND op.oprright = a.atttypid
-                                           AND op.oprnamespace = 'pg_catalog'::regnamespace)
-                           THEN format('o.%1$I OPERATOR(pg_catalog.=) n.%1$I', a.attname)
-                           ELSE format('pg_catalog.to_jsonb(o.%1$I) OPERATOR(pg_catalog.=) pg_catalog.to_jsonb(n.%1$I)',
-                                       a.attname) END,
-                      ' AND ' ORDER BY u.ord)
-      INTO same_key
-      FROM unnest(src.key_columns) WITH ORDINALITY u(col, ord)
-      JOIN pg_attribute a ON a.attrelid = src.source AND a.attname = u.col;
-
-    body := $body$
-DECLARE
-    _doc jsonb;
-    _same boolean;
-    _previous jsonb;
-BEGIN
-    IF NOT webhooks.capture_enabled() THEN
-        RETURN NULL;
-    END IF;
-    IF TG_OP OPERATOR(pg_catalog.=) 'INSERT' THEN
-        INSERT INTO @target (event, source, operation, key, tenant, data)
-        SELECT @created, @source, 'INSERT', @key_n, @tenant_n, @data_n FROM new_rows n;
-    ELSIF TG_OP OPERATOR(pg_catalog.=) 'DELETE' THEN
-        INSERT INTO @target (event, source, operation, key, tenant, data)
-        SELECT @deleted, @source, 'DELETE', @key_o, @tenant_o, @data_o FROM old_rows o;
-    ELSE
-        PERFORM FROM new_rows OFFSET 1 LIMIT 1;
-        IF NOT FOUND THEN
-            SELECT @json_n, @same_key, @previous_1 INTO _doc, _same, _previous FROM new_rows n, old_rows o;
-            IF FOUND AND (NOT _same OR @changed_1) THEN
-                INSERT INTO @target (event, source, operation, key, tenant, data, previous)
-                VALUES (@updated, @source, 'UPDATE', @key_doc, @tenant_doc, @data_doc,
-                        CASE WHEN _same THEN _previous END);
-                PERFORM webhooks.notify_once();
-            END IF;
-            RETURN NULL;
-        END IF;
-        INSERT INTO @target (event, source, operation, key, tenant, data, previous)
-        SELECT @updated, @source, 'UPDATE', c.key, c.tenant, @data_row, c.previous
-          FROM (SELECT @key_c, @tenant_c, c.doc@excl AS new_row, c.old IS NULL AS rekeyed,
-                       @previous_c AS previous
-                  FROM (SELECT @json_n AS doc, CASE WHEN @o_missing THEN NULL ELSE @old_value END AS old
-                          FROM new_rows n
-                          FULL JOIN (SELECT DISTINCT ON (@o_keys) * FROM old_rows o) o ON @same_key
-                        OFFSET 0) c
-                 WHERE c.doc IS NOT NULL
-                OFFSET 0) c
-         WHERE c.rekeyed OR @changed_c;
-    END IF;
-    IF FOUND THEN
-        PERFORM webhooks.notify_once();
-    END IF;
-    RETURN NULL;
-END
-$body$;
-    RETURN webhooks.fill(body, jsonb_build_object(
-        'target', target,
-        'created', quote_literal(src.resource || '.created'),
-        'deleted', quote_literal(src.resource || '.deleted'),
-        'updated', quote_literal(src.resource || '.updated'),
-        'source', quote_literal(webhooks.qualified_table(src.source)),
-        'key_n', webhooks.column_text_expr('n', src.key_columns),
-        'tenant_n', webhooks.column_text_expr('n', ARRAY[src.tenant_column]),
-        'data_n', data_open || format(to_json, 'n') || excl || data_close,
-        'key_o', webhooks.column_text_expr('o', src.key_columns),
-        'tenant_o', webhooks.column_text_expr('o', ARRAY[src.tenant_column]),
-        'data_o', data_open || format(to_json, 'o') || excl || data_close,
-        'json_n', format(to_json, 'n'),
-        'same_key', same_key,
-        'previous_1', CASE WHEN fast THEN format('webhooks.row_previous(o, %s%s)', format(to_json, 'n'), excl)
-                           ELSE format('webhooks.jsonb_previous(%s%s, %s%2$s)', format(to_json, 'o'), excl,
-                                       format(to_json, 'n')) END,
-        'changed_1', '_previous' || changed,
-        'key_doc', webhooks.json_text_expr('_doc', src.key_columns),
-        'tenant_doc', webhooks.json_text_expr('_doc', ARRAY[src.tenant_column]),
-        'data_doc', data_open || '_doc' || excl || data_close,
-        'data_row', data_open || 'c.new_row' || data_close,
-        'key_c', webhooks.json_text_expr('c.doc', src.key_columns) || ' AS key',
-        'tenant_c', webhooks.json_text_expr('c.doc', ARRAY[src.tenant_column]) || ' AS tenant',
-        'excl', excl,
-        'previous_c', CASE WHEN fast THEN format('webhooks.row_previous(c.old, c.doc%s)', excl)
-                           ELSE format('webhooks.jsonb_previous(c.old%1$s, c.doc%1$s)', excl) END,
-        'o_missing', format('o.%I IS NULL', src.key_columns[1]),
-        'old_value', CASE WHEN fast THEN 'o' ELSE format(to_json, 'o') END,
-        'o_keys', (SELECT string_agg(format('o.%I', k), ', ') FROM unnest(src.key_columns) k),
-        'changed_c', 'c.previous' || changed));
-END $$;
-COMMENT ON FUNCTION webhooks.capture_statement_source(webhooks.source, regprocedure, text) IS
-  'Internal: PL/pgSQL source of a table''s generated statement-level capture function (writing events, '
-  'or staged changes for a deferred table).';
+COMMENT ON FUNCTION webhooks.source_changed() IS
+  'Internal trigger of webhooks.source and webhooks.source_event: refuse a payload function whose owner''s '
+  'rights the role lacks (42501); make backends reload the table''s capture settings.';
+CREATE TRIGGER source_changed BEFORE INSERT OR UPDATE OR DELETE ON webhooks.source
+    FOR EACH ROW EXECUTE FUNCTION webhooks.source_changed();
+CREATE TRIGGER source_changed BEFORE INSERT OR UPDATE OR DELETE ON webhooks.source_event
+    FOR EACH ROW EXECUTE FUNCTION webhooks.source_changed();
 
 -- Commit time for a deferred table: each row's changes in this transaction
 -- become one event, from the row as it was before the transaction to the row
@@ -625,60 +426,69 @@ COMMENT ON FUNCTION webhooks.capture_statement_source(webhooks.source, regproced
 -- whole transaction (an order's lines inserted after the order).
 -- A deferred constraint trigger fires once per changed row; the first firing
 -- of the transaction finds the staged changes, the others find none.
+-- It and capture_truncate() run as the extension's owner (they write
+-- events) and trust the catalog, not their arguments: the table is the one
+-- the trigger fires on, its settings are its row in webhooks.source. The
+-- payload function runs as its owner (webhooks.apply_payload()).
 CREATE FUNCTION webhooks.capture_commit() RETURNS trigger
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    src_name text := TG_ARGV[0];
     src      webhooks.source;
+    src_name text;
     n        bigint;
 BEGIN
+    SELECT * INTO src FROM webhooks.source s WHERE s.source = TG_RELID AND s.deferred;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'webhooks.capture_commit: table % is not tracked with deferred => true',
+                        TG_RELID::regclass
+          USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    src_name := webhooks.qualified_table(TG_RELID);
     IF NOT EXISTS (SELECT 1 FROM webhooks.staged_change s
                     WHERE s.xact = pg_current_xact_id() AND s.source = src_name) THEN
         RETURN NULL;
     END IF;
-    SELECT * INTO src FROM webhooks.source s WHERE s.source = TG_RELID;
-    EXECUTE format($sql$
-        WITH staged AS (
-            DELETE FROM webhooks.staged_change s
-             WHERE s.xact = pg_current_xact_id() AND s.source = $1
-            RETURNING s.*
-        ), per_key AS (
-            SELECT key, min(seq) AS first_seq,
-                   (array_agg(operation ORDER BY seq))[1] AS first_op,
-                   (array_agg(data ORDER BY seq))[1] AS first_data,
-                   (array_agg(previous ORDER BY seq))[1] AS first_previous,
-                   (array_agg(operation ORDER BY seq DESC))[1] AS last_op,
-                   (array_agg(data ORDER BY seq DESC))[1] AS last_data,
-                   (array_agg(tenant ORDER BY seq DESC))[1] AS tenant
-              FROM staged GROUP BY key
-        ), span AS (
-            SELECT key, tenant, first_seq, last_data,
-                   CASE first_op WHEN 'INSERT' THEN NULL
-                                 WHEN 'UPDATE' THEN first_data || coalesce(first_previous, '{}')
-                                 ELSE first_data END AS before,
-                   CASE last_op WHEN 'DELETE' THEN NULL ELSE last_data END AS after
-              FROM per_key
-        ), change AS (
-            SELECT sp.*,
-                   (SELECT jsonb_object_agg(b.key, b.value) FROM jsonb_each(sp.before) b
-                     WHERE sp.after -> b.key IS DISTINCT FROM b.value) AS previous
-              FROM span sp
-        )
-        INSERT INTO webhooks.event (event, source, operation, key, tenant, data, previous)
-        SELECT $2 || CASE WHEN before IS NULL THEN '.created' WHEN after IS NULL THEN '.deleted' ELSE '.updated' END,
-               $1,
-               CASE WHEN before IS NULL THEN 'INSERT' WHEN after IS NULL THEN 'DELETE' ELSE 'UPDATE' END,
-               key, tenant,
-               %s(coalesce(after, last_data)),
-               CASE WHEN before IS NOT NULL AND after IS NOT NULL THEN previous END
-          FROM change
-         WHERE (before IS NULL AND after IS NOT NULL AND 'created' = ANY ($3))
-            OR (before IS NOT NULL AND after IS NULL AND 'deleted' = ANY ($3))
-            OR (before IS NOT NULL AND after IS NOT NULL AND 'updated' = ANY ($3)
-                AND previous IS NOT NULL AND ($4::text[] IS NULL OR previous ?| $4::text[]))
-         ORDER BY first_seq
-    $sql$, CASE WHEN src.payload IS NULL THEN '' ELSE webhooks.qualified_function(src.payload) END)
-    USING src_name, src.resource, src.events, src.columns::text[];
+    WITH staged AS (
+        DELETE FROM webhooks.staged_change s
+         WHERE s.xact = pg_current_xact_id() AND s.source = src_name
+        RETURNING s.*
+    ), per_key AS (
+        SELECT key, min(seq) AS first_seq,
+               (array_agg(operation ORDER BY seq))[1] AS first_op,
+               (array_agg(data ORDER BY seq))[1] AS first_data,
+               (array_agg(previous ORDER BY seq))[1] AS first_previous,
+               (array_agg(operation ORDER BY seq DESC))[1] AS last_op,
+               (array_agg(data ORDER BY seq DESC))[1] AS last_data,
+               (array_agg(tenant ORDER BY seq DESC))[1] AS tenant
+          FROM staged GROUP BY key
+    ), span AS (
+        SELECT key, tenant, first_seq, last_data,
+               CASE first_op WHEN 'INSERT' THEN NULL
+                             WHEN 'UPDATE' THEN first_data || coalesce(first_previous, '{}')
+                             ELSE first_data END AS before,
+               CASE last_op WHEN 'DELETE' THEN NULL ELSE last_data END AS after
+          FROM per_key
+    ), change AS (
+        SELECT sp.*,
+               (SELECT jsonb_object_agg(b.key, b.value) FROM jsonb_each(sp.before) b
+                 WHERE sp.after -> b.key IS DISTINCT FROM b.value) AS previous
+          FROM span sp
+    )
+    INSERT INTO webhooks.event (event, source, operation, key, tenant, data, previous)
+    SELECT src.resource || CASE WHEN before IS NULL THEN '.created' WHEN after IS NULL THEN '.deleted'
+                                ELSE '.updated' END,
+           src_name,
+           CASE WHEN before IS NULL THEN 'INSERT' WHEN after IS NULL THEN 'DELETE' ELSE 'UPDATE' END,
+           key, tenant,
+           CASE WHEN src.payload IS NULL THEN coalesce(after, last_data)
+                ELSE webhooks.apply_payload(TG_RELID, coalesce(after, last_data)) END,
+           CASE WHEN before IS NOT NULL AND after IS NOT NULL THEN previous END
+      FROM change
+     WHERE (before IS NULL AND after IS NOT NULL AND 'created' = ANY (src.events))
+        OR (before IS NOT NULL AND after IS NULL AND 'deleted' = ANY (src.events))
+        OR (before IS NOT NULL AND after IS NOT NULL AND 'updated' = ANY (src.events)
+            AND previous IS NOT NULL AND (src.columns IS NULL OR previous ?| src.columns::text[]))
+     ORDER BY first_seq;
     GET DIAGNOSTICS n = ROW_COUNT;
     IF n > 0 THEN
         PERFORM webhooks.notify_once();
@@ -689,15 +499,20 @@ COMMENT ON FUNCTION webhooks.capture_commit() IS
   'Internal: commit-time trigger of a deferred tracked table: one event per changed row, coalesced.';
 
 CREATE FUNCTION webhooks.capture_truncate() RETURNS trigger
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    res text;
 BEGIN
+    SELECT s.resource INTO res FROM webhooks.source s WHERE s.source = TG_RELID;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'webhooks.capture_truncate: table % is not tracked', TG_RELID::regclass
+          USING ERRCODE = 'insufficient_privilege';
+    END IF;
     IF NOT webhooks.capture_enabled() THEN
         RETURN NULL;
     END IF;
-    -- TG_ARGV[0]: the resource name.
     INSERT INTO webhooks.event (event, source, operation, data)
-    VALUES (TG_ARGV[0] || '.truncated', quote_ident(TG_TABLE_SCHEMA) || '.' || quote_ident(TG_TABLE_NAME),
-            'TRUNCATE', '{}');
+    VALUES (res || '.truncated', webhooks.qualified_table(TG_RELID), 'TRUNCATE', '{}');
     PERFORM webhooks.notify_once();
     RETURN NULL;
 END $$;
@@ -779,60 +594,40 @@ END $$;
 COMMENT ON FUNCTION webhooks.check_payload(regprocedure) IS
   'Internal: raise unless a payload function has the signature (jsonb) RETURNS jsonb.';
 
--- Internal: (re)generate a tracked table's capture function and triggers
--- from its row in webhooks.source.
-CREATE FUNCTION webhooks.install_capture(src webhooks.source, with_triggers boolean DEFAULT true) RETURNS void
+-- Internal: (re)create a tracked table's capture triggers. They take no
+-- argument: the engine finds the settings by the table.
+CREATE FUNCTION webhooks.install_capture(src webhooks.source) RETURNS void
 LANGUAGE plpgsql AS $$
-DECLARE
-    fn     text;
-    staged webhooks.source := src;
 BEGIN
-    -- A deferred table stages every change of a sent column, whatever its
-    -- settings: the row's final state decides at commit.
-    staged.columns := NULL;
-    staged.events := '{created,updated,deleted}';
-    fn := format('webhooks.capture_%s', src.id);
-    -- Deferred: the statement triggers stage raw rows (no payload yet); the
-    -- commit-time trigger makes the events.
-    EXECUTE format('CREATE OR REPLACE FUNCTION %s() RETURNS trigger LANGUAGE plpgsql %s AS %L',
-                   fn, webhooks.capture_security(qualified => src.deferred OR src.payload IS NULL),
-                   CASE WHEN src.deferred
-                        THEN webhooks.capture_statement_source(staged, NULL, 'webhooks.staged_change')
-                        ELSE webhooks.capture_statement_source(src, src.payload) END);
-    EXECUTE format('COMMENT ON FUNCTION %s() IS %L', fn,
-                   'Capture trigger of ' || src.source::text || ', generated by webhooks.track(); do not edit.');
-
-    IF NOT with_triggers THEN
-        RETURN;
-    END IF;
     -- Statement-level with transition tables (one trigger per operation, as
-    -- transition tables require).
+    -- transition tables require). A deferred table stages every change,
+    -- whatever its events: the row's final state decides at commit.
     PERFORM webhooks.drop_capture_triggers(src.source);
     IF 'created' = ANY (src.events) OR src.deferred THEN
         EXECUTE format('CREATE TRIGGER webhooks_capture_ins AFTER INSERT ON %s REFERENCING NEW TABLE AS new_rows '
-                       'FOR EACH STATEMENT EXECUTE FUNCTION webhooks.capture(%L)', src.source, fn || '()');
+                       'FOR EACH STATEMENT EXECUTE FUNCTION webhooks.capture()', src.source);
     END IF;
     IF 'updated' = ANY (src.events) OR src.deferred THEN
         EXECUTE format('CREATE TRIGGER webhooks_capture_upd AFTER UPDATE ON %s '
                        'REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows '
-                       'FOR EACH STATEMENT EXECUTE FUNCTION webhooks.capture(%L)', src.source, fn || '()');
+                       'FOR EACH STATEMENT EXECUTE FUNCTION webhooks.capture()', src.source);
     END IF;
     IF 'deleted' = ANY (src.events) OR src.deferred THEN
         EXECUTE format('CREATE TRIGGER webhooks_capture_del AFTER DELETE ON %s REFERENCING OLD TABLE AS old_rows '
-                       'FOR EACH STATEMENT EXECUTE FUNCTION webhooks.capture(%L)', src.source, fn || '()');
+                       'FOR EACH STATEMENT EXECUTE FUNCTION webhooks.capture()', src.source);
     END IF;
     IF 'truncated' = ANY (src.events) OR src.events = '{created,updated,deleted}' THEN
         EXECUTE format('CREATE TRIGGER webhooks_capture_truncate AFTER TRUNCATE ON %s FOR EACH STATEMENT '
-                       'EXECUTE FUNCTION webhooks.capture_truncate(%L)', src.source, src.resource);
+                       'EXECUTE FUNCTION webhooks.capture_truncate()', src.source);
     END IF;
     IF src.deferred THEN
         EXECUTE format('CREATE CONSTRAINT TRIGGER webhooks_capture_commit AFTER INSERT OR UPDATE OR DELETE ON %s '
-                       'DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION webhooks.capture_commit(%L)',
-                       src.source, webhooks.qualified_table(src.source));
+                       'DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION webhooks.capture_commit()',
+                       src.source);
     END IF;
 END $$;
-COMMENT ON FUNCTION webhooks.install_capture(webhooks.source, boolean) IS
-  'Internal: generate a tracked table''s capture function and (unless told not to) create its triggers.';
+COMMENT ON FUNCTION webhooks.install_capture(webhooks.source) IS
+  'Internal: (re)create a tracked table''s capture triggers.';
 
 -- Internal: {name: attnum} of the named columns of a table (NULLs ignored).
 CREATE FUNCTION webhooks.column_numbers(rel regclass, names name[]) RETURNS jsonb
@@ -910,19 +705,12 @@ LANGUAGE plpgsql AS $$
 DECLARE
     rel  regclass := source;
     keys name[] := webhooks.trackable(source, 'webhooks.track_event');
-    src  webhooks.source;
     se   webhooks.source_event;
-    fn   text;
     trg  text;
 BEGIN
     PERFORM webhooks.check_event_name(event), webhooks.check_payload(payload);
     IF condition IS NULL OR btrim(condition) = '' THEN
         RAISE EXCEPTION 'webhooks.track_event: condition must not be empty' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    -- The table's own settings (excluded and tenant columns) apply when it is tracked.
-    SELECT * INTO src FROM webhooks.source s WHERE s.source = rel;
-    IF NOT FOUND THEN
-        src := ROW(NULL, rel, NULL, '{}', keys, NULL, '{}', NULL, NULL, now(), now(), false, '{}')::webhooks.source;
     END IF;
     INSERT INTO webhooks.source_event AS x (source, event, condition, payload)
     VALUES (rel, track_event.event, condition, payload)
@@ -930,22 +718,16 @@ BEGIN
        SET condition = excluded.condition, payload = excluded.payload
     RETURNING * INTO se;
 
-    fn := format('webhooks.capture_event_%s', se.id);
     trg := format('webhooks_event_%s', se.id);
-    EXECUTE format('CREATE OR REPLACE FUNCTION %s() RETURNS trigger LANGUAGE plpgsql %s AS %L',
-                   fn, webhooks.capture_security(), webhooks.capture_source(src, track_event.event, payload));
-    EXECUTE format('COMMENT ON FUNCTION %s() IS %L', fn,
-                   'Business event ' || track_event.event || ' of ' || rel::text
-                   || ', generated by webhooks.track_event(); do not edit.');
     PERFORM webhooks.drop_capture_triggers(rel, replace(trg, '_', '\_'));
     -- Postgres validates the condition as the trigger's WHEN clause. One that
     -- mentions OLD cannot apply to INSERT: then it is an UPDATE-only event.
     BEGIN
-        EXECUTE format('CREATE TRIGGER %I AFTER INSERT OR UPDATE ON %s FOR EACH ROW WHEN (%s) EXECUTE FUNCTION %s()',
-                       trg, rel, condition, fn);
+        EXECUTE format('CREATE TRIGGER %I AFTER INSERT OR UPDATE ON %s FOR EACH ROW WHEN (%s) '
+                       'EXECUTE FUNCTION webhooks.capture_event()', trg, rel, condition);
     EXCEPTION WHEN invalid_object_definition THEN
-        EXECUTE format('CREATE TRIGGER %I AFTER UPDATE ON %s FOR EACH ROW WHEN (%s) EXECUTE FUNCTION %s()',
-                       trg, rel, condition, fn);
+        EXECUTE format('CREATE TRIGGER %I AFTER UPDATE ON %s FOR EACH ROW WHEN (%s) '
+                       'EXECUTE FUNCTION webhooks.capture_event()', trg, rel, condition);
     END;
 EXCEPTION
     WHEN syntax_error OR undefined_column OR undefined_function OR datatype_mismatch
@@ -961,27 +743,19 @@ CREATE FUNCTION webhooks.untrack(source regclass) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
     rel regclass := source;
-    src webhooks.source;
-    fn  text;
 BEGIN
-    SELECT * INTO src FROM webhooks.source s WHERE s.source = rel;
-    IF NOT FOUND AND NOT EXISTS (SELECT 1 FROM webhooks.source_event x WHERE x.source = rel) THEN
+    IF NOT EXISTS (SELECT 1 FROM webhooks.source s WHERE s.source = rel)
+       AND NOT EXISTS (SELECT 1 FROM webhooks.source_event x WHERE x.source = rel) THEN
         RAISE EXCEPTION 'webhooks.untrack: table % is not tracked', rel
           USING ERRCODE = 'undefined_object';
     END IF;
     PERFORM webhooks.drop_capture_triggers(rel);
     PERFORM webhooks.drop_capture_triggers(rel, 'webhooks\_event\_%');
-    IF src.id IS NOT NULL THEN
-        EXECUTE format('DROP FUNCTION IF EXISTS webhooks.capture_%s()', src.id);
-    END IF;
-    FOR fn IN SELECT format('webhooks.capture_event_%s', x.id) FROM webhooks.source_event x WHERE x.source = rel LOOP
-        EXECUTE format('DROP FUNCTION IF EXISTS %s()', fn);
-    END LOOP;
     DELETE FROM webhooks.source s WHERE s.source = rel;
     DELETE FROM webhooks.source_event x WHERE x.source = rel;
 END $$;
 COMMENT ON FUNCTION webhooks.untrack(regclass) IS
-  'Stop capturing changes of a table (its triggers, generated functions and business events go). '
+  'Stop capturing changes of a table (its triggers, settings and business events go). '
   'Past events and deliveries stay.';
 
 CREATE VIEW webhooks.sources AS
@@ -996,20 +770,38 @@ COMMENT ON VIEW webhooks.sources IS
   'Tracked tables, their settings and their business events (track_event). A table with business events '
   'only has NULL settings.';
 
-CREATE FUNCTION webhooks.emit(event text, data jsonb, key text DEFAULT NULL, tenant text DEFAULT NULL)
+-- The extension's own events (webhooks.endpoint.paused,
+-- webhooks.delivery.failed) are written by emit_own(), which only admins and
+-- the extension's own functions may run; emit(), which applications may be
+-- granted, refuses webhooks.* names.
+CREATE FUNCTION webhooks.emit_own(event text, data jsonb, key text DEFAULT NULL, tenant text DEFAULT NULL)
 RETURNS uuid LANGUAGE plpgsql AS $$
 DECLARE
     ev_id uuid;
 BEGIN
-    PERFORM webhooks.check_event_name(emit.event);
+    PERFORM webhooks.check_event_name(emit_own.event);
     INSERT INTO webhooks.event (event, operation, key, tenant, data)
-    VALUES (emit.event, 'EMIT', emit.key, emit.tenant, emit.data)
+    VALUES (emit_own.event, 'EMIT', emit_own.key, emit_own.tenant, emit_own.data)
     RETURNING id INTO ev_id;
     PERFORM webhooks.notify_once();
     RETURN ev_id;
 END $$;
+COMMENT ON FUNCTION webhooks.emit_own(text, jsonb, text, text) IS
+  'Internal: emit an event of any name, webhooks.* included (for the extension''s own events).';
+
+CREATE FUNCTION webhooks.emit(event text, data jsonb, key text DEFAULT NULL, tenant text DEFAULT NULL)
+RETURNS uuid LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM webhooks.check_event_name(emit.event);
+    IF emit.event LIKE 'webhooks.%' THEN
+        RAISE EXCEPTION 'webhooks.emit: event names starting with webhooks. are reserved for pg_webhooks'
+          USING ERRCODE = 'reserved_name';
+    END IF;
+    RETURN webhooks.emit_own(emit.event, emit.data, emit.key, emit.tenant);
+END $$;
 COMMENT ON FUNCTION webhooks.emit(text, jsonb, text, text) IS
-  'Emit a custom event in the current transaction (delivered only if it commits). Returns the event id.';
+  'Emit a custom event in the current transaction (delivered only if it commits); names starting with '
+  'webhooks. are reserved (42939). Returns the event id.';
 
 ---------------------------------------------------------------------------
 -- Endpoints
@@ -1339,6 +1131,52 @@ COMMENT ON FUNCTION webhooks.create_endpoint(text, text[], text, text, text, jso
                                              text, interval[], interval, interval, int4multirange, integer,
                                              boolean, integer, text, jsonb) IS
   'Register a receiver. Returns its id and its secret; the secret is shown here once and never again.';
+
+-- The endpoint table keeps itself valid, whoever writes to it (an admin's
+-- own UPDATE bypasses create_endpoint()/update_endpoint()): one row that
+-- cannot be signed or sent would otherwise make every claim fail, for every
+-- endpoint. Only the columns a statement changes are checked, so the
+-- poller's updates of counters cost little.
+CREATE FUNCTION webhooks.endpoint_checked() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    fresh boolean := TG_OP = 'INSERT';
+BEGIN
+    -- (Names are kept unique by the index endpoint_name.)
+    IF fresh OR NEW.url IS DISTINCT FROM OLD.url THEN
+        PERFORM webhooks.check_url(NEW.url);
+    END IF;
+    IF fresh OR NEW.events IS DISTINCT FROM OLD.events THEN
+        PERFORM webhooks.check_patterns(NEW.events);
+    END IF;
+    IF fresh OR NEW.secret IS DISTINCT FROM OLD.secret THEN
+        PERFORM webhooks.check_secret(NEW.secret);
+    END IF;
+    IF NEW.previous_secret IS NOT NULL AND (fresh OR NEW.previous_secret IS DISTINCT FROM OLD.previous_secret) THEN
+        PERFORM webhooks.check_secret(NEW.previous_secret);
+    END IF;
+    IF fresh OR NEW.template IS DISTINCT FROM OLD.template THEN
+        PERFORM webhooks.check_template(NEW.template);
+    END IF;
+    IF fresh OR NEW.headers IS DISTINCT FROM OLD.headers THEN
+        PERFORM webhooks.check_headers(NEW.headers);
+    END IF;
+    IF fresh OR NEW.auth IS DISTINCT FROM OLD.auth THEN
+        PERFORM webhooks.check_auth(NEW.auth);
+    END IF;
+    IF fresh OR NEW.signature_header IS DISTINCT FROM OLD.signature_header THEN
+        PERFORM webhooks.check_header_name(NEW.signature_header);
+    END IF;
+    IF fresh OR NEW.retry_schedule IS DISTINCT FROM OLD.retry_schedule THEN
+        PERFORM webhooks.check_retry_schedule(NEW.retry_schedule);
+    END IF;
+    RETURN NEW;
+END $$;
+COMMENT ON FUNCTION webhooks.endpoint_checked() IS
+  'Internal trigger of webhooks.endpoint: the same checks as create_endpoint() on every changed column, '
+  'whoever writes (22023 and friends, as there).';
+CREATE TRIGGER endpoint_checked BEFORE INSERT OR UPDATE ON webhooks.endpoint
+    FOR EACH ROW EXECUTE FUNCTION webhooks.endpoint_checked();
 
 CREATE FUNCTION webhooks.endpoint_row(id bigint) RETURNS webhooks.endpoint
 LANGUAGE plpgsql STABLE AS $$
@@ -1794,7 +1632,8 @@ BEGIN
     ELSE
         delay := webhooks.retry_delay(
             ep.retry_schedule, d.attempts,
-            CASE WHEN status_code IN (429, 503) THEN make_interval(secs => retry_after_s) END,
+            -- (Bounded: a receiver's Retry-After of 1e19 s must not overflow.)
+            CASE WHEN status_code IN (429, 503) THEN make_interval(secs => least(retry_after_s, 31622400)) END,
             random());
     END IF;
     UPDATE webhooks.delivery x
@@ -1815,7 +1654,7 @@ BEGIN
     -- System events, unless this delivery carried one (a failing admin
     -- endpoint must not feed itself).
     IF (SELECT ev.event NOT LIKE 'webhooks.%' FROM webhooks.event ev WHERE ev.id = d.event_id) THEN
-        PERFORM webhooks.emit('webhooks.delivery.failed', jsonb_build_object(
+        PERFORM webhooks.emit_own('webhooks.delivery.failed', jsonb_build_object(
             'delivery_id', d.id, 'event_id', d.event_id, 'endpoint_id', ep.id, 'endpoint', ep.name,
             'attempts', d.attempts, 'last_status_code', status_code, 'last_error', why), key => ep.id::text);
         IF ep.active AND ep.pause_after IS NOT NULL AND ep.consecutive_failures >= ep.pause_after THEN
@@ -1920,7 +1759,7 @@ BEGIN
      WHERE x.id = pause_endpoint.id AND x.active
     RETURNING * INTO e;
     IF FOUND THEN
-        PERFORM webhooks.emit('webhooks.endpoint.paused',
+        PERFORM webhooks.emit_own('webhooks.endpoint.paused',
                               jsonb_build_object('endpoint_id', e.id, 'endpoint', e.name, 'url', e.url,
                                                  'reason', reason),
                               key => e.id::text);
@@ -2072,6 +1911,24 @@ COMMENT ON FUNCTION webhooks.stats(interval) IS
   'Per endpoint over the period: deliveries total/succeeded/failed/pending, success rate (%), average and p95 '
   'attempt latency, last success and failure, consecutive failed deliveries.';
 
+-- Sending a delivery again (retry, resend) re-checks that its event still
+-- matches the endpoint: an endpoint whose tenant or filter changed since
+-- must not get another tenant's rows.
+CREATE FUNCTION webhooks.check_still_matches(d webhooks.delivery) RETURNS webhooks.delivery
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM webhooks.endpoint e JOIN webhooks.event ev ON ev.id = d.event_id
+                    WHERE e.id = d.endpoint_id AND (ev.operation = 'TEST' OR webhooks.endpoint_matches(e, ev))) THEN
+        RAISE EXCEPTION 'the event of delivery % no longer matches endpoint % (its events, tenant or filter changed)',
+                        d.id, d.endpoint_id
+          USING ERRCODE = 'object_not_in_prerequisite_state',
+                HINT = 'webhooks.replay() sends an endpoint what matches it now.';
+    END IF;
+    RETURN d;
+END $$;
+COMMENT ON FUNCTION webhooks.check_still_matches(webhooks.delivery) IS
+  'Internal: raise 55000 unless the delivery''s event still matches its endpoint (events, tenant, filter).';
+
 CREATE FUNCTION webhooks.retry(delivery uuid) RETURNS uuid
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -2082,7 +1939,7 @@ BEGIN
           USING ERRCODE = 'object_not_in_prerequisite_state',
                 HINT = CASE WHEN d.status = 'succeeded' THEN 'webhooks.resend() sends it again as a new delivery.' END;
     END IF;
-    PERFORM webhooks.endpoint_row(d.endpoint_id);
+    PERFORM webhooks.endpoint_row(d.endpoint_id), webhooks.check_still_matches(d);
     UPDATE webhooks.delivery x SET status = 'pending', next_attempt_at = now(), completed_at = NULL
      WHERE x.id = d.id;
     PERFORM webhooks.notify_once();
@@ -2101,8 +1958,9 @@ BEGIN
         PERFORM webhooks.endpoint_row(endpoint);
     END IF;
     UPDATE webhooks.delivery d SET status = 'pending', next_attempt_at = now(), completed_at = NULL
-      FROM webhooks.endpoint e
-     WHERE e.id = d.endpoint_id AND e.deleted_at IS NULL
+      FROM webhooks.endpoint e, webhooks.event ev
+     WHERE e.id = d.endpoint_id AND e.deleted_at IS NULL AND ev.id = d.event_id
+       AND (ev.operation = 'TEST' OR webhooks.endpoint_matches(e, ev))
        AND d.status = 'failed' AND d.completed_at >= now() - since
        AND (retry_failed.endpoint IS NULL OR d.endpoint_id = retry_failed.endpoint);
     GET DIAGNOSTICS n = ROW_COUNT;
@@ -2112,7 +1970,8 @@ BEGIN
     RETURN n;
 END $$;
 COMMENT ON FUNCTION webhooks.retry_failed(bigint, interval) IS
-  'Retry every delivery that failed within the period (of one endpoint, or all). Returns how many.';
+  'Retry every delivery that failed within the period (of one endpoint, or all) and whose event still matches '
+  'its endpoint. Returns how many.';
 
 CREATE FUNCTION webhooks.resend(delivery uuid) RETURNS uuid
 LANGUAGE plpgsql AS $$
@@ -2120,7 +1979,7 @@ DECLARE
     d      webhooks.delivery := webhooks.delivery_row(delivery);
     new_id uuid;
 BEGIN
-    PERFORM webhooks.endpoint_row(d.endpoint_id);
+    PERFORM webhooks.endpoint_row(d.endpoint_id), webhooks.check_still_matches(d);
     INSERT INTO webhooks.delivery (event_id, endpoint_id, ordering_key)
     VALUES (d.event_id, d.endpoint_id, d.ordering_key)
     RETURNING id INTO new_id;
@@ -2190,8 +2049,11 @@ DECLARE
 BEGIN
     PERFORM webhooks.check_event_name(event);
     IF payload IS NULL THEN
+        -- The latest such event this endpoint would have been sent: never
+        -- another tenant's, nor one its filter leaves out.
         SELECT x.data INTO payload FROM webhooks.event x
-         WHERE x.event = send_test.event AND x.operation <> 'TEST' ORDER BY x.id DESC LIMIT 1;
+         WHERE x.event = send_test.event AND x.operation <> 'TEST' AND webhooks.endpoint_matches(e, x)
+         ORDER BY x.id DESC LIMIT 1;
         payload := coalesce(payload, jsonb_build_object('message', 'Test event from pg_webhooks',
                                                         'endpoint', e.name));
     END IF;
@@ -2204,7 +2066,8 @@ BEGIN
     RETURN d_id;
 END $$;
 COMMENT ON FUNCTION webhooks.send_test(bigint, text, jsonb) IS
-  'Send a test event to one endpoint: the given data, else the latest real event of that name, else a sample. '
+  'Send a test event to one endpoint: the given data, else the latest real event of that name that the endpoint '
+  'matches (its tenant and filter), else a sample. '
   'Returns the delivery id (follow it in webhooks.delivery_log).';
 
 CREATE FUNCTION webhooks.partition_interval() RETURNS interval
@@ -2406,19 +2269,28 @@ REVOKE ALL ON ALL TABLES IN SCHEMA webhooks FROM PUBLIC;
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA webhooks FROM PUBLIC;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA webhooks FROM PUBLIC;
 GRANT USAGE ON SCHEMA webhooks TO webhooks_admin, webhooks_reader, webhooks_poller;
--- track() creates each table's capture function in this schema. (Tracking a
--- table also needs its TRIGGER privilege or ownership, as any trigger does.)
-GRANT CREATE ON SCHEMA webhooks TO webhooks_admin;
 
-GRANT ALL ON ALL TABLES IN SCHEMA webhooks TO webhooks_admin;
+-- Admins read and change rows, but get no TRIGGER, REFERENCES or TRUNCATE:
+-- a trigger of theirs on webhooks.event would run as every privileged
+-- writer of events (capture, claim(), emit()). Nor CREATE on the schema:
+-- nothing is generated there any more. (Tracking a table needs its TRIGGER
+-- privilege or ownership, as any trigger does.)
+GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA webhooks TO webhooks_admin;
 GRANT ALL ON ALL SEQUENCES IN SCHEMA webhooks TO webhooks_admin;
 GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA webhooks TO webhooks_admin;
+-- Runs a payload function as its owner: for capture_commit() alone.
+REVOKE EXECUTE ON FUNCTION webhooks.apply_payload(regclass, jsonb) FROM webhooks_admin;
 
 GRANT SELECT ON webhooks.endpoints, webhooks.sources, webhooks.delivery_log,
                 webhooks.event, webhooks.delivery, webhooks.attempt
    TO webhooks_reader;
+-- endpoint_matches() and the envelope() it filters on are in the
+-- delivery_log view, whose functions are checked against the reader; both
+-- are pure.
 GRANT EXECUTE ON FUNCTION webhooks.version(), webhooks.retry_delay(interval[], integer, interval, double precision),
-                          webhooks.event_matches(text[], text), webhooks.stats(interval)
+                          webhooks.event_matches(text[], text), webhooks.stats(interval),
+                          webhooks.endpoint_matches(webhooks.endpoint, webhooks.event),
+                          webhooks.envelope(webhooks.event)
    TO webhooks_reader;
 
 -- The poller's functions run as the extension's owner, so the role needs no
@@ -2446,18 +2318,18 @@ GRANT EXECUTE ON FUNCTION webhooks.claim(integer, interval),
       webhooks.maintain()
    TO webhooks_poller;
 
--- Capture runs as the owner too (see webhooks.capture_security()); emit()
--- likewise, so that granting EXECUTE on it is all an application needs.
-ALTER FUNCTION webhooks.capture_truncate() SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
-ALTER FUNCTION webhooks.capture_commit() SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+-- emit() runs as the owner, so that granting EXECUTE on it is all an
+-- application needs. (capture_commit() and capture_truncate() are declared
+-- SECURITY DEFINER where they are defined; webhooks.capture() and
+-- capture_event() switch rights themselves, see "How capture works".)
 ALTER FUNCTION webhooks.emit(text, jsonb, text, text) SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 
 ---------------------------------------------------------------------------
--- Keeping generated capture code in step with the tables
+-- Keeping tracking settings in step with the tables
 ---------------------------------------------------------------------------
--- Generated capture functions name columns in static SQL, and Postgres does
--- not track what a PL/pgSQL body depends on: without this, dropping a column
--- named in a table's settings would make every later write to it fail.
+-- Settings name columns, and Postgres does not know: without this, renaming
+-- an excluded column would send it, and dropping a listed one would leave a
+-- name that no longer exists.
 
 CREATE FUNCTION webhooks.on_ddl() RETURNS event_trigger
 LANGUAGE plpgsql AS $$
@@ -2523,15 +2395,11 @@ BEGIN
                                     coalesce(src.columns, '{}') || src.exclude_columns || src.tenant_column)
          WHERE s.source = src.source
         RETURNING * INTO src;
-        -- The function only: the triggers still call it, and creating them
-        -- here would collide with a restore from pg_dump, whose ALTER TABLE
-        -- ... ADD PRIMARY KEY runs before its CREATE TRIGGER.
-        PERFORM webhooks.install_capture(src, with_triggers => false);
     END LOOP;
 END $$;
 COMMENT ON FUNCTION webhooks.on_ddl() IS
-  'Event trigger: after ALTER TABLE on a tracked table, regenerate its capture code (following renamed '
-  'columns, dropping vanished ones from its settings with a warning); refuse to drop its primary key.';
+  'Event trigger: after ALTER TABLE on a tracked table, bring its settings up to date (following renamed '
+  'columns, dropping vanished ones with a warning); refuse to drop its primary key.';
 
 CREATE FUNCTION webhooks.on_drop() RETURNS event_trigger
 LANGUAGE plpgsql AS $$
@@ -2541,23 +2409,23 @@ BEGIN
     FOR gone IN SELECT s.id, s.source FROM webhooks.source s
                   JOIN pg_event_trigger_dropped_objects() d ON d.objid = s.source::oid
                  WHERE d.object_type = 'table' LOOP
-        EXECUTE format('DROP FUNCTION IF EXISTS webhooks.capture_%s()', gone.id);
         DELETE FROM webhooks.source s WHERE s.id = gone.id;
     END LOOP;
     FOR gone IN SELECT x.id FROM webhooks.source_event x
                   JOIN pg_event_trigger_dropped_objects() d ON d.objid = x.source::oid
                  WHERE d.object_type = 'table' LOOP
-        EXECUTE format('DROP FUNCTION IF EXISTS webhooks.capture_event_%s()', gone.id);
         DELETE FROM webhooks.source_event x WHERE x.id = gone.id;
     END LOOP;
 END $$;
 COMMENT ON FUNCTION webhooks.on_drop() IS
-  'Event trigger: forget a tracked table (settings and generated functions) when it is dropped.';
+  'Event trigger: forget a tracked table (its settings and business events) when it is dropped.';
 
 -- Event triggers run as whoever issues the DDL: as the owner instead, or an
 -- ALTER TABLE by a role without rights on schema webhooks would fail.
 ALTER FUNCTION webhooks.on_ddl() SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 ALTER FUNCTION webhooks.on_drop() SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+-- Only Postgres calls event trigger functions; nobody needs EXECUTE.
+REVOKE ALL ON FUNCTION webhooks.on_ddl(), webhooks.on_drop() FROM PUBLIC;
 
 CREATE EVENT TRIGGER webhooks_ddl ON ddl_command_end WHEN TAG IN ('ALTER TABLE')
     EXECUTE FUNCTION webhooks.on_ddl();

@@ -59,6 +59,10 @@ pub(crate) enum Kind {
     DateTime,
     /// Everything else handled: the type's output function, as a string.
     Text,
+    /// Any other type (arrays, composites, json/jsonb, domains, enums, user
+    /// types), for capture: `to_jsonb` itself, called on the value as the
+    /// role capture runs as. `Column::output` then holds to_jsonb.
+    Generic,
 }
 
 /// The conversion for a built-in scalar type, or None for the types left
@@ -199,17 +203,29 @@ impl Object {
     }
 
     /// The object, or SQL NULL if nothing was pushed.
-    unsafe fn finish_or_null(mut self, fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+    unsafe fn finish_or_null(self, fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
         if !self.begun {
             (*fcinfo).isnull = true;
             return pg_sys::Datum::from(0usize);
+        }
+        pg_sys::Datum::from(self.finish())
+    }
+
+    /// The object (`{}` if nothing was pushed).
+    unsafe fn finish(mut self) -> *mut pg_sys::Jsonb {
+        if !self.begun {
+            pg_sys::pushJsonbValue(
+                &mut self.state,
+                pg_sys::JsonbIteratorToken::WJB_BEGIN_OBJECT,
+                ptr::null_mut(),
+            );
         }
         let object = pg_sys::pushJsonbValue(
             &mut self.state,
             pg_sys::JsonbIteratorToken::WJB_END_OBJECT,
             ptr::null_mut(),
         );
-        pg_sys::Datum::from(pg_sys::JsonbValueToJsonb(object))
+        pg_sys::JsonbValueToJsonb(object)
     }
 }
 
@@ -235,6 +251,11 @@ unsafe fn composite_values(fcinfo: pg_sys::FunctionCallInfo, n: usize) -> (*mut 
     let json = json_values(cache, tupdesc, values, nulls);
     release(tupdesc);
     (cache, json)
+}
+
+/// Column `i`'s attribute (TupleDescAttr).
+pub(crate) unsafe fn attr<'a>(tupdesc: pg_sys::TupleDesc, i: usize) -> &'a pg_sys::FormData_pg_attribute {
+    &*(*tupdesc).attrs.as_ptr().add(i)
 }
 
 /// Each column (dropped ones skipped) of a deformed row as `to_jsonb` would
@@ -273,6 +294,20 @@ pub(crate) unsafe fn row_object(
     keep: impl Fn(usize) -> bool,
 ) -> *mut pg_sys::Jsonb {
     let order = std::slice::from_raw_parts((*cache).order, (*cache).live);
+    if order
+        .iter()
+        .any(|&i| keep(i) && values[i].type_ == pg_sys::jbvType::jbvBinary)
+    {
+        // A nested container (a Generic column): only pushJsonbValue unpacks it.
+        let mut object = Object::new();
+        for &i in order {
+            if keep(i) {
+                let (mut key, mut value) = ((*cache).key(i), values[i]);
+                object.push(&mut key, &mut value);
+            }
+        }
+        return object.finish();
+    }
     let mut pairs: Vec<pg_sys::JsonbPair> = Vec::with_capacity(order.len());
     for &i in order {
         if keep(i) {
@@ -296,7 +331,7 @@ pub(crate) unsafe fn row_object(
 /// expression in a transaction).
 pub(crate) unsafe fn row_cache(fcinfo: pg_sys::FunctionCallInfo, tupdesc: pg_sys::TupleDesc) -> *mut RowCache {
     let flinfo = (*fcinfo).flinfo;
-    let cache = valid_cache((*flinfo).fn_extra.cast(), (*flinfo).fn_mcxt, tupdesc);
+    let cache = valid_cache((*flinfo).fn_extra.cast(), (*flinfo).fn_mcxt, tupdesc, false);
     (*flinfo).fn_extra = cache.cast();
     cache
 }
@@ -306,6 +341,7 @@ pub(crate) unsafe fn valid_cache(
     cached: *mut RowCache,
     mcxt: pg_sys::MemoryContext,
     tupdesc: pg_sys::TupleDesc,
+    generic: bool,
 ) -> *mut RowCache {
     let natts = (*tupdesc).natts as usize;
     let attrs = (*tupdesc).attrs.as_slice(natts);
@@ -329,19 +365,27 @@ pub(crate) unsafe fn valid_cache(
         if attr.attisdropped {
             continue;
         }
-        let Some(kind) = kind_of(attr.atttypid) else {
-            release(tupdesc);
-            ereport!(
-                ERROR,
-                PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
-                "webhooks.row_jsonb: column type not handled; use to_jsonb"
-            );
+        let kind = match kind_of(attr.atttypid) {
+            Some(kind) => kind,
+            None if generic => Kind::Generic,
+            None => {
+                release(tupdesc);
+                ereport!(
+                    ERROR,
+                    PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+                    "webhooks.row_jsonb: column type not handled; use to_jsonb"
+                );
+            }
         };
         column.kind = kind;
         column.typ = attr.atttypid;
         let name = attr.attname.data.as_ptr();
         column.name = pg_sys::MemoryContextStrdup(mcxt, name);
         column.name_len = libc_strlen(name);
+        if kind == Kind::Generic {
+            to_jsonb_of(&mut column.output, attr, mcxt);
+            continue;
+        }
         let mut output = pg_sys::InvalidOid;
         let mut varlena = false;
         pg_sys::getTypeOutputInfo(attr.atttypid, &mut output, &mut varlena);
@@ -420,8 +464,45 @@ pub(crate) unsafe fn column_value(column: &mut Column, value: pg_sys::Datum, typ
             return string_value(text, libc_strlen(text));
         }
         Kind::Text => return printed(column, value),
+        Kind::Generic => {
+            let jsonb = pg_sys::FunctionCall1Coll(&mut column.output, pg_sys::InvalidOid, value)
+                .cast_mut_ptr::<pg_sys::Jsonb>();
+            let jsonb = pg_sys::pg_detoast_datum(jsonb.cast()).cast::<pg_sys::Jsonb>();
+            let root = ptr::addr_of_mut!((*jsonb).root);
+            // A scalar comes back as one (a key or tenant is read from it);
+            // a container as jbvBinary, which row_object unpacks.
+            if !pg_sys::JsonbExtractScalar(root, &mut v) {
+                v.type_ = pg_sys::jbvType::jbvBinary;
+                v.val.binary.data = root;
+                v.val.binary.len = pgrx::varlena::varsize_any(jsonb.cast()) as i32;
+            }
+        }
     }
     v
+}
+
+/// `to_jsonb` for values of the column's type: its argument's type is read
+/// from the call's expression (`to_jsonb(anyelement)`), so one is made.
+unsafe fn to_jsonb_of(
+    flinfo: *mut pg_sys::FmgrInfo,
+    attr: &pg_sys::FormData_pg_attribute,
+    mcxt: pg_sys::MemoryContext,
+) {
+    let outer = pg_sys::MemoryContextSwitchTo(mcxt);
+    let function = pg_sys::Oid::from(pg_sys::F_TO_JSONB);
+    pg_sys::fmgr_info_cxt(function, flinfo, mcxt);
+    let arg = pg_sys::makeNullConst(attr.atttypid, attr.atttypmod, attr.attcollation);
+    let args = pg_sys::lappend(ptr::null_mut(), arg.cast());
+    let call = pg_sys::makeFuncExpr(
+        function,
+        pg_sys::JSONBOID,
+        args,
+        pg_sys::InvalidOid,
+        pg_sys::InvalidOid,
+        pg_sys::CoercionForm::COERCE_EXPLICIT_CALL,
+    );
+    (*flinfo).fn_expr = call.cast();
+    pg_sys::MemoryContextSwitchTo(outer);
 }
 
 /// The value as its type's output function prints it, as a JSON string.

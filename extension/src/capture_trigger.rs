@@ -1,166 +1,398 @@
-//! `webhooks.capture()`: the statement-level trigger of tracked tables.
+//! The capture engine: `webhooks.capture()`, the statement-level trigger of
+//! tracked tables, and `webhooks.capture_event()`, the row-level trigger of
+//! business events. Every rule that turns a row change into an event (key
+//! text, `previous`, sent and listed columns, tenant, event name, payload
+//! function, staging for deferred tables) is here and nowhere else.
+//!
+//! Trust: the settings are read from webhooks.source (or source_event),
+//! keyed by the table the trigger fires on — never by a trigger argument —
+//! so a capture trigger a role made by hand on another table raises 42501.
+//! The engine runs as the writer: rows are made into JSON, and casts and
+//! output functions of the table's types run, with the writer's rights. A
+//! payload function runs as its owner, with a fixed search_path, in a
+//! security-restricted operation. Only reading the settings and writing the
+//! event rows switch to the extension's owner (`as_owner`), with statements
+//! that name everything with its schema and take values as parameters.
 //!
 //! The statement's rows are read straight from its transition tables, made
-//! into JSON with row_jsonb's conversions, and written by prepared INSERTs
-//! (one row's with `VALUES`, more rows' 256 at a time from arrays). Scanning
-//! the transition tables through SQL instead cost three statements' executor
-//! start-up per one-row UPDATE (most of a one-row capture's time, perf), and
-//! on a 100k-row UPDATE a sort and a join to pair old and new rows by key.
-//! Tables with a payload function, deferred capture or column types
-//! row_jsonb does not handle — and many-row UPDATEs that change a key — go
-//! to the table's generated PL/pgSQL function (the trigger's argument),
-//! which stays the reference for what is captured.
+//! into JSON with capture_json's conversions, and written by prepared
+//! INSERTs (one row's with `VALUES`, more rows' 256 at a time from arrays).
+//! The old and new transition tables hold an UPDATE's versions of a row at
+//! the same position, so they are paired by position; a row whose key
+//! changed is sent without `previous`.
 //!
-//! The table's settings come from webhooks.source, cached per backend and
-//! read again whenever the generated function is regenerated (track(), and
-//! the ALTER TABLE event trigger, always regenerate it).
+//! Settings are kept per backend and dropped when the table's relcache
+//! entry is invalidated: webhooks.source_changed() invalidates it on every
+//! change of the settings, and Postgres on every ALTER TABLE.
 
-use crate::capture_json::{json_values, kind_of, row_object, same, valid_cache, RowCache};
+use crate::capture_json::{json_values, row_object, same, valid_cache, RowCache};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::ffi::{CStr, CString};
 use std::ptr;
 use std::rc::Rc;
 
-#[no_mangle]
-#[doc(hidden)]
-pub extern "C" fn pg_finfo_capture() -> &'static pg_sys::Pg_finfo_record {
-    static V1: pg_sys::Pg_finfo_record = pg_sys::Pg_finfo_record { api_version: 1 };
-    &V1
+macro_rules! finfo {
+    ($name:ident) => {
+        #[no_mangle]
+        #[doc(hidden)]
+        pub extern "C" fn $name() -> &'static pg_sys::Pg_finfo_record {
+            static V1: pg_sys::Pg_finfo_record = pg_sys::Pg_finfo_record { api_version: 1 };
+            &V1
+        }
+    };
 }
+finfo!(pg_finfo_capture);
+finfo!(pg_finfo_capture_event);
+finfo!(pg_finfo_invalidate_capture);
+finfo!(pg_finfo_apply_payload);
 
-/// A tracked table's settings, as of one version of its generated function.
+/// What a tracked table (or one business event of it) sends.
 struct Settings {
-    /// The generated function's catalog row (xmin, ctid): a new one means
-    /// the settings may have changed.
-    version: (u32, u32, u16),
-    function: pg_sys::Oid,
-    resource: String,
+    /// The event name: `<resource>.` plus created/updated/deleted, or a
+    /// business event's whole name.
+    event: EventName,
     source: CString,
     keys: Vec<CString>,
     tenant: Option<CString>,
     exclude: Vec<CString>,
     columns: Option<Vec<CString>>,
-    /// Payload function or deferred capture: always the generated function
-    /// (deferred tables stage through it too).
-    generated_only: bool,
+    payload: Option<pg_sys::Oid>,
+    /// Changes are staged in webhooks.staged_change for capture_commit().
+    deferred: bool,
     /// Worked out from these settings and the table's columns on first use.
     table_columns: RefCell<Option<Rc<Columns>>>,
 }
 
+enum EventName {
+    Resource(String),
+    Business(String),
+}
+
 thread_local! {
+    // Per table (capture) and per trigger (business events, with its table).
     static SETTINGS: RefCell<HashMap<pg_sys::Oid, Rc<Settings>>> = RefCell::new(HashMap::new());
+    static EVENT_SETTINGS: RefCell<HashMap<pg_sys::Oid, (pg_sys::Oid, Rc<Settings>)>> = RefCell::new(HashMap::new());
     // Per table: each column's conversion, kept across statements (checked
     // against the table's columns on every use).
     static ROW_CACHES: RefCell<HashMap<pg_sys::Oid, *mut RowCache>> = RefCell::new(HashMap::new());
-    static ONE_ROW_PLAN: RefCell<pg_sys::SPIPlanPtr> = const { RefCell::new(ptr::null_mut()) };
-    static BATCH_PLAN: RefCell<pg_sys::SPIPlanPtr> = const { RefCell::new(ptr::null_mut()) };
-    static FUNCTION_OF_TRIGGER: RefCell<HashMap<pg_sys::Oid, pg_sys::Oid>> = RefCell::new(HashMap::new());
+    // INSERT plans: [events, staged changes] x [one row, a batch].
+    static PLANS: RefCell<[pg_sys::SPIPlanPtr; 4]> = const { RefCell::new([ptr::null_mut(); 4]) };
+    static EXTENSION_OWNER: Cell<pg_sys::Oid> = const { Cell::new(pg_sys::InvalidOid) };
 }
 
+/// Relcache invalidation callback: forget the settings of the table (of all
+/// tables for InvalidOid).
+#[pg_guard]
+unsafe extern "C-unwind" fn forget_settings(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
+    let all = relid == pg_sys::InvalidOid;
+    SETTINGS.with(|m| {
+        if let Ok(mut m) = m.try_borrow_mut() {
+            if all {
+                m.clear();
+            } else {
+                m.remove(&relid);
+            }
+        }
+    });
+    EVENT_SETTINGS.with(|m| {
+        if let Ok(mut m) = m.try_borrow_mut() {
+            m.retain(|_, (table, _)| !all && *table != relid);
+        }
+    });
+}
+
+/// Registers the invalidation callback (from `_PG_init`, once per backend).
+pub fn register_invalidation() {
+    unsafe { pg_sys::CacheRegisterRelcacheCallback(Some(forget_settings), pg_sys::Datum::from(0usize)) };
+}
+
+/// `webhooks.invalidate_capture(regclass)`: every backend reads the table's
+/// settings again after this transaction commits (this one at once).
+///
 /// # Safety
-/// Called by the trigger manager (AFTER ... FOR EACH STATEMENT, with
-/// transition tables), with the generated function as its one argument.
+/// Called by the function manager with one non-NULL argument.
 #[no_mangle]
 #[pg_guard]
-pub unsafe extern "C-unwind" fn capture(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+pub unsafe extern "C-unwind" fn invalidate_capture(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+    let relid = pg_sys::Oid::from(pgrx::fcinfo::pg_getarg_datum_raw(fcinfo, 0).value() as u32);
+    // (A table being dropped has no pg_class row left to invalidate.)
+    if pg_sys::SearchSysCacheExists(
+        pg_sys::SysCacheIdentifier::RELOID as i32,
+        pg_sys::Datum::from(relid),
+        pg_sys::Datum::from(0usize),
+        pg_sys::Datum::from(0usize),
+        pg_sys::Datum::from(0usize),
+    ) {
+        pg_sys::CacheInvalidateRelcacheByRelid(relid);
+    }
+    (*fcinfo).isnull = true;
+    pg_sys::Datum::from(0usize)
+}
+
+/// Runs `f` as the extension's owner, in a security-restricted operation.
+/// No restore is needed on error: the (sub)transaction's abort restores the
+/// user, as it does for SECURITY DEFINER functions.
+unsafe fn as_owner<T>(f: impl FnOnce() -> T) -> T {
+    as_role(extension_owner(), f)
+}
+
+unsafe fn as_role<T>(role: pg_sys::Oid, f: impl FnOnce() -> T) -> T {
+    let (mut user, mut context) = (pg_sys::InvalidOid, 0);
+    pg_sys::GetUserIdAndSecContext(&mut user, &mut context);
+    pg_sys::SetUserIdAndSecContext(
+        role,
+        context | (pg_sys::SECURITY_LOCAL_USERID_CHANGE | pg_sys::SECURITY_RESTRICTED_OPERATION) as i32,
+    );
+    let result = f();
+    pg_sys::SetUserIdAndSecContext(user, context);
+    result
+}
+
+/// Runs `f` with search_path = pg_catalog, pg_temp (for code that is not
+/// ours, or SQL of ours that names things without their schema).
+unsafe fn with_fixed_search_path<T>(f: impl FnOnce() -> T) -> T {
+    let level = pg_sys::NewGUCNestLevel();
+    pg_sys::set_config_option(
+        c"search_path".as_ptr(),
+        c"pg_catalog, pg_temp".as_ptr(),
+        pg_sys::GucContext::PGC_USERSET,
+        pg_sys::GucSource::PGC_S_SESSION,
+        pg_sys::GucAction::GUC_ACTION_SAVE,
+        true,
+        0,
+        false,
+    );
+    let result = f();
+    pg_sys::AtEOXact_GUC(true, level);
+    result
+}
+
+/// The owner of the extension (who writes events), looked up once.
+unsafe fn extension_owner() -> pg_sys::Oid {
+    let known = EXTENSION_OWNER.with(|o| o.get());
+    if known != pg_sys::InvalidOid {
+        return known;
+    }
+    let owner = Spi::get_one::<pg_sys::Oid>(
+        "SELECT x.extowner FROM pg_catalog.pg_extension x \
+          WHERE x.extname OPERATOR(pg_catalog.=) 'pg_webhooks'::pg_catalog.name",
+    )
+    .ok()
+    .flatten()
+    .unwrap_or(pg_sys::InvalidOid);
+    if owner == pg_sys::InvalidOid {
+        ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            "webhooks.capture: extension pg_webhooks is not installed in this database"
+        );
+    }
+    EXTENSION_OWNER.with(|o| o.set(owner));
+    owner
+}
+
+/// May this session run with `webhooks.capture = off`? Only superusers and
+/// members of webhooks_admin: an application role must not write unseen.
+/// The session's user decides, not the current one (a SECURITY DEFINER
+/// function of the extension's runs as a superuser).
+unsafe fn may_skip_capture() -> bool {
+    let user = pg_sys::GetSessionUserId();
+    if pg_sys::superuser_arg(user) {
+        return true;
+    }
+    let admin = pg_sys::get_role_oid(c"webhooks_admin".as_ptr(), true);
+    admin != pg_sys::InvalidOid && pg_sys::has_privs_of_role(user, admin)
+}
+
+/// Whether to capture: `webhooks.capture` is on, or off for a session
+/// allowed to turn it off; raises 42501 for any other session with it off.
+pub(crate) fn capture_on() -> bool {
+    if crate::CAPTURE.get() {
+        return true;
+    }
+    if unsafe { may_skip_capture() } {
+        return false;
+    }
+    ereport!(
+        ERROR,
+        PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+        "webhooks.capture = off is only for superusers and members of webhooks_admin",
+        "Changes to tracked tables are always captured for other roles; RESET webhooks.capture."
+    );
+}
+
+/// The trigger call's TriggerData, checking how the trigger was made.
+unsafe fn trigger_data(fcinfo: pg_sys::FunctionCallInfo, name: &str, row_level: bool) -> *mut pg_sys::TriggerData {
     let context = (*fcinfo).context;
     if context.is_null() || (*context).type_ != pg_sys::NodeTag::T_TriggerData {
         ereport!(
             ERROR,
             PgSqlErrorCode::ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED,
-            "webhooks.capture() is a trigger function"
+            format!("{name} is a trigger function")
         );
     }
     let trigdata = context.cast::<pg_sys::TriggerData>();
-    if !crate::CAPTURE.get() {
-        return pg_sys::Datum::from(0usize);
-    }
-    let trigger = (*trigdata).tg_trigger;
-    if (*trigger).tgnargs != 1 {
+    let event = (*trigdata).tg_event;
+    let after = event & pg_sys::TRIGGER_EVENT_TIMINGMASK == pg_sys::TRIGGER_EVENT_AFTER;
+    let row = event & pg_sys::TRIGGER_EVENT_ROW != 0;
+    if !after || row != row_level {
         ereport!(
             ERROR,
             PgSqlErrorCode::ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED,
-            "webhooks.capture() takes the generated capture function as its argument"
+            format!(
+                "{name} must be fired AFTER ... FOR EACH {}",
+                if row_level { "ROW" } else { "STATEMENT" }
+            )
         );
     }
+    trigdata
+}
+
+/// Raises 42501 for a capture trigger on a table that is not tracked.
+fn not_tracked(name: &str, what: &str) -> ! {
+    ereport!(
+        ERROR,
+        PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+        format!("{name}: {what} is not tracked by pg_webhooks"),
+        "Capture triggers are made by webhooks.track() and webhooks.track_event(); their settings come from \
+         webhooks.source and webhooks.source_event, never from the trigger."
+    );
+}
+
+/// # Safety
+/// Called by the trigger manager (AFTER ... FOR EACH STATEMENT, with
+/// transition tables).
+#[no_mangle]
+#[pg_guard]
+pub unsafe extern "C-unwind" fn capture(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+    let trigdata = trigger_data(fcinfo, "webhooks.capture()", false);
     let rel = (*trigdata).tg_relation;
-    // An Rc, not a borrow of the cache: capture can nest (a payload function
-    // writing to another tracked table).
-    let settings = settings_for((*rel).rd_id, trigger);
-    let op = (*trigdata).tg_event & pg_sys::TRIGGER_EVENT_OPMASK;
-    let store = if op == pg_sys::TRIGGER_EVENT_DELETE {
-        (*trigdata).tg_oldtable
-    } else {
-        (*trigdata).tg_newtable
-    };
-    let tupdesc = (*rel).rd_att;
-    let natts = (*tupdesc).natts as usize;
-    let handled = (*tupdesc)
-        .attrs
-        .as_slice(natts)
-        .iter()
-        .all(|a| a.attisdropped || kind_of(a.atttypid).is_some());
-    let old_rows = (*trigdata).tg_oldtable;
-    let paired = op != pg_sys::TRIGGER_EVENT_UPDATE
-        || (!old_rows.is_null() && pg_sys::tuplestore_tuple_count(old_rows) == pg_sys::tuplestore_tuple_count(store));
-    if settings.generated_only || !handled || store.is_null() || !paired || !capture_rows(trigdata, op, &settings) {
-        return call_generated(settings.function, fcinfo);
+    let settings = settings_for((*rel).rd_id);
+    if !capture_on() {
+        return pg_sys::Datum::from(0usize);
     }
+    let op = (*trigdata).tg_event & pg_sys::TRIGGER_EVENT_OPMASK;
+    let (new_rows, old_rows) = ((*trigdata).tg_newtable, (*trigdata).tg_oldtable);
+    let store = if op == pg_sys::TRIGGER_EVENT_DELETE {
+        old_rows
+    } else {
+        new_rows
+    };
+    if store.is_null() || (op == pg_sys::TRIGGER_EVENT_UPDATE && old_rows.is_null()) {
+        ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED,
+            "webhooks.capture() needs the statement's transition tables (REFERENCING ... TABLE AS ...)"
+        );
+    }
+    if op == pg_sys::TRIGGER_EVENT_UPDATE
+        && pg_sys::tuplestore_tuple_count(old_rows) != pg_sys::tuplestore_tuple_count(new_rows)
+    {
+        ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+            "webhooks.capture: the old and new transition tables differ in length"
+        );
+    }
+    capture_rows(trigdata, op, &settings);
     pg_sys::Datum::from(0usize)
 }
 
-/// The generated PL/pgSQL function, called as this same trigger.
-unsafe fn call_generated(function: pg_sys::Oid, fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
-    let flinfo = pg_sys::palloc0(std::mem::size_of::<pg_sys::FmgrInfo>()).cast::<pg_sys::FmgrInfo>();
-    pg_sys::fmgr_info(function, flinfo);
-    let call = pg_sys::palloc0(std::mem::size_of::<pg_sys::FunctionCallInfoBaseData>())
-        .cast::<pg_sys::FunctionCallInfoBaseData>();
-    (*call).flinfo = flinfo;
-    (*call).context = (*fcinfo).context;
-    (*call).fncollation = pg_sys::InvalidOid;
-    (*call).nargs = 0;
-    let Some(address) = (*flinfo).fn_addr else {
+/// # Safety
+/// Called by the trigger manager (AFTER INSERT OR UPDATE ... FOR EACH ROW,
+/// with the business event's WHEN clause).
+#[no_mangle]
+#[pg_guard]
+pub unsafe extern "C-unwind" fn capture_event(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+    let trigdata = trigger_data(fcinfo, "webhooks.capture_event()", true);
+    let rel = (*trigdata).tg_relation;
+    let trigger = (*trigdata).tg_trigger;
+    let settings = event_settings_for((*rel).rd_id, trigger);
+    if !capture_on() {
+        return pg_sys::Datum::from(0usize);
+    }
+    let op = (*trigdata).tg_event & pg_sys::TRIGGER_EVENT_OPMASK;
+    let tupdesc = (*rel).rd_att;
+    let cache = table_cache(rel);
+    let columns = columns_for(cache, &settings);
+    let deform = |tuple: pg_sys::HeapTuple| {
+        let natts = (*cache).natts;
+        let values = pg_sys::palloc(natts.max(1) * std::mem::size_of::<pg_sys::Datum>()).cast::<pg_sys::Datum>();
+        let nulls = pg_sys::palloc(natts.max(1)).cast::<bool>();
+        pg_sys::heap_deform_tuple(tuple, tupdesc, values, nulls);
+        (values, nulls)
+    };
+    let (new_tuple, old_tuple) = if op == pg_sys::TRIGGER_EVENT_UPDATE {
+        ((*trigdata).tg_newtuple, Some((*trigdata).tg_trigtuple))
+    } else {
+        ((*trigdata).tg_trigtuple, None)
+    };
+    let (values, nulls) = deform(new_tuple);
+    let row = RowValues {
+        values: json_values(cache, tupdesc, values, nulls),
+    };
+    let old = old_tuple.map(|t| {
+        let (old_values, old_nulls) = deform(t);
+        let key_changed = columns.keys.iter().any(|&i| {
+            let attr = crate::capture_json::attr(tupdesc, i);
+            *nulls.add(i) != *old_nulls.add(i)
+                || (!*nulls.add(i) && !binary_equal(*values.add(i), *old_values.add(i), attr))
+        });
+        (
+            RowValues {
+                values: json_values(cache, tupdesc, old_values, old_nulls),
+            },
+            key_changed,
+        )
+    });
+    // The WHEN clause decided: an event even if no sent column changed.
+    let Some(change) = change_of(&columns, row, old, true) else {
         return pg_sys::Datum::from(0usize);
     };
-    pg_sys::submodules::ffi::pg_guard_ffi_boundary(|| address(call))
+    let EventName::Business(event) = &settings.event else {
+        return pg_sys::Datum::from(0usize);
+    };
+    let operation = if op == pg_sys::TRIGGER_EVENT_UPDATE {
+        "UPDATE"
+    } else {
+        "INSERT"
+    };
+    pg_sys::SPI_connect();
+    let mut batch = vec![with_payload(change, &settings)];
+    write(&mut batch, event, &settings, operation);
+    pg_sys::SPI_finish();
+    crate::notify_once();
+    pg_sys::Datum::from(0usize)
 }
 
-/// The table's settings: loaded (or reloaded) when the generated function is
-/// new or has been regenerated.
-unsafe fn settings_for(relid: pg_sys::Oid, trigger: *mut pg_sys::Trigger) -> Rc<Settings> {
-    // The argument names the generated function; a trigger's arguments
-    // never change (track() makes new triggers), so resolve it once.
-    let tgoid = (*trigger).tgoid;
-    let function = match FUNCTION_OF_TRIGGER.with(|m| m.borrow().get(&tgoid).copied()) {
-        Some(function) => function,
-        None => {
-            let function = pgrx::direct_function_call::<pg_sys::Oid>(
-                pg_sys::regprocedurein,
-                &[Some(pg_sys::Datum::from(*(*trigger).tgargs))],
-            )
-            .unwrap_or(pg_sys::InvalidOid);
-            FUNCTION_OF_TRIGGER.with(|m| m.borrow_mut().insert(tgoid, function));
-            function
-        }
-    };
-    let version = catalog_version(function);
-    let cached = SETTINGS.with(|all| all.borrow().get(&function).cloned());
-    match cached {
-        Some(settings) if settings.version == version => settings,
-        _ => {
-            let settings = Rc::new(load_settings(relid, function, version));
-            SETTINGS.with(|all| all.borrow_mut().insert(function, settings.clone()));
-            settings
-        }
+/// `webhooks.apply_payload(source regclass, data jsonb) RETURNS jsonb`,
+/// STRICT: the table's payload function (from webhooks.source) applied to
+/// a document, as the function's owner. For capture_commit(), which runs as
+/// the extension's owner; nobody else may execute it.
+///
+/// # Safety
+/// Called by the function manager with two non-NULL arguments.
+#[no_mangle]
+#[pg_guard]
+pub unsafe extern "C-unwind" fn apply_payload(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+    let relid = pg_sys::Oid::from(pgrx::fcinfo::pg_getarg_datum_raw(fcinfo, 0).value() as u32);
+    let data = pgrx::fcinfo::pg_getarg_datum_raw(fcinfo, 1);
+    let settings = settings_for(relid);
+    match settings.payload {
+        Some(function) => pg_sys::Datum::from(run_payload(function, data.cast_mut_ptr())),
+        None => data,
     }
 }
 
-/// (xmin, block, offset) of the function's pg_proc row.
-unsafe fn catalog_version(function: pg_sys::Oid) -> (u32, u32, u16) {
+/// The payload function applied to a document: as the function's owner
+/// (who could run it anyway), never as the writer or the extension's owner;
+/// search_path fixed (a writer's schema must not resolve its names) unless
+/// the function sets its own; in a security-restricted operation.
+unsafe fn run_payload(function: pg_sys::Oid, data: *mut pg_sys::Jsonb) -> *mut pg_sys::Jsonb {
     let tuple = pg_sys::SearchSysCache1(
         pg_sys::SysCacheIdentifier::PROCOID as i32,
         pg_sys::Datum::from(function),
@@ -169,16 +401,79 @@ unsafe fn catalog_version(function: pg_sys::Oid) -> (u32, u32, u16) {
         ereport!(
             ERROR,
             PgSqlErrorCode::ERRCODE_UNDEFINED_FUNCTION,
-            "webhooks.capture: the generated capture function is missing"
+            format!("webhooks.capture: payload function {} is gone", function.to_u32())
         );
     }
-    let header = (*tuple).t_data;
-    let xmin = (*header).t_choice.t_heap.t_xmin;
-    let tid = (*tuple).t_self;
-    let block = (u32::from(tid.ip_blkid.bi_hi) << 16) | u32::from(tid.ip_blkid.bi_lo);
-    let version = (xmin.into_inner(), block, tid.ip_posid);
+    let owner = (*pg_sys::GETSTRUCT(tuple).cast::<pg_sys::FormData_pg_proc>()).proowner;
     pg_sys::ReleaseSysCache(tuple);
-    version
+    let (result, isnull) = with_fixed_search_path(|| {
+        as_role(owner, || {
+            let mut flinfo: pg_sys::FmgrInfo = std::mem::zeroed();
+            pg_sys::fmgr_info(function, &mut flinfo);
+            let call = pg_sys::palloc0(
+                std::mem::size_of::<pg_sys::FunctionCallInfoBaseData>() + std::mem::size_of::<pg_sys::NullableDatum>(),
+            )
+            .cast::<pg_sys::FunctionCallInfoBaseData>();
+            (*call).flinfo = &mut flinfo;
+            (*call).nargs = 1;
+            (*call).fncollation = pg_sys::InvalidOid;
+            let arg = (*call).args.as_mut_slice(1);
+            arg[0].value = pg_sys::Datum::from(data);
+            arg[0].isnull = false;
+            let Some(address) = flinfo.fn_addr else {
+                return (pg_sys::Datum::from(0usize), true);
+            };
+            let result = pg_sys::submodules::ffi::pg_guard_ffi_boundary(|| address(call));
+            (result, (*call).isnull)
+        })
+    });
+    if isnull {
+        ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
+            "webhooks.capture: the payload function returned NULL",
+            "A payload function must return the event's data as a JSON value."
+        );
+    }
+    result.cast_mut_ptr()
+}
+
+/// The event's data shaped by the payload function (not for deferred
+/// tables: capture_commit() applies it at commit).
+unsafe fn with_payload(mut change: Change, s: &Settings) -> Change {
+    if let (Some(function), false) = (s.payload, s.deferred) {
+        change.data = run_payload(function, change.data);
+    }
+    change
+}
+
+/// The table's settings: kept until its relcache entry is invalidated.
+unsafe fn settings_for(relid: pg_sys::Oid) -> Rc<Settings> {
+    if let Some(settings) = SETTINGS.with(|all| all.borrow().get(&relid).cloned()) {
+        return settings;
+    }
+    let settings = Rc::new(load_settings(relid));
+    SETTINGS.with(|all| all.borrow_mut().insert(relid, settings.clone()));
+    settings
+}
+
+unsafe fn event_settings_for(relid: pg_sys::Oid, trigger: *mut pg_sys::Trigger) -> Rc<Settings> {
+    let tgoid = (*trigger).tgoid;
+    if let Some((_, settings)) = EVENT_SETTINGS.with(|all| all.borrow().get(&tgoid).cloned()) {
+        return settings;
+    }
+    // The trigger's name says which business event it is (track_event()
+    // names it); the event must be one of this very table.
+    let name = CStr::from_ptr((*trigger).tgname).to_string_lossy();
+    let id = name
+        .strip_prefix("webhooks_event_")
+        .and_then(|id| id.parse::<i64>().ok());
+    let Some(id) = id else {
+        not_tracked("webhooks.capture_event()", &format!("trigger {name}"));
+    };
+    let settings = Rc::new(load_event_settings(relid, id));
+    EVENT_SETTINGS.with(|all| all.borrow_mut().insert(tgoid, (relid, settings.clone())));
+    settings
 }
 
 fn cstrings(v: Option<Vec<Option<String>>>) -> Vec<CString> {
@@ -189,50 +484,117 @@ fn cstrings(v: Option<Vec<Option<String>>>) -> Vec<CString> {
         .collect()
 }
 
-unsafe fn load_settings(relid: pg_sys::Oid, function: pg_sys::Oid, version: (u32, u32, u16)) -> Settings {
-    // Runs with the writer's search_path (as the extension's owner): every
-    // type, operator and function is named with its schema.
-    let query = format!(
-        "SELECT s.resource, s.key_columns::pg_catalog.text[], s.tenant_column::pg_catalog.text, \
-                s.exclude_columns::pg_catalog.text[], s.columns::pg_catalog.text[], \
-                s.payload IS NOT NULL OR s.deferred, pg_catalog.format('%I.%I', n.nspname, c.relname) \
-           FROM webhooks.source s \
-           JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) s.source::pg_catalog.oid \
-           JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace \
-          WHERE s.source OPERATOR(pg_catalog.=) {}::pg_catalog.oid::pg_catalog.regclass",
-        relid.to_u32()
-    );
-    let loaded = Spi::connect(|client| {
-        let table = client.select(&query, Some(1), &[])?;
-        let row = table.first();
-        Ok::<_, pgrx::spi::Error>((
-            row.get::<String>(1)?,
-            row.get::<Vec<Option<String>>>(2)?,
-            row.get::<String>(3)?,
-            row.get::<Vec<Option<String>>>(4)?,
-            row.get::<Vec<Option<String>>>(5)?,
-            row.get::<bool>(6)?,
-            row.get::<String>(7)?,
-        ))
-    });
-    let Ok((Some(resource), keys, tenant, exclude, columns, Some(generated_only), Some(source))) = loaded else {
-        ereport!(
-            ERROR,
-            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-            "webhooks.capture: the table is not tracked (no row in webhooks.source)"
-        );
+type Loaded = (
+    Option<String>,
+    Option<String>,
+    Option<Vec<Option<String>>>,
+    Option<String>,
+    Option<Vec<Option<String>>>,
+    Option<Vec<Option<String>>>,
+    Option<pg_sys::Oid>,
+    Option<bool>,
+);
+
+/// One row of settings, read as the extension's owner with a fixed
+/// search_path. Columns: event or resource, qualified table name, keys,
+/// tenant, excluded, listed, payload, deferred.
+unsafe fn load(query: &str, args: &[pgrx::datum::DatumWithOid]) -> Option<Loaded> {
+    with_fixed_search_path(|| {
+        as_owner(|| {
+            Spi::connect(|client| {
+                let table = client.select(query, Some(1), args)?;
+                if table.is_empty() {
+                    return Ok(None);
+                }
+                let row = table.first();
+                Ok::<_, pgrx::spi::Error>(Some((
+                    row.get::<String>(1)?,
+                    row.get::<String>(2)?,
+                    row.get::<Vec<Option<String>>>(3)?,
+                    row.get::<String>(4)?,
+                    row.get::<Vec<Option<String>>>(5)?,
+                    row.get::<Vec<Option<String>>>(6)?,
+                    row.get::<pg_sys::Oid>(7)?,
+                    row.get::<bool>(8)?,
+                )))
+            })
+            .ok()
+            .flatten()
+        })
+    })
+}
+
+fn settings_of(loaded: Loaded, event: impl FnOnce(String) -> EventName) -> Option<Settings> {
+    let (Some(name), Some(source), keys, tenant, exclude, columns, payload, Some(deferred)) = loaded else {
+        return None;
     };
-    Settings {
-        version,
-        function,
-        resource,
-        source: CString::new(source).unwrap_or_default(),
+    Some(Settings {
+        event: event(name),
+        source: CString::new(source).ok()?,
         keys: cstrings(keys),
         tenant: tenant.and_then(|t| CString::new(t).ok()),
         exclude: cstrings(exclude),
         columns: columns.map(|c| cstrings(Some(c))),
-        generated_only,
+        payload: payload.filter(|p| *p != pg_sys::InvalidOid),
+        deferred,
         table_columns: RefCell::new(None),
+    })
+}
+
+/// schema.table of a relation, for messages.
+unsafe fn table_name(relid: pg_sys::Oid) -> String {
+    let name = pg_sys::get_rel_name(relid);
+    let schema = pg_sys::get_namespace_name(pg_sys::get_rel_namespace(relid));
+    if name.is_null() || schema.is_null() {
+        return relid.to_u32().to_string();
+    }
+    format!(
+        "{}.{}",
+        CStr::from_ptr(schema).to_string_lossy(),
+        CStr::from_ptr(name).to_string_lossy()
+    )
+}
+
+const TABLE_NAME: &str = "pg_catalog.format('%I.%I', n.nspname, c.relname)";
+
+unsafe fn load_settings(relid: pg_sys::Oid) -> Settings {
+    let query = format!(
+        "SELECT s.resource, {TABLE_NAME}, s.key_columns::pg_catalog.text[], s.tenant_column::pg_catalog.text, \
+                s.exclude_columns::pg_catalog.text[], s.columns::pg_catalog.text[], \
+                s.payload::pg_catalog.oid, s.deferred \
+           FROM webhooks.source s \
+           JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) s.source::pg_catalog.oid \
+           JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace \
+          WHERE s.source OPERATOR(pg_catalog.=) $1::pg_catalog.oid::pg_catalog.regclass"
+    );
+    let loaded = load(&query, &[relid.into()]);
+    match loaded.and_then(|l| settings_of(l, EventName::Resource)) {
+        Some(settings) => settings,
+        None => not_tracked("webhooks.capture()", &format!("table {}", table_name(relid))),
+    }
+}
+
+unsafe fn load_event_settings(relid: pg_sys::Oid, id: i64) -> Settings {
+    // A tracked table's excluded and tenant columns apply to its business
+    // events too; the key is always the primary key.
+    let query = format!(
+        "SELECT x.event, {TABLE_NAME}, webhooks.primary_key(x.source)::pg_catalog.text[], \
+                s.tenant_column::pg_catalog.text, s.exclude_columns::pg_catalog.text[], NULL::pg_catalog.text[], \
+                x.payload::pg_catalog.oid, false \
+           FROM webhooks.source_event x \
+           JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) x.source::pg_catalog.oid \
+           JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace \
+           LEFT JOIN webhooks.source s ON s.source OPERATOR(pg_catalog.=) x.source \
+          WHERE x.id OPERATOR(pg_catalog.=) $2 \
+            AND x.source OPERATOR(pg_catalog.=) $1::pg_catalog.oid::pg_catalog.regclass"
+    );
+    let loaded = load(&query, &[relid.into(), id.into()]);
+    match loaded.and_then(|l| settings_of(l, EventName::Business)) {
+        Some(settings) => settings,
+        None => not_tracked(
+            "webhooks.capture_event()",
+            &format!("business event {id} of this table"),
+        ),
     }
 }
 
@@ -277,11 +639,6 @@ impl Reader {
         }
         pg_sys::MemoryContextSwitchTo(outer);
         found
-    }
-
-    unsafe fn rewind(&mut self) {
-        pg_sys::tuplestore_select_read_pointer(self.store, self.pointer);
-        pg_sys::tuplestore_rescan(self.store);
     }
 
     unsafe fn values(&self, cache: *mut RowCache) -> RowValues {
@@ -394,7 +751,11 @@ unsafe fn columns_of(cache: *mut RowCache, s: &Settings) -> Columns {
     let listed = names
         .iter()
         .zip(&sent)
-        .map(|(n, sent)| *sent && s.columns.as_ref().is_none_or(|c| c.iter().any(|c| c.as_c_str() == *n)))
+        // A deferred table stages a change of any sent column: the row's
+        // final state decides at commit.
+        .map(|(n, sent)| {
+            *sent && (s.deferred || s.columns.as_ref().is_none_or(|c| c.iter().any(|c| c.as_c_str() == *n)))
+        })
         .collect();
     let position = |c: &CString| names.iter().position(|n| *n == c.as_c_str());
     Columns {
@@ -417,8 +778,8 @@ struct Change {
 
 /// The event of one row (with its old version, and whether its key
 /// changed, for an UPDATE); None for an UPDATE that changed no sent column
-/// (or none of `columns =>`).
-unsafe fn change_of(columns: &Columns, row: RowValues, old: Option<(RowValues, bool)>) -> Option<Change> {
+/// (or none of `columns =>`), unless `always`.
+unsafe fn change_of(columns: &Columns, row: RowValues, old: Option<(RowValues, bool)>, always: bool) -> Option<Change> {
     let mut previous = ptr::null_mut();
     // A row whose key changed is sent whole, without `previous`.
     if let Some((old, false)) = old {
@@ -430,10 +791,12 @@ unsafe fn change_of(columns: &Columns, row: RowValues, old: Option<(RowValues, b
                 changed
             })
             .collect();
-        if !any {
+        if !any && !always {
             return None;
         }
-        previous = row_object(columns.cache, &old.values, |i| changed[i]);
+        if changed.contains(&true) {
+            previous = row_object(columns.cache, &old.values, |i| changed[i]);
+        }
     }
     Some(Change {
         key: joined(&row, &columns.key_values),
@@ -453,7 +816,7 @@ unsafe fn table_cache(rel: pg_sys::Relation) -> *mut RowCache {
     let cached = ROW_CACHES
         .with(|c| c.borrow().get(&relid).copied())
         .unwrap_or(ptr::null_mut());
-    let cache = valid_cache(cached, pg_sys::TopMemoryContext, (*rel).rd_att);
+    let cache = valid_cache(cached, pg_sys::TopMemoryContext, (*rel).rd_att, true);
     if cache != cached {
         ROW_CACHES.with(|c| c.borrow_mut().insert(relid, cache));
     }
@@ -462,29 +825,17 @@ unsafe fn table_cache(rel: pg_sys::Relation) -> *mut RowCache {
 
 /// Whether the rows in two slots have different keys (compared as bytes).
 unsafe fn rekeyed(new: *mut pg_sys::TupleTableSlot, old: *mut pg_sys::TupleTableSlot, keys: &[usize]) -> bool {
-    let attrs = (*(*new).tts_tupleDescriptor)
-        .attrs
-        .as_slice((*(*new).tts_tupleDescriptor).natts as usize);
+    let tupdesc = (*new).tts_tupleDescriptor;
     keys.iter().any(|&i| {
         let (null_n, null_o) = (*(*new).tts_isnull.add(i), *(*old).tts_isnull.add(i));
-        null_n != null_o || (!null_n && !binary_equal(*(*new).tts_values.add(i), *(*old).tts_values.add(i), &attrs[i]))
+        null_n != null_o
+            || (!null_n
+                && !binary_equal(
+                    *(*new).tts_values.add(i),
+                    *(*old).tts_values.add(i),
+                    crate::capture_json::attr(tupdesc, i),
+                ))
     })
-}
-
-/// Whether every row of the UPDATE kept its key, reading the old and new
-/// rows in step (and rewinding them after).
-unsafe fn keys_kept(new: &mut Reader, old: &mut Reader, keys: &[usize]) -> bool {
-    let deform = keys.iter().max().map_or(0, |i| i + 1);
-    loop {
-        match (new.next(deform), old.next(deform)) {
-            (true, true) if !rekeyed(new.slot, old.slot, keys) => {}
-            (false, false) => break,
-            _ => return false,
-        }
-    }
-    new.rewind();
-    old.rewind();
-    true
 }
 
 /// Whether two values of a column are the same bytes (PostgreSQL's
@@ -516,13 +867,11 @@ unsafe fn binary_equal(a: pg_sys::Datum, b: pg_sys::Datum, attr: &pg_sys::FormDa
 const BATCH_ROWS: usize = 256;
 const BATCH_MEMORY: usize = 1 << 20;
 
-/// Captures the statement's rows; false (having written nothing) if the
-/// generated function must. The old and new transition tables hold an
+/// Captures the statement's rows. The old and new transition tables hold an
 /// UPDATE's versions of a row at the same position (the trigger manager adds
 /// each row's old and new version together), so they are paired by
-/// position. When some row's key changed, the generated function's pairing
-/// by key decides instead, so that both paths send the same events.
-unsafe fn capture_rows(trigdata: *mut pg_sys::TriggerData, op: u32, s: &Settings) -> bool {
+/// position; a row whose key changed is sent without `previous`.
+unsafe fn capture_rows(trigdata: *mut pg_sys::TriggerData, op: u32, s: &Settings) {
     let rel = (*trigdata).tg_relation;
     let tupdesc = (*rel).rd_att;
     let cache = table_cache(rel);
@@ -536,12 +885,10 @@ unsafe fn capture_rows(trigdata: *mut pg_sys::TriggerData, op: u32, s: &Settings
     let mut new = Reader::new(store, tupdesc);
     let mut old = (op == pg_sys::TRIGGER_EVENT_UPDATE).then(|| Reader::new((*trigdata).tg_oldtable, tupdesc));
     let columns = columns_for(cache, s);
-    if let Some(old) = old.as_mut() {
-        if rows > 1 && !keys_kept(&mut new, old, &columns.keys) {
-            return false;
-        }
-    }
-    let event = format!("{}.{kind}", s.resource);
+    let event = match &s.event {
+        EventName::Resource(resource) => format!("{resource}.{kind}"),
+        EventName::Business(event) => event.clone(),
+    };
     pg_sys::SPI_connect();
     // A many-row statement's values and documents are made in a context of
     // their own, reset after each batch; rows are read outside it (see
@@ -574,8 +921,8 @@ unsafe fn capture_rows(trigdata: *mut pg_sys::TriggerData, op: u32, s: &Settings
             }
             None => None,
         };
-        if let Some(change) = change_of(&columns, new.values(cache), old_values) {
-            batch.push(change);
+        if let Some(change) = change_of(&columns, new.values(cache), old_values, false) {
+            batch.push(with_payload(change, s));
         }
         if batch.len() == BATCH_ROWS {
             written += write(&mut batch, &event, s, operation);
@@ -590,10 +937,10 @@ unsafe fn capture_rows(trigdata: *mut pg_sys::TriggerData, op: u32, s: &Settings
     pg_sys::SPI_finish();
     drop(old);
     drop(new);
-    if written > 0 {
+    // (Staged changes notify when capture_commit() makes them events.)
+    if written > 0 && !s.deferred {
         crate::notify_once();
     }
-    true
 }
 
 fn text_datum(v: &str) -> pg_sys::Datum {
@@ -601,10 +948,12 @@ fn text_datum(v: &str) -> pg_sys::Datum {
 }
 
 /// Writes (and empties) a batch, in row order so that event ids follow it,
-/// with one INSERT whose plan is kept for the session: a one-row VALUES for
-/// a single event, else arrays unnested in the select list (a ProjectSet
-/// reads them in place; in FROM they were copied into a tuplestore, and a
-/// VALUES list of many rows compiles every row's expressions as it scans).
+/// as the extension's owner, into webhooks.event (webhooks.staged_change
+/// for a deferred table), with one INSERT whose plan is kept for the
+/// session: a one-row VALUES for a single event, else arrays unnested in
+/// the select list (a ProjectSet reads them in place; in FROM they were
+/// copied into a tuplestore, and a VALUES list of many rows compiles every
+/// row's expressions as it scans).
 unsafe fn write(batch: &mut Vec<Change>, event: &str, s: &Settings, operation: &str) -> u64 {
     if batch.is_empty() {
         return 0;
@@ -628,9 +977,14 @@ unsafe fn write(batch: &mut Vec<Change>, event: &str, s: &Settings, operation: &
         nulls[4] = null(row.tenant.is_none());
         nulls[6] = null(row.previous.is_null());
         kept_plan(
-            &ONE_ROW_PLAN,
-            c"INSERT INTO webhooks.event (event, source, operation, key, tenant, data, previous) \
-              VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            usize::from(s.deferred) * 2,
+            if s.deferred {
+                c"INSERT INTO webhooks.staged_change (event, source, operation, key, tenant, data, previous) \
+                  VALUES ($1, $2, $3, $4, $5, $6, $7)"
+            } else {
+                c"INSERT INTO webhooks.event (event, source, operation, key, tenant, data, previous) \
+                  VALUES ($1, $2, $3, $4, $5, $6, $7)"
+            },
             &mut [
                 pg_sys::TEXTOID,
                 pg_sys::TEXTOID,
@@ -668,10 +1022,16 @@ unsafe fn write(batch: &mut Vec<Change>, event: &str, s: &Settings, operation: &
             ),
         ]);
         kept_plan(
-            &BATCH_PLAN,
-            c"INSERT INTO webhooks.event (event, source, operation, key, tenant, data, previous) \
-              SELECT $1, $2, $3, pg_catalog.unnest($4), pg_catalog.unnest($5), pg_catalog.unnest($6), \
-                     pg_catalog.unnest($7)",
+            usize::from(s.deferred) * 2 + 1,
+            if s.deferred {
+                c"INSERT INTO webhooks.staged_change (event, source, operation, key, tenant, data, previous) \
+                  SELECT $1, $2, $3, pg_catalog.unnest($4), pg_catalog.unnest($5), pg_catalog.unnest($6), \
+                         pg_catalog.unnest($7)"
+            } else {
+                c"INSERT INTO webhooks.event (event, source, operation, key, tenant, data, previous) \
+                  SELECT $1, $2, $3, pg_catalog.unnest($4), pg_catalog.unnest($5), pg_catalog.unnest($6), \
+                         pg_catalog.unnest($7)"
+            },
             &mut [
                 pg_sys::TEXTOID,
                 pg_sys::TEXTOID,
@@ -684,7 +1044,7 @@ unsafe fn write(batch: &mut Vec<Change>, event: &str, s: &Settings, operation: &
         )
     };
     batch.clear();
-    let rc = pg_sys::SPI_execute_plan(plan, values.as_mut_ptr(), nulls.as_mut_ptr(), false, 0);
+    let rc = as_owner(|| pg_sys::SPI_execute_plan(plan, values.as_mut_ptr(), nulls.as_mut_ptr(), false, 0));
     if rc != pg_sys::SPI_OK_INSERT as i32 {
         ereport!(
             ERROR,
@@ -697,20 +1057,20 @@ unsafe fn write(batch: &mut Vec<Change>, event: &str, s: &Settings, operation: &
 
 /// A statement prepared once per session (generic: its plan does not
 /// depend on the values).
-unsafe fn kept_plan(
-    plan: &'static std::thread::LocalKey<RefCell<pg_sys::SPIPlanPtr>>,
-    sql: &CStr,
-    types: &mut [pg_sys::Oid],
-) -> pg_sys::SPIPlanPtr {
-    plan.with(|p| {
-        let mut p = p.borrow_mut();
+unsafe fn kept_plan(which: usize, sql: &CStr, types: &mut [pg_sys::Oid]) -> pg_sys::SPIPlanPtr {
+    PLANS.with(|plans| {
+        let mut plans = plans.borrow_mut();
+        let p = &mut plans[which];
         if p.is_null() {
-            let prepared = pg_sys::SPI_prepare_cursor(
-                sql.as_ptr(),
-                types.len() as i32,
-                types.as_mut_ptr(),
-                pg_sys::CURSOR_OPT_GENERIC_PLAN as i32,
-            );
+            // As the owner: parsing it needs rights on schema webhooks.
+            let prepared = as_owner(|| {
+                pg_sys::SPI_prepare_cursor(
+                    sql.as_ptr(),
+                    types.len() as i32,
+                    types.as_mut_ptr(),
+                    pg_sys::CURSOR_OPT_GENERIC_PLAN as i32,
+                )
+            });
             pg_sys::SPI_keepplan(prepared);
             *p = prepared;
         }

@@ -29,10 +29,15 @@ static PARTITION_INTERVAL: GucSetting<Option<std::ffi::CString>> =
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
+    // pgrx puts a Rust backtrace in an error's DETAIL when the server's
+    // environment asks for backtraces (RUST_BACKTRACE): internals that no
+    // client should see. RUST_LIB_BACKTRACE wins over RUST_BACKTRACE for
+    // captured backtraces, and this runs before any is captured.
+    std::env::set_var("RUST_LIB_BACKTRACE", "0");
     GucRegistry::define_bool_guc(
         c"webhooks.capture",
         c"Capture changes of tracked tables in this session.",
-        c"Turn off for bulk loads and backfills that must not produce webhooks.",
+        c"Turn off for bulk loads and backfills that must not produce webhooks (superusers and webhooks_admin members only; others get an error when they write).",
         &CAPTURE,
         GucContext::Userset,
         GucFlags::default(),
@@ -82,6 +87,7 @@ pub extern "C-unwind" fn _PG_init() {
         GucFlags::default(),
     );
     capture_json::install_planner_hook();
+    capture_trigger::register_invalidation();
 }
 
 fn invalid(message: String) -> ! {
@@ -201,10 +207,11 @@ pub(crate) fn notify_once() {
     NOTIFIED_XID.set(xid);
 }
 
-/// Is capture on in this session (`webhooks.capture`)?
+/// Is capture on in this session (`webhooks.capture`)? Off only counts for
+/// superusers and webhooks_admin members; others get 42501.
 #[pg_extern(stable, parallel_safe)]
 fn capture_enabled() -> bool {
-    CAPTURE.get()
+    capture_trigger::capture_on()
 }
 
 /// `webhooks.max_endpoints_per_tenant` (0: no limit).

@@ -61,6 +61,8 @@ pub struct Cluster {
     dir: PathBuf,
     pub port: u16,
     options: Vec<String>,
+    /// Extra environment of the server.
+    env: Vec<(String, String)>,
 }
 
 impl Cluster {
@@ -73,6 +75,12 @@ impl Cluster {
 
     /// initdb + start with extra `-c name=value` settings.
     pub fn start_with(settings: &[&str]) -> Result<Cluster, String> {
+        Self::start_with_env(settings, &[])
+    }
+
+    /// initdb + start with extra settings and environment variables of the
+    /// server process (e.g. RUST_BACKTRACE).
+    pub fn start_with_env(settings: &[&str], env: &[(&str, &str)]) -> Result<Cluster, String> {
         // mktemp as the cluster's owner, so the directory is theirs.
         let mut mk = if is_root() {
             let mut c = Command::new("runuser");
@@ -88,6 +96,7 @@ impl Cluster {
             dir,
             port: 0,
             options: settings.iter().map(|s| s.to_string()).collect(),
+            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         };
         let mut initdb = pg_command("initdb");
         initdb.arg("-D").arg(cluster.data_dir()).args([
@@ -137,6 +146,7 @@ impl Cluster {
             opts.push_str(s);
         }
         let mut ctl = pg_command("pg_ctl");
+        ctl.envs(self.env.iter().map(|(k, v)| (k, v)));
         ctl.arg("-D")
             .arg(self.data_dir())
             .arg("-l")

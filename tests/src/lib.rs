@@ -1,6 +1,7 @@
 //! Test harness shared by the end-to-end tests, the demo and the benchmarks:
 //! a throwaway PostgreSQL 15 cluster and a recording HTTP receiver.
 
+pub mod catalog;
 pub mod chaos;
 pub mod cluster;
 pub mod fixture;

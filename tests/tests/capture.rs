@@ -161,12 +161,15 @@ async fn truncate_and_untrack() {
     .unwrap();
     let names: Vec<String> = events(&db).await.into_iter().map(|e| e.0).collect();
     assert_eq!(names, ["customer.created", "customer.truncated"]);
-    let generated: i64 = db
-        .query_one("SELECT count(*) FROM pg_proc WHERE proname ~ '^capture_[0-9]+$'", &[])
+    let triggers: i64 = db
+        .query_one(
+            "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'sales.customers'::regclass AND NOT tgisinternal",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);
-    assert_eq!(generated, 0, "untrack drops the generated function");
+    assert_eq!(triggers, 0, "untrack drops the capture triggers");
 }
 
 #[tokio::test]
@@ -520,23 +523,6 @@ async fn updates_compare_columns_of_every_type() {
             ("2".to_owned(), json!({"arr": [4], "j": {"x": 1}}))
         ]
     );
-    let code = capture_code(&db, "public.kinds").await;
-    assert!(
-        code.contains("pg_catalog.to_jsonb(n.*)") && !code.contains("row_jsonb"),
-        "a table with json, arrays, enums or point columns uses to_jsonb"
-    );
-}
-
-/// The generated capture function of a tracked table.
-async fn capture_code(db: &Client, table: &str) -> String {
-    db.query_one(
-        "SELECT p.prosrc FROM webhooks.source s JOIN pg_proc p ON p.proname = 'capture_' || s.id
-          WHERE s.source = $1::text::regclass",
-        &[&table],
-    )
-    .await
-    .unwrap()
-    .get(0)
 }
 
 #[tokio::test]
@@ -682,11 +668,6 @@ async fn scalar_tables_take_the_fast_path_with_to_jsonb_output() {
     )
     .await
     .unwrap();
-    let code = capture_code(&db, "public.scalars").await;
-    assert!(
-        code.contains("webhooks.row_jsonb(n.*)") && code.contains("webhooks.row_previous("),
-        "the generated capture uses row_jsonb and row_previous"
-    );
     // Each row's events in order (a statement's rows come in no set order).
     // Every event against what to_jsonb / jsonb_build_object make of the
     // rows as they were (a copy taken right after the INSERT) and are.
@@ -769,11 +750,11 @@ async fn a_bulk_update_after_a_single_row_one_keeps_a_bulk_plan() {
     assert_eq!(updated, 1 + 20000 + 2);
 }
 
-/// One-row statements are captured by the C trigger from the table's
-/// settings as of its generated function: a change of settings (track()
-/// again, or ALTER TABLE) in the same session is followed at once, and a
-/// column type the C code does not serialise hands capture back to the
-/// generated function.
+/// Capture follows a change of settings (track() again, or ALTER TABLE) in
+/// the same session at once: the settings kept per backend are dropped
+/// when the table's relcache entry is invalidated. A column of a type the
+/// typed conversions do not handle (an array) is converted by to_jsonb in
+/// the same document.
 #[tokio::test]
 async fn one_row_capture_follows_settings_changed_in_the_same_session() {
     let (_c, db) = setup().await;
@@ -808,11 +789,7 @@ async fn one_row_capture_follows_settings_changed_in_the_same_session() {
     assert!(got[0].3.get("card_number").is_none() && got[0].3["note"] == json!("a"));
     assert!(got[1].3.get("note").is_none() && got[1].3["card_number"] == json!("4222"));
     assert_eq!(got[2].4, Some(json!({"status": "new", "total": 21.00})));
-    assert_eq!(
-        got[3].3["tags"],
-        json!(["x"]),
-        "an array column: the generated function's to_jsonb"
-    );
+    assert_eq!(got[3].3["tags"], json!(["x"]), "an array column: to_jsonb's conversion");
     assert_eq!(got[3].4, Some(json!({"status": "paid"})));
 }
 
@@ -882,8 +859,9 @@ async fn capture_helpers_refuse_bad_input_with_a_sqlstate() {
         "0A000",
     )
     .await;
-    // Installed by hand instead of by track(): without its argument, or
-    // naming a function that does not exist.
+    // Installed by hand instead of by track(), on tables that are not
+    // tracked (the argument, if any, is ignored: the settings come from
+    // webhooks.source), or at the wrong level.
     db.batch_execute(
         "SELECT webhooks.track('sales.customers', resource => 'customer');
          CREATE TABLE public.loose (id int PRIMARY KEY);
@@ -891,12 +869,20 @@ async fn capture_helpers_refuse_bad_input_with_a_sqlstate() {
            FOR EACH STATEMENT EXECUTE FUNCTION webhooks.capture();
          CREATE TABLE public.lost (id int PRIMARY KEY);
          CREATE TRIGGER t AFTER INSERT ON public.lost REFERENCING NEW TABLE AS new_rows
-           FOR EACH STATEMENT EXECUTE FUNCTION webhooks.capture('webhooks.no_such_capture()');",
+           FOR EACH STATEMENT EXECUTE FUNCTION webhooks.capture('webhooks.no_such_capture()');
+         CREATE TRIGGER t_row AFTER INSERT ON sales.customers FOR EACH ROW EXECUTE FUNCTION webhooks.capture();
+         CREATE TABLE public.no_transition (id int PRIMARY KEY);
+         SELECT webhooks.track('public.no_transition');
+         DROP TRIGGER webhooks_capture_ins ON public.no_transition;
+         CREATE TRIGGER t AFTER INSERT ON public.no_transition FOR EACH STATEMENT EXECUTE FUNCTION webhooks.capture();",
     )
     .await
     .unwrap();
-    refused(&db, "INSERT INTO public.loose VALUES (1)", "39P01").await;
-    refused(&db, "INSERT INTO public.lost VALUES (1)", "42883").await;
+    let message = refused(&db, "INSERT INTO public.loose VALUES (1)", "42501").await;
+    assert!(message.contains("public.loose is not tracked"), "{message}");
+    refused(&db, "INSERT INTO public.lost VALUES (1)", "42501").await;
+    refused(&db, "INSERT INTO sales.customers VALUES (99, 'x')", "39P01").await;
+    refused(&db, "INSERT INTO public.no_transition VALUES (1)", "39P01").await;
     let n: i64 = db
         .query_one("SELECT count(*) FROM webhooks.event", &[])
         .await
@@ -905,16 +891,17 @@ async fn capture_helpers_refuse_bad_input_with_a_sqlstate() {
     assert_eq!(n, 0, "nothing captured");
 }
 
-/// Many-row statements are captured by `webhooks.capture()` itself, in
-/// batches of up to 256 events per INSERT: the events must be exactly those
-/// the generated function sends. `items_c` takes that path; `items_sql`,
-/// the same table plus an excluded jsonb column (a type the C path does not
-/// serialise), always goes to the generated function. Same statements on
-/// both, same events expected — with `columns`, `exclude_columns`, a tenant,
-/// no-op and unsent changes, NULLs, keys moved between rows (handed to the
-/// generated function) and a row count that ends in a partial batch.
+/// Many-row statements are captured by `webhooks.capture()` in batches of
+/// up to 256 events per INSERT, with each column converted by the typed
+/// conversions (row_jsonb's) or, for other types, by `to_jsonb` itself.
+/// `items_c` has only typed columns; `items_generic` is the same table with
+/// its id, name and qty as domains (which only `to_jsonb` converts) plus an
+/// excluded jsonb column. Same statements on both, same events expected —
+/// with `columns`, `exclude_columns`, a tenant, no-op and unsent changes,
+/// NULLs, keys moved between rows (sent without `previous`) and a row count
+/// that ends in a partial batch.
 #[tokio::test]
-async fn many_row_statements_send_what_the_generated_function_sends() {
+async fn typed_and_to_jsonb_conversions_send_the_same_events() {
     let (_c, db) = setup().await;
     let statements = [
         "INSERT INTO public.T (id, name, qty, tenant)
@@ -928,18 +915,27 @@ async fn many_row_statements_send_what_the_generated_function_sends() {
         "UPDATE public.T SET id = id + 5000 WHERE id > 995",
         "DELETE FROM public.T WHERE id > 900",
     ];
-    let mut row_jsonb_calls = Vec::new();
-    for (table, extra, exclude) in [
-        ("items_c", "", "{note}"),
-        ("items_sql", ", extra jsonb", "{note,extra}"),
+    db.batch_execute(
+        "CREATE DOMAIN public.item_id AS int; CREATE DOMAIN public.label AS text; CREATE DOMAIN public.amount AS int;",
+    )
+    .await
+    .unwrap();
+    for (table, types, extra, exclude) in [
+        ("items_c", ["int", "text", "int"], "", "{note}"),
+        (
+            "items_generic",
+            ["public.item_id", "public.label", "public.amount"],
+            ", extra jsonb",
+            "{note,extra}",
+        ),
     ] {
+        let [id, name, qty] = types;
         db.batch_execute(&format!(
-            "CREATE TABLE public.{table} (id int PRIMARY KEY DEFERRABLE INITIALLY DEFERRED, name text, qty int,
+            "CREATE TABLE public.{table} (id {id} PRIMARY KEY DEFERRABLE INITIALLY DEFERRED, name {name}, qty {qty},
                                           tenant text, note text{extra});
              SELECT webhooks.track('public.{table}', resource => 'item', tenant_column => 'tenant',
                                    columns => '{{name,qty}}', exclude_columns => '{exclude}');
-             BEGIN;
-             SET LOCAL track_functions = 'all';"
+             BEGIN;"
         ))
         .await
         .unwrap();
@@ -948,26 +944,17 @@ async fn many_row_statements_send_what_the_generated_function_sends() {
                 .await
                 .unwrap();
         }
-        let calls: i64 = db
-            .query_one(
-                "SELECT coalesce(sum(calls), 0)::int8 FROM pg_stat_xact_user_functions
-                  WHERE schemaname = 'webhooks' AND funcname = 'row_jsonb'",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        row_jsonb_calls.push(calls);
         db.batch_execute("COMMIT").await.unwrap();
     }
-    // The generated function of items_c (which uses row_jsonb) ran only for
-    // the two statements that moved keys (15 rows); had the C path not taken
-    // the others, the INSERT alone would have called it 1,000 times.
-    assert!(
-        row_jsonb_calls[0] < 100,
-        "items_c: row_jsonb called {} times",
-        row_jsonb_calls[0]
-    );
+    let typed: bool = db
+        .query_one(
+            "SELECT bool_or(webhooks.row_jsonb_type(t)) FROM unnest('{public.item_id,public.label,public.amount}'::regtype[]) t",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!typed, "the domains take to_jsonb's conversion");
     let sent = |table: &'static str| {
         let db = &db;
         async move {
@@ -987,14 +974,14 @@ async fn many_row_statements_send_what_the_generated_function_sends() {
             .collect::<Vec<_>>()
         }
     };
-    let (c, sql) = (sent("items_c").await, sent("items_sql").await);
+    let (c, sql) = (sent("items_c").await, sent("items_generic").await);
     let count = |event: &str| c.iter().filter(|e| e.0 == event).count();
     // 1,000 created; 333 + 10 (names set to NULL, 30..40 less 35) + 10 + 5 updated; 100 deleted.
     assert_eq!(
         (count("item.created"), count("item.updated"), count("item.deleted")),
         (1000, 358, 100)
     );
-    assert_eq!(c, sql, "the C path and the generated function send the same events");
+    assert_eq!(c, sql, "typed and to_jsonb conversions send the same events");
     // In statement order, and each statement's rows in their order.
     let keys: Vec<String> = db
         .query(
@@ -1007,4 +994,76 @@ async fn many_row_statements_send_what_the_generated_function_sends() {
         .map(|r| r.get(0))
         .collect();
     assert_eq!(keys, (1..=1000).map(|i| i.to_string()).collect::<Vec<_>>());
+}
+
+/// Renames keep every kind of capture right: business events read the
+/// table's settings as they are now (an excluded column renamed stays
+/// excluded, a renamed key column is still the key, a re-track applies to
+/// them at once), and a renamed deferred table goes on capturing at commit
+/// under its new name, leaving nothing staged.
+#[tokio::test]
+async fn renames_keep_plain_business_and_deferred_capture_right() {
+    let (_c, db) = setup().await;
+    db.batch_execute(
+        "INSERT INTO sales.customers VALUES (1, 'ACME');
+         SELECT webhooks.track('sales.\"Orders\"', resource => 'order', exclude_columns => '{card_number}');
+         SELECT webhooks.track_event('sales.\"Orders\"', 'order.paid', $$NEW.status = 'paid'$$);
+         SELECT webhooks.track('sales.order_lines', resource => 'line', deferred => true);
+         ALTER TABLE sales.\"Orders\" RENAME COLUMN card_number TO card;
+         ALTER TABLE sales.\"Orders\" RENAME COLUMN id TO order_no;
+         INSERT INTO sales.\"Orders\" VALUES (1, 1, 'paid', 10, '4111', 't', 'n');
+         SELECT webhooks.track('sales.\"Orders\"', resource => 'order', exclude_columns => '{card,note}');
+         UPDATE sales.\"Orders\" SET status = 'paid', total = 11;
+         ALTER TABLE sales.order_lines RENAME TO lines;
+         ALTER TABLE sales.\"Orders\" RENAME TO orders2;
+         BEGIN;
+         INSERT INTO sales.lines VALUES (1, 1, 'a', 1);
+         UPDATE sales.lines SET qty = 2;
+         COMMIT;
+         INSERT INTO sales.orders2 VALUES (2, 1, 'new', 5, '4222', 't', 'n');",
+    )
+    .await
+    .unwrap();
+    let got: Vec<(String, Option<String>, Option<String>, serde_json::Value)> = db
+        .query("SELECT event, key, source, data FROM webhooks.event ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect();
+    let shape: Vec<(&str, Option<&str>, Option<&str>)> = got
+        .iter()
+        .map(|(e, k, s, _)| (e.as_str(), k.as_deref(), s.as_deref()))
+        .collect();
+    assert_eq!(
+        shape,
+        [
+            ("order.paid", Some("1"), Some("sales.\"Orders\"")),
+            ("order.created", Some("1"), Some("sales.\"Orders\"")),
+            ("order.paid", Some("1"), Some("sales.\"Orders\"")),
+            ("order.updated", Some("1"), Some("sales.\"Orders\"")),
+            ("line.created", Some("1,1"), Some("sales.lines")),
+            ("order.created", Some("2"), Some("sales.orders2")),
+        ],
+        "{got:?}"
+    );
+    for (event, _, _, data) in &got {
+        assert!(
+            data.get("card_number").is_none() && data.get("card").is_none(),
+            "{event} sent the card: {data}"
+        );
+    }
+    assert!(got[0].3.get("note").is_some(), "excluded only from the re-track on");
+    assert!(
+        got[2].3.get("note").is_none(),
+        "the business event follows the re-track: {}",
+        got[2].3
+    );
+    assert_eq!(got[4].3["qty"], json!(2), "the deferred row as at commit");
+    let staged: i64 = db
+        .query_one("SELECT count(*) FROM webhooks.staged_change", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(staged, 0, "nothing left staged");
 }

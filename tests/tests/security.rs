@@ -1,0 +1,552 @@
+//! Attacks on the installed extension, each by a role that logs in for real
+//! (never SET ROLE: attacking code could RESET ROLE): a plain writer of a
+//! tracked table, webhooks_reader, webhooks_poller and webhooks_admin try to
+//! become superuser or to forge events. Each attack must fail and change
+//! nothing. SECURITY.md maps these to the boundaries they test.
+
+use pg_webhooks_tests::cluster::{connect_url, db_message, sqlstate, Cluster};
+use tokio_postgres::Client;
+
+async fn login(cluster: &Cluster, user: &str) -> Client {
+    connect_url(&format!("postgres://{user}@127.0.0.1:{}/erp", cluster.port))
+        .await
+        .expect("login")
+}
+
+async fn ok(db: &Client, sql: &str) {
+    db.batch_execute(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {}", db_message(&e)));
+}
+
+/// Runs an attack; returns its error's SQLSTATE (None if it went through).
+async fn attempt(db: &Client, sql: &str) -> Option<String> {
+    match db.batch_execute(sql).await {
+        Ok(()) => None,
+        Err(e) => Some(sqlstate(&e).unwrap_or_else(|| db_message(&e))),
+    }
+}
+
+async fn refused_with(db: &Client, sql: &str, code: &str) {
+    let got = attempt(db, sql).await;
+    assert_eq!(got.as_deref(), Some(code), "{sql}");
+}
+
+async fn count(db: &Client, sql: &str) -> i64 {
+    db.query_one(sql, &[])
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {}", db_message(&e)))
+        .get(0)
+}
+
+/// The cluster's superusers besides the bootstrap one: must stay none.
+async fn climbed(su: &Client) -> Vec<String> {
+    su.query(
+        "SELECT rolname::text FROM pg_roles WHERE rolsuper AND rolname <> 'postgres'",
+        &[],
+    )
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| r.get(0))
+    .collect()
+}
+
+/// Roles, tables and a function that makes whoever runs it superuser (and
+/// notes who ran it), callable by every attacker.
+async fn setup() -> (Cluster, Client) {
+    let cluster = Cluster::start().unwrap();
+    let su = cluster.create_database("erp", true).await.unwrap();
+    ok(
+        &su,
+        "CREATE ROLE app LOGIN; CREATE ROLE ops LOGIN IN ROLE webhooks_reader;
+         CREATE ROLE deliverer LOGIN IN ROLE webhooks_poller; CREATE ROLE dba LOGIN IN ROLE webhooks_admin;
+         CREATE TABLE public.ran_as (who text, superuser boolean);
+         GRANT INSERT ON public.ran_as TO PUBLIC;
+         -- Tries to make every attacker superuser, and says as whom it ran.
+         CREATE FUNCTION public.climb() RETURNS boolean LANGUAGE plpgsql AS $$
+         BEGIN
+             INSERT INTO public.ran_as VALUES (current_user, (SELECT rolsuper FROM pg_roles WHERE rolname = current_user));
+             BEGIN
+                 ALTER ROLE app SUPERUSER; ALTER ROLE ops SUPERUSER; ALTER ROLE deliverer SUPERUSER;
+                 ALTER ROLE dba SUPERUSER;
+             EXCEPTION WHEN insufficient_privilege THEN NULL;
+             END;
+             RETURN true;
+         END $$;
+         CREATE TABLE public.orders (id bigint PRIMARY KEY, status text, doc jsonb, tags text[]);
+         CREATE TABLE public.lines (order_id bigint, n int, sku text, PRIMARY KEY (order_id, n));
+         GRANT SELECT, INSERT, UPDATE, DELETE ON public.orders, public.lines TO app;
+         GRANT SELECT, TRIGGER ON public.orders, public.lines TO dba;
+         GRANT USAGE, CREATE ON SCHEMA public TO app, ops, deliverer, dba;
+         GRANT CREATE ON DATABASE erp TO app;
+         SELECT webhooks.track('public.orders', resource => 'order');
+         SELECT webhooks.track('public.lines', resource => 'line', deferred => true);
+         SELECT webhooks.track_event('public.orders', 'order.paid', $$NEW.status = 'paid'$$);",
+    )
+    .await;
+    (cluster, su)
+}
+
+/// Finding 1: a writer's look-alike types (a domain named jsonb whose CHECK
+/// runs its code), in pg_temp or in its own schema first on search_path,
+/// are never used by capture; nor are its functions and operators. Every
+/// kind of capture (one row, many rows, COPY, a writable CTE, a view with
+/// an INSTEAD OF trigger, deferred, business events) runs the writer's
+/// statements as the writer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_cannot_climb_through_capture() {
+    let (cluster, su) = setup().await;
+    let app = login(&cluster, "app").await;
+    ok(
+        &app,
+        "CREATE FUNCTION pg_temp.climb_check(anyelement) RETURNS boolean LANGUAGE sql AS 'SELECT public.climb()';
+         CREATE DOMAIN pg_temp.jsonb AS pg_catalog.jsonb CHECK (pg_temp.climb_check(VALUE));
+         CREATE DOMAIN pg_temp.text AS pg_catalog.text CHECK (pg_temp.climb_check(VALUE));
+         CREATE SCHEMA mine;
+         CREATE FUNCTION mine.climb_check(anyelement) RETURNS boolean LANGUAGE sql AS 'SELECT public.climb()';
+         CREATE DOMAIN mine.jsonb AS pg_catalog.jsonb CHECK (mine.climb_check(VALUE));
+         CREATE DOMAIN mine.text AS pg_catalog.text CHECK (mine.climb_check(VALUE));
+         CREATE FUNCTION mine.to_jsonb(anyelement) RETURNS pg_catalog.jsonb LANGUAGE sql
+             AS 'SELECT pg_catalog.to_jsonb(public.climb())';
+         CREATE FUNCTION mine.eq(pg_catalog.text, pg_catalog.text) RETURNS boolean LANGUAGE sql
+             AS 'SELECT public.climb()';
+         CREATE OPERATOR mine.= (LEFTARG = pg_catalog.text, RIGHTARG = pg_catalog.text, FUNCTION = mine.eq);
+         CREATE FUNCTION mine.format(text, VARIADIC text[]) RETURNS text LANGUAGE sql AS 'SELECT public.climb()::text';
+         -- The default search_path: pg_temp comes first for types.
+         RESET search_path;
+         INSERT INTO orders VALUES (1, 'new', '{\"a\": 1}', '{x}');
+         INSERT INTO orders SELECT g, 'new', '{}', '{}' FROM generate_series(2, 300) g;
+         UPDATE orders SET status = 'paid', doc = '{\"b\": 2}' WHERE id <= 2;
+         UPDATE orders SET status = 'shipped';
+         WITH gone AS (DELETE FROM orders WHERE id > 290 RETURNING id)
+             INSERT INTO orders SELECT id + 1000, 'cte', NULL, NULL FROM gone;",
+    )
+    .await;
+    let sink = app.copy_in("COPY orders (id, status) FROM STDIN").await.unwrap();
+    {
+        use futures_util::SinkExt;
+        let mut sink = Box::pin(sink);
+        sink.send(bytes::Bytes::from_static(b"5000\tcopied\n5001\tcopied\n"))
+            .await
+            .unwrap();
+        sink.as_mut().finish().await.unwrap();
+    }
+    ok(
+        &app,
+        "SET search_path = mine, pg_catalog, pg_temp, public;
+         CREATE VIEW mine.order_view AS SELECT id, status FROM public.orders;
+         CREATE FUNCTION mine.via_view() RETURNS trigger LANGUAGE plpgsql AS
+             $$ BEGIN INSERT INTO public.orders (id, status) VALUES (NEW.id, NEW.status); RETURN NEW; END $$;
+         CREATE TRIGGER via INSTEAD OF INSERT ON mine.order_view FOR EACH ROW EXECUTE FUNCTION mine.via_view();
+         INSERT INTO mine.order_view VALUES (6000, 'via view');
+         BEGIN; INSERT INTO lines VALUES (1, 1, 'a'), (1, 2, 'b'); UPDATE lines SET sku = 'c' WHERE n = 1; COMMIT;
+         INSERT INTO public.orders SELECT g, 'again', '{}', '{x}' FROM generate_series(20001, 20100) g;
+         UPDATE public.orders SET doc = '{\"c\": 3}' WHERE id > 20000;
+         UPDATE public.orders SET status = 'paid' WHERE id = 20001;",
+    )
+    .await;
+    assert_eq!(climbed(&su).await, Vec::<String>::new(), "a writer became superuser");
+    let ran: Vec<(String, bool)> = su
+        .query("SELECT who, superuser FROM public.ran_as", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert!(ran.is_empty(), "capture ran a writer's look-alike: {ran:?}");
+    // ...and capture saw every change, right.
+    assert_eq!(
+        count(&su, "SELECT count(*) FROM webhooks.event WHERE event = 'order.created'").await,
+        300 + 10 + 2 + 1 + 100
+    );
+    assert_eq!(
+        count(&su, "SELECT count(*) FROM webhooks.event WHERE event = 'order.paid'").await,
+        3
+    );
+    assert_eq!(
+        count(&su, "SELECT count(*) FROM webhooks.event WHERE event = 'line.created'").await,
+        2
+    );
+    assert_eq!(
+        count(
+            &su,
+            "SELECT count(*) FROM webhooks.event WHERE event = 'order.updated' AND key = '1'
+                AND data = '{\"id\": 1, \"status\": \"paid\", \"doc\": {\"b\": 2}, \"tags\": [\"x\"]}'
+                AND previous = '{\"status\": \"new\", \"doc\": {\"a\": 1}}'"
+        )
+        .await,
+        1
+    );
+}
+
+/// Finding 2: roles with USAGE on schema webhooks (and admins, who may
+/// create triggers with the capture functions) cannot make a capture
+/// trigger write events for a table that is not tracked: a temp table of
+/// a tracked table's name, another table, a forged business-event trigger
+/// name, the commit and truncate triggers. Nothing is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_role_forges_events_through_capture_triggers() {
+    let (cluster, su) = setup().await;
+    let se_id: i64 = su
+        .query_one("SELECT id FROM webhooks.source_event", &[])
+        .await
+        .unwrap()
+        .get(0);
+    for user in ["ops", "deliverer", "dba", "app"] {
+        let db = login(&cluster, user).await;
+        for (function, timing) in [
+            (
+                "webhooks.capture()",
+                "AFTER INSERT ON pg_temp.orders REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT",
+            ),
+            (
+                "webhooks.capture('webhooks.capture_1()')",
+                "AFTER INSERT ON pg_temp.orders REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT",
+            ),
+            (
+                "webhooks.capture_event()",
+                "AFTER INSERT ON pg_temp.orders FOR EACH ROW",
+            ),
+            (
+                "webhooks.capture_truncate('order')",
+                "AFTER TRUNCATE ON pg_temp.orders FOR EACH STATEMENT",
+            ),
+        ] {
+            let trigger = if function.starts_with("webhooks.capture_event") {
+                format!("webhooks_event_{se_id}")
+            } else {
+                "forged".to_owned()
+            };
+            let sql = format!(
+                "CREATE TEMP TABLE orders (id bigint PRIMARY KEY, status text, doc jsonb, tags text[]);
+                 CREATE TRIGGER {trigger} {timing} EXECUTE FUNCTION {function};
+                 INSERT INTO pg_temp.orders VALUES (1, 'paid', '{{}}', '{{}}'); TRUNCATE pg_temp.orders;"
+            );
+            let got = attempt(&db, &sql).await;
+            assert_eq!(got.as_deref(), Some("42501"), "{user}: {function}");
+            let _ = db.batch_execute("DROP TABLE IF EXISTS pg_temp.orders").await;
+        }
+        // A deferred table's commit trigger on a table of one's own.
+        let got = attempt(
+            &db,
+            "CREATE TABLE public.mine_{user} (id int PRIMARY KEY);
+             CREATE CONSTRAINT TRIGGER c AFTER INSERT ON public.mine_{user} DEFERRABLE INITIALLY DEFERRED
+                 FOR EACH ROW EXECUTE FUNCTION webhooks.capture_commit('public.lines');
+             INSERT INTO public.mine_{user} VALUES (1);"
+                .replace("{user}", user)
+                .as_str(),
+        )
+        .await;
+        assert_eq!(got.as_deref(), Some("42501"), "{user}: capture_commit");
+    }
+    assert_eq!(
+        count(&su, "SELECT count(*) FROM webhooks.event").await,
+        0,
+        "an event was forged"
+    );
+    assert_eq!(climbed(&su).await, Vec::<String>::new());
+}
+
+/// Finding 3: webhooks_admin cannot become superuser: not through a capture
+/// trigger's argument (a function of its own, or one taking arguments,
+/// which used to crash the server), not through a trigger on the
+/// extension's tables, not through a payload function (its own runs as
+/// itself; one owned by a superuser it may not name, by track() or by
+/// UPDATE), not through deferred capture or a business event, not by
+/// creating objects in schema webhooks or calling internal functions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_cannot_climb() {
+    let (cluster, su) = setup().await;
+    ok(
+        &su,
+        "CREATE FUNCTION public.su_payload(d jsonb) RETURNS jsonb LANGUAGE sql AS 'SELECT d';
+         CREATE TABLE public.invoices (id int PRIMARY KEY, state text);
+         ALTER TABLE public.invoices OWNER TO dba; GRANT ALL ON public.invoices TO app;",
+    )
+    .await;
+    let dba = login(&cluster, "dba").await;
+    ok(
+        &dba,
+        "CREATE FUNCTION public.evil() RETURNS trigger LANGUAGE plpgsql AS
+             $$ BEGIN PERFORM public.climb(); RETURN NULL; END $$;
+         CREATE FUNCTION public.dba_payload(d jsonb) RETURNS jsonb LANGUAGE plpgsql AS
+             $$ BEGIN PERFORM public.climb(); RETURN d; END $$;",
+    )
+    .await;
+    // The argument of capture() names nothing it will call.
+    for (n, argument) in [
+        "public.evil()",
+        "pg_catalog.length(text)",
+        "webhooks.claim(integer, interval)",
+    ]
+    .iter()
+    .enumerate()
+    {
+        ok(
+            &dba,
+            &format!(
+                "CREATE TRIGGER forged_{n} AFTER UPDATE ON public.orders REFERENCING OLD TABLE AS old_rows \
+                 NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION webhooks.capture('{argument}')"
+            ),
+        )
+        .await;
+        ok(
+            &su,
+            "INSERT INTO orders VALUES (1, 'new') ON CONFLICT (id) DO UPDATE SET status = 'again'",
+        )
+        .await;
+    }
+    // No triggers on the extension's tables, no objects in its schema.
+    for sql in [
+        "CREATE TRIGGER t BEFORE INSERT ON webhooks.event FOR EACH ROW EXECUTE FUNCTION public.evil()",
+        "CREATE TRIGGER t BEFORE INSERT ON webhooks.event_default FOR EACH ROW EXECUTE FUNCTION public.evil()",
+        "CREATE TRIGGER t AFTER INSERT ON webhooks.delivery FOR EACH ROW EXECUTE FUNCTION public.evil()",
+        "CREATE FUNCTION webhooks.event_matches(text[], varchar) RETURNS boolean LANGUAGE sql AS 'SELECT public.climb()'",
+        "TRUNCATE webhooks.event",
+        "SELECT webhooks.apply_payload('public.orders', '{}')",
+    ] {
+        refused_with(&dba, sql, "42501").await;
+    }
+    // A payload function owned by a superuser may not be named...
+    refused_with(
+        &dba,
+        "SELECT webhooks.track('public.invoices', payload => 'public.su_payload(jsonb)')",
+        "42501",
+    )
+    .await;
+    ok(
+        &dba,
+        "SELECT webhooks.track('public.invoices', payload => 'public.dba_payload(jsonb)')",
+    )
+    .await;
+    refused_with(
+        &dba,
+        "UPDATE webhooks.source SET payload = 'public.su_payload(jsonb)' WHERE source = 'public.invoices'::regclass",
+        "42501",
+    )
+    .await;
+    // ...and one of its own runs as itself, even when a superuser writes.
+    ok(
+        &su,
+        "INSERT INTO invoices VALUES (1, 'open'), (2, 'open'); UPDATE invoices SET state = 'paid'",
+    )
+    .await;
+    ok(
+        &dba,
+        "SELECT webhooks.track('public.invoices', payload => 'public.dba_payload(jsonb)', deferred => true)",
+    )
+    .await;
+    ok(
+        &su,
+        "BEGIN; INSERT INTO invoices VALUES (3, 'open'); UPDATE invoices SET state = 'x' WHERE id = 1; COMMIT;",
+    )
+    .await;
+    ok(
+        &dba,
+        "SELECT webhooks.track_event('public.invoices', 'invoice.paid', $$NEW.state = 'paid'$$,
+                                     payload => 'public.dba_payload(jsonb)')",
+    )
+    .await;
+    ok(&su, "UPDATE invoices SET state = 'paid' WHERE id = 3").await;
+    let ran: Vec<(String, bool)> = su
+        .query("SELECT who, superuser FROM public.ran_as", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert!(!ran.is_empty(), "the admin's payload function ran");
+    assert!(
+        ran.iter().all(|(who, superuser)| who == "dba" && !superuser),
+        "payload functions run as their owner: {ran:?}"
+    );
+    assert_eq!(climbed(&su).await, Vec::<String>::new(), "an admin became superuser");
+    // The server never crashed: the same connection still works.
+    assert_eq!(count(&su, "SELECT 1::bigint").await, 1);
+}
+
+/// Finding 9 (part): capture can be switched off only by superusers and
+/// admins; emit() refuses the extension's own event names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writers_cannot_write_unseen_or_emit_system_events() {
+    let (cluster, su) = setup().await;
+    ok(
+        &su,
+        "GRANT USAGE ON SCHEMA webhooks TO app;
+         GRANT EXECUTE ON FUNCTION webhooks.emit(text, jsonb, text, text) TO app;
+         GRANT INSERT ON public.orders TO dba;",
+    )
+    .await;
+    let app = login(&cluster, "app").await;
+    refused_with(
+        &app,
+        "SET webhooks.capture = off; INSERT INTO orders VALUES (1, 'unseen')",
+        "42501",
+    )
+    .await;
+    refused_with(&app, "SET webhooks.capture = off; TRUNCATE orders", "42501").await;
+    ok(&app, "RESET webhooks.capture").await;
+    assert_eq!(count(&su, "SELECT count(*) FROM orders").await, 0);
+    for name in ["webhooks.endpoint.paused", "webhooks.delivery.failed", "webhooks.test"] {
+        refused_with(&app, &format!("SELECT webhooks.emit('{name}', '{{}}')"), "42939").await;
+        refused_with(&app, &format!("SELECT webhooks.emit_own('{name}', '{{}}')"), "42501").await;
+    }
+    ok(&app, "SELECT webhooks.emit('loyalty.points', '{}')").await;
+    let dba = login(&cluster, "dba").await;
+    ok(
+        &dba,
+        "SET webhooks.capture = off; INSERT INTO orders VALUES (2, 'backfill') ",
+    )
+    .await;
+    assert_eq!(
+        count(&su, "SELECT count(*) FROM webhooks.event WHERE event LIKE 'order.%'").await,
+        0
+    );
+}
+
+/// Finding 5: a reader reads the delivery log and the stats.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_reads_its_log() {
+    let (cluster, su) = setup().await;
+    ok(
+        &su,
+        "SELECT webhooks.create_endpoint('http://127.0.0.1:9/h', name => 'x'); INSERT INTO orders VALUES (1, 'a')",
+    )
+    .await;
+    let ops = login(&cluster, "ops").await;
+    assert_eq!(count(&ops, "SELECT count(*) FROM webhooks.delivery_log").await, 1);
+    ok(&ops, "SELECT * FROM webhooks.stats()").await;
+    refused_with(&ops, "SELECT secret FROM webhooks.endpoint", "42501").await;
+}
+
+/// Finding 4: an endpoint gets only what matches it, also when an admin
+/// sends a test, retries or resends: send_test's sample comes from the
+/// endpoint's own tenant and filter, and a delivery whose event no longer
+/// matches (the endpoint's tenant changed) is not sent again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tests_and_retries_stay_within_the_endpoints_tenant() {
+    let (cluster, su) = setup().await;
+    ok(
+        &su,
+        "CREATE TABLE public.invoices (id int PRIMARY KEY, tenant text, amount int);
+         SELECT webhooks.track('public.invoices', resource => 'invoice', tenant_column => 'tenant');
+         SELECT webhooks.create_endpoint('http://127.0.0.1:9/acme', name => 'acme', tenant => 'acme',
+                                         retry_schedule => '{}');
+         INSERT INTO invoices VALUES (1, 'acme', 10);
+         INSERT INTO invoices VALUES (2, 'globex', 99);",
+    )
+    .await;
+    let dba = login(&cluster, "dba").await;
+    let test: uuid::Uuid = dba
+        .query_one(
+            "SELECT webhooks.send_test((SELECT id FROM webhooks.endpoint WHERE name = 'acme'), 'invoice.created')",
+            &[],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{}", db_message(&e)))
+        .get(0);
+    let sample: serde_json::Value = dba
+        .query_one(
+            "SELECT ev.data FROM webhooks.delivery d JOIN webhooks.event ev ON ev.id = d.event_id WHERE d.id = $1",
+            &[&test],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        sample["tenant"], "acme",
+        "send_test sent another tenant's row: {sample}"
+    );
+    // A failed delivery to acme; then the endpoint moves to another tenant.
+    let rows = su
+        .query("SELECT delivery_id, attempt FROM webhooks.claim(100, '1h')", &[])
+        .await
+        .unwrap();
+    for r in rows {
+        let (id, attempt): (uuid::Uuid, i32) = (r.get(0), r.get(1));
+        su.query("SELECT webhooks.complete($1, $2, 500, 'down')", &[&id, &attempt])
+            .await
+            .unwrap();
+    }
+    let failed: uuid::Uuid = su
+        .query_one(
+            "SELECT d.id FROM webhooks.delivery d JOIN webhooks.event ev ON ev.id = d.event_id
+              WHERE d.status = 'failed' AND ev.operation = 'INSERT'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    ok(
+        &dba,
+        "UPDATE webhooks.endpoint SET tenant = 'initech' WHERE name = 'acme'",
+    )
+    .await;
+    for sql in ["SELECT webhooks.retry($1)", "SELECT webhooks.resend($1)"] {
+        let err = dba.query(sql, &[&failed]).await.expect_err(sql);
+        assert_eq!(sqlstate(&err).as_deref(), Some("55000"), "{sql}: {}", db_message(&err));
+    }
+    let retried: i32 = dba
+        .query_one("SELECT webhooks.retry_failed()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(retried, 1, "only the test delivery is retried, not acme's invoice");
+}
+
+/// Finding 8: the endpoint table keeps itself valid against an admin's own
+/// UPDATE, so no row can make every claim fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_row_cannot_be_made_unsendable() {
+    let (cluster, su) = setup().await;
+    ok(
+        &su,
+        "SELECT webhooks.create_endpoint('http://127.0.0.1:9/h', name => 'one')",
+    )
+    .await;
+    let dba = login(&cluster, "dba").await;
+    for (set, code) in [
+        ("secret = 'whsec_%%%'", "22023"),
+        ("previous_secret = 'whsec_%%%'", "22023"),
+        ("url = 'ftp://127.0.0.1/'", "22023"),
+        ("events = '{\"bad pattern\"}'", "22023"),
+        ("headers = '{\"Bad Header\": \"x\"}'", "22023"),
+        ("auth = '{\"type\": \"nope\"}'", "22023"),
+        ("template = '{\"a\": \"{{nope\"}'", "22023"),
+        ("retry_schedule = '{-1s}'", "22023"),
+        ("signature_header = 'bad header'", "22023"),
+    ] {
+        refused_with(
+            &dba,
+            &format!("UPDATE webhooks.endpoint SET {set} WHERE name = 'one'"),
+            code,
+        )
+        .await;
+    }
+    ok(&su, "INSERT INTO orders VALUES (1, 'new')").await;
+    assert_eq!(count(&su, "SELECT count(*) FROM webhooks.claim(10, '1s')").await, 1);
+}
+
+/// Finding 9 (part): with RUST_BACKTRACE set in the server's environment,
+/// errors raised by the extension carry no Rust backtrace to the client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_carry_no_rust_backtrace() {
+    let cluster = Cluster::start_with_env(&[], &[("RUST_BACKTRACE", "1")]).unwrap();
+    let db = cluster.create_database("erp", true).await.unwrap();
+    for sql in [
+        "SELECT webhooks.check_secret('whsec_%%%')",
+        "SELECT webhooks.check_patterns('{\"bad pattern\"}')",
+        "SELECT webhooks.url_parts('ftp://x/')",
+        "CREATE TABLE t (id int PRIMARY KEY); CREATE TRIGGER c AFTER INSERT ON t REFERENCING NEW TABLE AS n \
+         FOR EACH STATEMENT EXECUTE FUNCTION webhooks.capture(); INSERT INTO t VALUES (1)",
+    ] {
+        let err = db.batch_execute(sql).await.expect_err(sql);
+        let db_error = err.as_db_error().expect("a server error");
+        let detail = db_error.detail().unwrap_or("");
+        assert!(
+            !detail.contains("backtrace") && !detail.contains("rust_begin_unwind") && !detail.contains(".rs:"),
+            "{sql}: DETAIL carries a backtrace: {detail}"
+        );
+    }
+}
