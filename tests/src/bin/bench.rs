@@ -319,30 +319,45 @@ CREATE TRIGGER hasura AFTER INSERT OR UPDATE OR DELETE ON cap_plpgsql FOR EACH R
 /// Rows each capture table starts with, for the UPDATEs and DELETEs to hit.
 const CAPTURE_ROWS: i64 = 100_000;
 
-/// pgbench TPS of a single-row write mix on `table`, one statement per
-/// transaction: 50% INSERT, 40% UPDATE (of a random existing order), 10%
-/// DELETE — the shape of an ERP's order traffic.
+/// The single-row statements of the capture comparison, one per
+/// transaction. A DELETE removes the first row at or after a random id, so
+/// that every one deletes a row however many earlier runs deleted.
+fn statement(op: &str, table: &str) -> String {
+    match op {
+        "insert" => format!("INSERT INTO {table} (customer, total) VALUES ('customer', 12.50);\n"),
+        "update" => format!(
+            "\\set id random(1, {CAPTURE_ROWS})\n\
+             UPDATE {table} SET status = 'shipped', total = total + 1 WHERE id = :id;\n"
+        ),
+        _ => format!(
+            "\\set id random(1, {CAPTURE_ROWS})\n\
+             DELETE FROM {table} WHERE id = (SELECT id FROM {table} WHERE id >= :id ORDER BY id LIMIT 1);\n"
+        ),
+    }
+}
+
+/// pgbench TPS of a single-row write mix on `table`: 50% INSERT, 40% UPDATE
+/// (of a random existing order), 10% DELETE — the shape of an ERP's order
+/// traffic.
 fn pgbench(cluster: &Cluster, table: &str, seconds: u32, sync_commit: &str) -> Result<f64, String> {
-    let scripts = [
-        (
-            "insert",
-            5,
-            format!("INSERT INTO {table} (customer, total) VALUES ('customer', 12.50);\n"),
-        ),
-        (
-            "update",
-            4,
-            format!(
-                "\\set id random(1, {CAPTURE_ROWS})\n\
-                 UPDATE {table} SET status = 'shipped', total = total + 1 WHERE id = :id;\n"
-            ),
-        ),
-        (
-            "delete",
-            1,
-            format!("\\set id random(1, {CAPTURE_ROWS})\nDELETE FROM {table} WHERE id = :id;\n"),
-        ),
-    ];
+    pgbench_of(
+        cluster,
+        table,
+        seconds,
+        sync_commit,
+        &[("insert", 5), ("update", 4), ("delete", 1)],
+    )
+}
+
+/// pgbench TPS of the given statements (`statement()`) with their weights.
+fn pgbench_of(
+    cluster: &Cluster,
+    table: &str,
+    seconds: u32,
+    sync_commit: &str,
+    ops: &[(&str, u32)],
+) -> Result<f64, String> {
+    let scripts: Vec<(&str, u32, String)> = ops.iter().map(|(op, w)| (*op, *w, statement(op, table))).collect();
     let mut command = Command::new(pg_webhooks_tests::cluster::bindir().join("pgbench"));
     command.args(["-n", "-c", "2", "-j", "2", "-T", &seconds.to_string()]);
     for (name, weight, sql) in &scripts {
@@ -379,6 +394,9 @@ fn median(mut v: Vec<f64>) -> f64 {
 struct Capture {
     sync_off: [f64; 3],
     sync_on: [f64; 3],
+    /// Single-row INSERT, UPDATE and DELETE on their own (sync commit off):
+    /// [untracked, tracked, PL/pgSQL] TPS each. A mix can hide a slow one.
+    per_op: [[f64; 3]; 3],
     bulk_update: (f64, f64),
     bulk_insert: (f64, f64),
 }
@@ -401,6 +419,7 @@ async fn capture(cluster: &Cluster, db: &Client, o: &Options) -> Result<Capture,
     let mut result = Capture {
         sync_off: [0.0; 3],
         sync_on: [0.0; 3],
+        per_op: [[0.0; 3]; 3],
         bulk_update: (0.0, 0.0),
         bulk_insert: (0.0, 0.0),
     };
@@ -417,6 +436,15 @@ async fn capture(cluster: &Cluster, db: &Client, o: &Options) -> Result<Capture,
         } else {
             result.sync_on = medians;
         }
+    }
+    for (k, op) in ["insert", "update", "delete"].iter().enumerate() {
+        let mut runs: [Vec<f64>; 3] = [Vec::new(), Vec::new(), Vec::new()];
+        for _ in 0..3 {
+            for (i, table) in ["cap_none", "cap_tracked", "cap_plpgsql"].iter().enumerate() {
+                runs[i].push(pgbench_of(cluster, table, o.capture_seconds, "off", &[(op, 1)])?);
+            }
+        }
+        result.per_op[k] = runs.map(median);
     }
     // Bulk: 100k rows in one statement, tracked vs untracked, interleaved,
     // three times; medians (a single run varies by 2x on this machine).
@@ -540,7 +568,8 @@ async fn bench(o: Options) -> Result<(), String> {
     receiver.keep_payload(false);
 
     eprintln!(
-        "capture: pgbench single-row INSERT/UPDATE/DELETE mix (5:4:1), 2 clients, {} s per run, interleaved, 3 runs each",
+        "capture: pgbench single-row INSERT/UPDATE/DELETE mix (5:4:1), then each on its own, 2 clients, {} s per run, \
+         interleaved, 3 runs each",
         o.capture_seconds
     );
     // Its own database: the drains below must not deliver these rows.
@@ -609,6 +638,15 @@ async fn bench(o: Options) -> Result<(), String> {
             Some(v[0]),
         );
     }
+    for (op, v) in ["INSERT", "UPDATE", "DELETE"].iter().zip(cap.per_op) {
+        row(&format!("single-row {op} TPS untracked, sync commit off"), v[0], None);
+        row(&format!("single-row {op} TPS tracked vs untracked"), v[1], Some(v[0]));
+        row(
+            &format!("single-row {op} TPS tracked vs PL/pgSQL outbox"),
+            v[1],
+            Some(v[2]),
+        );
+    }
     row(
         "100k-row INSERT ... SELECT s, tracked vs not",
         cap.bulk_insert.1,
@@ -664,6 +702,11 @@ async fn bench(o: Options) -> Result<(), String> {
         "capture_tps": {
             "synchronous_commit_off": {"untracked": cap.sync_off[0], "tracked": cap.sync_off[1], "plpgsql_outbox": cap.sync_off[2]},
             "synchronous_commit_on": {"untracked": cap.sync_on[0], "tracked": cap.sync_on[1], "plpgsql_outbox": cap.sync_on[2]},
+            "single_row_sync_off": {
+                "insert": {"untracked": cap.per_op[0][0], "tracked": cap.per_op[0][1], "plpgsql_outbox": cap.per_op[0][2]},
+                "update": {"untracked": cap.per_op[1][0], "tracked": cap.per_op[1][1], "plpgsql_outbox": cap.per_op[1][2]},
+                "delete": {"untracked": cap.per_op[2][0], "tracked": cap.per_op[2][1], "plpgsql_outbox": cap.per_op[2][2]}
+            },
         },
         "bulk_seconds": {
             "insert_100k": {"untracked": cap.bulk_insert.0, "tracked": cap.bulk_insert.1},
