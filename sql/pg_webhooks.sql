@@ -97,6 +97,7 @@ CREATE TABLE webhooks.endpoint (
     created_at           timestamptz NOT NULL DEFAULT now(),
     updated_at           timestamptz NOT NULL DEFAULT now(),
     deleted_at           timestamptz,
+    public_headers       text[] NOT NULL DEFAULT '{}',
     CONSTRAINT endpoint_headers_object CHECK (jsonb_typeof(headers) = 'object'),
     CONSTRAINT endpoint_method CHECK (method IN ('POST', 'PUT', 'PATCH')),
     CONSTRAINT endpoint_signature CHECK (signature IN ('standard', 'hex', 'sha256', 'none')),
@@ -106,6 +107,9 @@ CREATE TABLE webhooks.endpoint (
 );
 COMMENT ON TABLE webhooks.endpoint IS
   'Receivers of webhooks. Holds secrets and credentials: query webhooks.endpoints instead.';
+COMMENT ON COLUMN webhooks.endpoint.public_headers IS
+  'Custom headers whose values readers may see (webhooks.endpoints, attempts); every other custom header''s value '
+  'is shown as [redacted]. Set with webhooks.set_public_headers().';
 -- A deleted endpoint keeps its history and frees its name.
 CREATE UNIQUE INDEX endpoint_name ON webhooks.endpoint (name) WHERE deleted_at IS NULL;
 
@@ -344,6 +348,10 @@ AS 'MODULE_PATHNAME', 'capture_event' LANGUAGE c;
 COMMENT ON FUNCTION webhooks.capture_event() IS
   'Row-level trigger of a business event (track_event): its settings come from webhooks.source_event by the '
   'trigger''s name and table; the trigger''s WHEN clause has already decided.';
+CREATE FUNCTION webhooks.checked_event_size(data jsonb) RETURNS jsonb
+AS 'MODULE_PATHNAME', 'checked_event_size' LANGUAGE c STABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION webhooks.checked_event_size(jsonb) IS
+  'Internal: the event data, or 54000 if it is bigger than webhooks.max_event_size.';
 CREATE FUNCTION webhooks.invalidate_capture(source regclass) RETURNS void
 AS 'MODULE_PATHNAME', 'invalidate_capture' LANGUAGE c STRICT;
 COMMENT ON FUNCTION webhooks.invalidate_capture(regclass) IS
@@ -390,8 +398,17 @@ LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     owner oid;
 BEGIN
-    IF TG_OP <> 'DELETE' AND NEW.payload IS NOT NULL
-       AND (TG_OP = 'INSERT' OR NEW.payload IS DISTINCT FROM OLD.payload) THEN
+    -- Settings moved to a table must be the mover's to track: it needs the
+    -- table's TRIGGER privilege, as track() does.
+    IF TG_OP <> 'DELETE' AND (TG_OP = 'INSERT' OR NEW.source IS DISTINCT FROM OLD.source)
+       AND NOT pg_catalog.has_table_privilege(current_user, NEW.source, 'TRIGGER') THEN
+        RAISE EXCEPTION 'permission denied to track %: it needs the TRIGGER privilege on it', NEW.source
+          USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    -- On every write, not only when payload changes: moving a row's
+    -- settings to another table must not carry someone else's payload.
+    IF TG_OP <> 'DELETE' AND NEW.payload IS NOT NULL THEN
+        PERFORM webhooks.check_payload(NEW.payload);
         SELECT p.proowner INTO owner FROM pg_catalog.pg_proc p WHERE p.oid = NEW.payload::pg_catalog.oid;
         IF NOT pg_catalog.pg_has_role(current_user, owner, 'USAGE') THEN
             RAISE EXCEPTION 'payload function % is owned by %, whose rights % does not have',
@@ -410,8 +427,9 @@ BEGIN
     RETURN OLD;
 END $$;
 COMMENT ON FUNCTION webhooks.source_changed() IS
-  'Internal trigger of webhooks.source and webhooks.source_event: refuse a payload function whose owner''s '
-  'rights the role lacks (42501); make backends reload the table''s capture settings.';
+  'Internal trigger of webhooks.source and webhooks.source_event: refuse (42501) settings for a table the role '
+  'may not put triggers on, or a payload function whose owner''s rights it lacks or that is unfit to run; make '
+  'backends reload the table''s capture settings.';
 CREATE TRIGGER source_changed BEFORE INSERT OR UPDATE OR DELETE ON webhooks.source
     FOR EACH ROW EXECUTE FUNCTION webhooks.source_changed();
 CREATE TRIGGER source_changed BEFORE INSERT OR UPDATE OR DELETE ON webhooks.source_event
@@ -430,23 +448,22 @@ CREATE TRIGGER source_changed BEFORE INSERT OR UPDATE OR DELETE ON webhooks.sour
 -- events) and trust the catalog, not their arguments: the table is the one
 -- the trigger fires on, its settings are its row in webhooks.source. The
 -- payload function runs as its owner (webhooks.apply_payload()).
-CREATE FUNCTION webhooks.capture_commit() RETURNS trigger
+CREATE FUNCTION webhooks.commit_staged(source regclass) RETURNS bigint
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     src      webhooks.source;
     src_name text;
     n        bigint;
 BEGIN
-    SELECT * INTO src FROM webhooks.source s WHERE s.source = TG_RELID AND s.deferred;
+    SELECT * INTO src FROM webhooks.source s WHERE s.source = commit_staged.source AND s.deferred;
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'webhooks.capture_commit: table % is not tracked with deferred => true',
-                        TG_RELID::regclass
+        RAISE EXCEPTION 'webhooks.capture_commit: table % is not tracked with deferred => true', commit_staged.source
           USING ERRCODE = 'insufficient_privilege';
     END IF;
-    src_name := webhooks.qualified_table(TG_RELID);
+    src_name := webhooks.qualified_table(src.source);
     IF NOT EXISTS (SELECT 1 FROM webhooks.staged_change s
                     WHERE s.xact = pg_current_xact_id() AND s.source = src_name) THEN
-        RETURN NULL;
+        RETURN 0;
     END IF;
     WITH staged AS (
         DELETE FROM webhooks.staged_change s
@@ -480,8 +497,8 @@ BEGIN
            src_name,
            CASE WHEN before IS NULL THEN 'INSERT' WHEN after IS NULL THEN 'DELETE' ELSE 'UPDATE' END,
            key, tenant,
-           CASE WHEN src.payload IS NULL THEN coalesce(after, last_data)
-                ELSE webhooks.apply_payload(TG_RELID, coalesce(after, last_data)) END,
+           webhooks.checked_event_size(CASE WHEN src.payload IS NULL THEN coalesce(after, last_data)
+                                            ELSE webhooks.apply_payload(src.source, coalesce(after, last_data)) END),
            CASE WHEN before IS NOT NULL AND after IS NOT NULL THEN previous END
       FROM change
      WHERE (before IS NULL AND after IS NOT NULL AND 'created' = ANY (src.events))
@@ -493,6 +510,29 @@ BEGIN
     IF n > 0 THEN
         PERFORM webhooks.notify_once();
     END IF;
+    RETURN n;
+END $$;
+COMMENT ON FUNCTION webhooks.commit_staged(regclass) IS
+  'Internal: turn this transaction''s staged changes of a deferred table into events (one per row, coalesced); '
+  'returns how many. Run by capture_commit() and, for what a SET CONSTRAINTS ... IMMEDIATE left staged, by '
+  'the engine just before commit.';
+
+-- Internal: the tracked table a trigger's table stands for: itself, or
+-- for a partition that is not tracked itself its root (row-level triggers
+-- of a partitioned table are cloned to its partitions, and its statement
+-- triggers are put on them).
+CREATE FUNCTION webhooks.tracked_table(rel regclass) RETURNS regclass
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT CASE WHEN EXISTS (SELECT 1 FROM webhooks.source s WHERE s.source = rel) THEN rel
+                ELSE coalesce(pg_partition_root(rel), rel) END
+$$;
+COMMENT ON FUNCTION webhooks.tracked_table(regclass) IS
+  'Internal: the table whose settings apply to a trigger''s table (itself, or a partition''s root).';
+
+CREATE FUNCTION webhooks.capture_commit() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM webhooks.commit_staged(webhooks.tracked_table(TG_RELID));
     RETURN NULL;
 END $$;
 COMMENT ON FUNCTION webhooks.capture_commit() IS
@@ -503,7 +543,7 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     res text;
 BEGIN
-    SELECT s.resource INTO res FROM webhooks.source s WHERE s.source = TG_RELID;
+    SELECT s.resource INTO res FROM webhooks.source s WHERE s.source = webhooks.tracked_table(TG_RELID);
     IF NOT FOUND THEN
         RAISE EXCEPTION 'webhooks.capture_truncate: table % is not tracked', TG_RELID::regclass
           USING ERRCODE = 'insufficient_privilege';
@@ -512,7 +552,7 @@ BEGIN
         RETURN NULL;
     END IF;
     INSERT INTO webhooks.event (event, source, operation, data)
-    VALUES (res || '.truncated', webhooks.qualified_table(TG_RELID), 'TRUNCATE', '{}');
+    VALUES (res || '.truncated', webhooks.qualified_table(webhooks.tracked_table(TG_RELID)), 'TRUNCATE', '{}');
     PERFORM webhooks.notify_once();
     RETURN NULL;
 END $$;
@@ -579,8 +619,13 @@ COMMENT ON FUNCTION webhooks.check_columns(regclass, text, name[]) IS
   'Internal: raise undefined_column unless every name is a column of the table.';
 
 -- Internal: raises unless the function can shape a payload: (jsonb) RETURNS jsonb.
+-- A payload function runs as its owner in the writer's session, so a
+-- search_path of its own must end with pg_temp: otherwise the writer's
+-- temporary tables and views come first for the names it does not qualify.
+-- (Without one it runs with pg_catalog, pg_temp.) The capture engine checks
+-- the same again before each call.
 CREATE FUNCTION webhooks.check_payload(payload regprocedure) RETURNS regprocedure
-LANGUAGE plpgsql STABLE AS $$
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF payload IS NOT NULL AND NOT EXISTS (
            SELECT 1 FROM pg_proc p
@@ -589,37 +634,56 @@ BEGIN
         RAISE EXCEPTION 'payload function % must take one jsonb argument and return jsonb', payload
           USING ERRCODE = 'invalid_function_definition';
     END IF;
+    IF payload IS NOT NULL AND EXISTS (
+           SELECT 1 FROM pg_proc p, unnest(p.proconfig) c
+            WHERE p.oid = payload AND c LIKE 'search_path=%'
+              AND substr(c, 13) !~* '(^|,)\s*"?pg_temp"?\s*$') THEN
+        RAISE EXCEPTION 'payload function % sets a search_path that does not end with pg_temp', payload
+          USING ERRCODE = 'invalid_function_definition',
+                HINT = 'It runs as its owner in the writer''s session: ALTER FUNCTION ... SET search_path = '
+                       'your_schema, pg_temp (or qualify every name and set none).';
+    END IF;
     RETURN payload;
 END $$;
 COMMENT ON FUNCTION webhooks.check_payload(regprocedure) IS
-  'Internal: raise unless a payload function has the signature (jsonb) RETURNS jsonb.';
+  'Internal: raise unless a payload function has the signature (jsonb) RETURNS jsonb and any search_path it '
+  'sets ends with pg_temp.';
 
 -- Internal: (re)create a tracked table's capture triggers. They take no
 -- argument: the engine finds the settings by the table.
 CREATE FUNCTION webhooks.install_capture(src webhooks.source) RETURNS void
 LANGUAGE plpgsql AS $$
+DECLARE
+    rel regclass;
 BEGIN
     -- Statement-level with transition tables (one trigger per operation, as
     -- transition tables require). A deferred table stages every change,
     -- whatever its events: the row's final state decides at commit.
-    PERFORM webhooks.drop_capture_triggers(src.source);
-    IF 'created' = ANY (src.events) OR src.deferred THEN
-        EXECUTE format('CREATE TRIGGER webhooks_capture_ins AFTER INSERT ON %s REFERENCING NEW TABLE AS new_rows '
-                       'FOR EACH STATEMENT EXECUTE FUNCTION webhooks.capture()', src.source);
-    END IF;
-    IF 'updated' = ANY (src.events) OR src.deferred THEN
-        EXECUTE format('CREATE TRIGGER webhooks_capture_upd AFTER UPDATE ON %s '
-                       'REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows '
-                       'FOR EACH STATEMENT EXECUTE FUNCTION webhooks.capture()', src.source);
-    END IF;
-    IF 'deleted' = ANY (src.events) OR src.deferred THEN
-        EXECUTE format('CREATE TRIGGER webhooks_capture_del AFTER DELETE ON %s REFERENCING OLD TABLE AS old_rows '
-                       'FOR EACH STATEMENT EXECUTE FUNCTION webhooks.capture()', src.source);
-    END IF;
-    IF 'truncated' = ANY (src.events) OR src.events = '{created,updated,deleted}' THEN
-        EXECUTE format('CREATE TRIGGER webhooks_capture_truncate AFTER TRUNCATE ON %s FOR EACH STATEMENT '
-                       'EXECUTE FUNCTION webhooks.capture_truncate()', src.source);
-    END IF;
+    -- Statement triggers fire only on the table a statement names, so a
+    -- partitioned table's partitions get them too (a write straight to a
+    -- partition is captured as its root's); partitions made later get them
+    -- when track() is called again.
+    FOR rel IN SELECT t.relid FROM pg_partition_tree(src.source) t
+               UNION SELECT src.source LOOP
+        PERFORM webhooks.drop_capture_triggers(rel);
+        IF 'created' = ANY (src.events) OR src.deferred THEN
+            EXECUTE format('CREATE TRIGGER webhooks_capture_ins AFTER INSERT ON %s REFERENCING NEW TABLE AS new_rows '
+                           'FOR EACH STATEMENT EXECUTE FUNCTION webhooks.capture()', rel);
+        END IF;
+        IF 'updated' = ANY (src.events) OR src.deferred THEN
+            EXECUTE format('CREATE TRIGGER webhooks_capture_upd AFTER UPDATE ON %s '
+                           'REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows '
+                           'FOR EACH STATEMENT EXECUTE FUNCTION webhooks.capture()', rel);
+        END IF;
+        IF 'deleted' = ANY (src.events) OR src.deferred THEN
+            EXECUTE format('CREATE TRIGGER webhooks_capture_del AFTER DELETE ON %s REFERENCING OLD TABLE AS old_rows '
+                           'FOR EACH STATEMENT EXECUTE FUNCTION webhooks.capture()', rel);
+        END IF;
+        IF 'truncated' = ANY (src.events) OR src.events = '{created,updated,deleted}' THEN
+            EXECUTE format('CREATE TRIGGER webhooks_capture_truncate AFTER TRUNCATE ON %s FOR EACH STATEMENT '
+                           'EXECUTE FUNCTION webhooks.capture_truncate()', rel);
+        END IF;
+    END LOOP;
     IF src.deferred THEN
         EXECUTE format('CREATE CONSTRAINT TRIGGER webhooks_capture_commit AFTER INSERT OR UPDATE OR DELETE ON %s '
                        'DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION webhooks.capture_commit()',
@@ -781,7 +845,7 @@ DECLARE
 BEGIN
     PERFORM webhooks.check_event_name(emit_own.event);
     INSERT INTO webhooks.event (event, operation, key, tenant, data)
-    VALUES (emit_own.event, 'EMIT', emit_own.key, emit_own.tenant, emit_own.data)
+    VALUES (emit_own.event, 'EMIT', emit_own.key, emit_own.tenant, webhooks.checked_event_size(emit_own.data))
     RETURNING id INTO ev_id;
     PERFORM webhooks.notify_once();
     RETURN ev_id;
@@ -1315,14 +1379,58 @@ COMMENT ON FUNCTION webhooks.rotate_secret(bigint, interval, text) IS
   'Replace an endpoint''s secret and return the new one; during the grace period requests carry signatures '
   'with both the old and the new secret.';
 
+-- What readers may see of an endpoint's URL and headers: a URL's path and
+-- query often carry a secret (Slack's and Discord's webhook URLs do), and a
+-- custom header is often a credential; an admin marks the headers that are
+-- not (set_public_headers()).
+CREATE FUNCTION webhooks.redacted_url(url text) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
+    SELECT CASE WHEN m IS NULL OR m[2] IN ('', '/') THEN url ELSE m[1] || '/[redacted]' END
+      FROM (SELECT regexp_match(url, '^([A-Za-z][A-Za-z0-9+.-]*://[^/?#]*)(.*)$') AS m) x
+$$;
+COMMENT ON FUNCTION webhooks.redacted_url(text) IS
+  'An endpoint URL as readers see it: scheme, host and port; any path or query shown as /[redacted].';
+
+CREATE FUNCTION webhooks.redacted_headers(headers jsonb, public_headers text[]) RETURNS jsonb
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
+    SELECT coalesce(jsonb_object_agg(h.key, CASE WHEN lower(h.key) IN (SELECT lower(p) FROM unnest(public_headers) p)
+                                                 THEN h.value ELSE '"[redacted]"'::jsonb END), '{}')
+      FROM jsonb_each(headers) h
+$$;
+COMMENT ON FUNCTION webhooks.redacted_headers(jsonb, text[]) IS
+  'Custom headers as readers see them: values [redacted] except those of public_headers (names compared '
+  'case-insensitively).';
+
+CREATE FUNCTION webhooks.set_public_headers(endpoint bigint, public_headers text[]) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    e webhooks.endpoint := webhooks.endpoint_row(endpoint);
+BEGIN
+    PERFORM webhooks.check_header_name(h) FROM unnest(coalesce(public_headers, '{}')) h;
+    UPDATE webhooks.endpoint x SET public_headers = coalesce(set_public_headers.public_headers, '{}'),
+                                   updated_at = now()
+     WHERE x.id = e.id;
+END $$;
+COMMENT ON FUNCTION webhooks.set_public_headers(bigint, text[]) IS
+  'Name the custom headers of an endpoint whose values are not secret: readers see them in webhooks.endpoints '
+  'and in attempts; every other custom header''s value is [redacted] there.';
+
+-- Admins (and superusers) see URLs and headers whole: they manage them.
 CREATE VIEW webhooks.endpoints AS
-SELECT id, name, url, events, tenant, filter, template, headers, auth ->> 'type' AS auth_type, signature,
+SELECT id, name,
+       CASE WHEN pg_has_role('webhooks_admin', 'USAGE') THEN url ELSE webhooks.redacted_url(url) END AS url,
+       events, tenant, filter, template,
+       CASE WHEN pg_has_role('webhooks_admin', 'USAGE') THEN headers
+            ELSE webhooks.redacted_headers(headers, public_headers) END AS headers,
+       auth ->> 'type' AS auth_type, signature,
        signature_header, method, retry_schedule, timeout, connect_timeout, success_codes,
        max_in_flight, ordered, pause_after, active, paused_at, paused_reason, description, metadata,
        consecutive_failures, previous_secret_until AS rotation_grace_until, created_at, updated_at
   FROM webhooks.endpoint
  WHERE deleted_at IS NULL;
-COMMENT ON VIEW webhooks.endpoints IS 'Endpoints without their secrets or credentials.';
+COMMENT ON VIEW webhooks.endpoints IS
+  'Endpoints without their secrets or credentials; for roles that are not webhooks_admin members, URL path and '
+  'query, and custom header values not marked public, [redacted] too.';
 
 ---------------------------------------------------------------------------
 -- Delivery: the contract with pollers
@@ -1490,13 +1598,17 @@ BEGIN
            AND d.status IN ('pending', 'delivering') AND d.next_attempt_at <= now()
            FOR UPDATE SKIP LOCKED
     ), claimed AS (
+        -- The lease covers the endpoint's timeouts (and a margin to record
+        -- the outcome): a shorter one would let another claim send the
+        -- delivery again while the first request is still waiting for its
+        -- answer, and exceed the endpoint's max_in_flight.
         UPDATE webhooks.delivery d
            SET status = 'delivering',
                attempts = d.attempts + 1,
-               locked_until = now() + lease,
-               next_attempt_at = now() + lease
-          FROM due
-         WHERE d.id = due.id
+               locked_until = now() + greatest(lease, e.connect_timeout + e.timeout + interval '2 seconds'),
+               next_attempt_at = now() + greatest(lease, e.connect_timeout + e.timeout + interval '2 seconds')
+          FROM due, webhooks.endpoint e
+         WHERE d.id = due.id AND e.id = d.endpoint_id
         RETURNING d.id, d.attempts, d.endpoint_id, d.event_id
     )
     SELECT c.id, c.attempts, e.id, ev.event, e.url, e.method,
@@ -1512,10 +1624,14 @@ BEGIN
            r.body,
            (extract(epoch FROM e.timeout) * 1000)::bigint,
            (extract(epoch FROM e.connect_timeout) * 1000)::bigint,
+           -- Recorded as [redacted] in attempts: credentials, and custom
+           -- headers not marked public.
            CASE e.auth ->> 'type' WHEN 'header' THEN ARRAY[e.auth ->> 'name']
                                   WHEN 'bearer' THEN '{Authorization}'::text[]
                                   WHEN 'basic' THEN '{Authorization}'::text[]
-                                  ELSE '{}'::text[] END,
+                                  ELSE '{}'::text[] END
+             || ARRAY(SELECT h FROM jsonb_object_keys(e.headers) h
+                       WHERE lower(h) NOT IN (SELECT lower(p) FROM unnest(e.public_headers) p)),
            extract(epoch FROM ev.created_at)::double precision
       FROM claimed c
       JOIN webhooks.endpoint e ON e.id = c.endpoint_id
@@ -1528,7 +1644,8 @@ BEGIN
 END $$;
 COMMENT ON FUNCTION webhooks.claim(integer, interval) IS
   'Poller API: fan out new events, then lease up to batch_size due deliveries (FOR UPDATE SKIP LOCKED, '
-  'max_in_flight and ordered honoured) and return signed, ready-to-send requests.';
+  'max_in_flight and ordered honoured; each lease at least the endpoint''s connect_timeout + timeout + 2 s) '
+  'and return signed, ready-to-send requests.';
 
 CREATE FUNCTION webhooks.auth_headers(auth jsonb) RETURNS jsonb
 LANGUAGE sql IMMUTABLE AS $$
@@ -1760,7 +1877,8 @@ BEGIN
     RETURNING * INTO e;
     IF FOUND THEN
         PERFORM webhooks.emit_own('webhooks.endpoint.paused',
-                              jsonb_build_object('endpoint_id', e.id, 'endpoint', e.name, 'url', e.url,
+                              jsonb_build_object('endpoint_id', e.id, 'endpoint', e.name,
+                                                 'url', webhooks.redacted_url(e.url),
                                                  'reason', reason),
                               key => e.id::text);
     END IF;
@@ -2278,19 +2396,22 @@ GRANT USAGE ON SCHEMA webhooks TO webhooks_admin, webhooks_reader, webhooks_poll
 GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA webhooks TO webhooks_admin;
 GRANT ALL ON ALL SEQUENCES IN SCHEMA webhooks TO webhooks_admin;
 GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA webhooks TO webhooks_admin;
--- Runs a payload function as its owner: for capture_commit() alone.
-REVOKE EXECUTE ON FUNCTION webhooks.apply_payload(regclass, jsonb) FROM webhooks_admin;
+-- Runs a payload function as its owner, and writes staged changes as
+-- events: for capture_commit() and the engine alone.
+REVOKE EXECUTE ON FUNCTION webhooks.apply_payload(regclass, jsonb), webhooks.commit_staged(regclass)
+  FROM webhooks_admin;
 
 GRANT SELECT ON webhooks.endpoints, webhooks.sources, webhooks.delivery_log,
                 webhooks.event, webhooks.delivery, webhooks.attempt
    TO webhooks_reader;
 -- endpoint_matches() and the envelope() it filters on are in the
--- delivery_log view, whose functions are checked against the reader; both
--- are pure.
+-- delivery_log view, redacted_url() and redacted_headers() in the endpoints
+-- view, whose functions are checked against the reader; all are pure.
 GRANT EXECUTE ON FUNCTION webhooks.version(), webhooks.retry_delay(interval[], integer, interval, double precision),
                           webhooks.event_matches(text[], text), webhooks.stats(interval),
                           webhooks.endpoint_matches(webhooks.endpoint, webhooks.event),
-                          webhooks.envelope(webhooks.event)
+                          webhooks.envelope(webhooks.event), webhooks.redacted_url(text),
+                          webhooks.redacted_headers(jsonb, text[])
    TO webhooks_reader;
 
 -- The poller's functions run as the extension's owner, so the role needs no

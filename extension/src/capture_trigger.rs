@@ -49,9 +49,12 @@ finfo!(pg_finfo_capture);
 finfo!(pg_finfo_capture_event);
 finfo!(pg_finfo_invalidate_capture);
 finfo!(pg_finfo_apply_payload);
+finfo!(pg_finfo_checked_event_size);
 
 /// What a tracked table (or one business event of it) sends.
 struct Settings {
+    /// The tracked table (a partition's settings are its root's).
+    relid: pg_sys::Oid,
     /// The event name: `<resource>.` plus created/updated/deleted, or a
     /// business event's whole name.
     event: EventName,
@@ -82,6 +85,10 @@ thread_local! {
     // INSERT plans: [events, staged changes] x [one row, a batch].
     static PLANS: RefCell<[pg_sys::SPIPlanPtr; 4]> = const { RefCell::new([ptr::null_mut(); 4]) };
     static EXTENSION_OWNER: Cell<pg_sys::Oid> = const { Cell::new(pg_sys::InvalidOid) };
+    // Deferred tables this transaction staged changes of: flushed before
+    // commit if capture_commit() did not (SET CONSTRAINTS ... IMMEDIATE makes
+    // it fire before the statement trigger that stages).
+    static STAGED: RefCell<Vec<pg_sys::Oid>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Relcache invalidation callback: forget the settings of the table (of all
@@ -91,11 +98,8 @@ unsafe extern "C-unwind" fn forget_settings(_arg: pg_sys::Datum, relid: pg_sys::
     let all = relid == pg_sys::InvalidOid;
     SETTINGS.with(|m| {
         if let Ok(mut m) = m.try_borrow_mut() {
-            if all {
-                m.clear();
-            } else {
-                m.remove(&relid);
-            }
+            // (A partition's entry holds its root's settings.)
+            m.retain(|table, s| !all && *table != relid && s.relid != relid);
         }
     });
     EVENT_SETTINGS.with(|m| {
@@ -105,9 +109,50 @@ unsafe extern "C-unwind" fn forget_settings(_arg: pg_sys::Datum, relid: pg_sys::
     });
 }
 
-/// Registers the invalidation callback (from `_PG_init`, once per backend).
-pub fn register_invalidation() {
-    unsafe { pg_sys::CacheRegisterRelcacheCallback(Some(forget_settings), pg_sys::Datum::from(0usize)) };
+/// Registers the invalidation and transaction callbacks (from `_PG_init`,
+/// once per backend).
+pub fn register_callbacks() {
+    unsafe {
+        pg_sys::CacheRegisterRelcacheCallback(Some(forget_settings), pg_sys::Datum::from(0usize));
+        pg_sys::RegisterXactCallback(Some(at_transaction_end), ptr::null_mut());
+    }
+}
+
+/// Before commit (or PREPARE), changes of deferred tables still staged
+/// become events: nothing a transaction wrote may go unseen.
+#[pg_guard]
+unsafe extern "C-unwind" fn at_transaction_end(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
+    use pg_sys::XactEvent::*;
+    match event {
+        XACT_EVENT_PRE_COMMIT | XACT_EVENT_PRE_PREPARE => {
+            let staged = STAGED.with(|s| std::mem::take(&mut *s.borrow_mut()));
+            if staged.is_empty() {
+                return;
+            }
+            pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
+            // (A 0.1.0 schema, not updated yet to this library's version,
+            // has no commit_staged(): its commit trigger does it all.)
+            as_owner(|| {
+                let updated = Spi::get_one::<bool>(
+                    "SELECT pg_catalog.to_regprocedure('webhooks.commit_staged(pg_catalog.regclass)') IS NOT NULL",
+                )
+                .ok()
+                .flatten()
+                .unwrap_or(false);
+                for relid in staged.into_iter().filter(|_| updated) {
+                    let _ = Spi::get_one_with_args::<i64>(
+                        "SELECT webhooks.commit_staged($1::pg_catalog.oid::pg_catalog.regclass)",
+                        &[relid.into()],
+                    );
+                }
+            });
+            pg_sys::PopActiveSnapshot();
+        }
+        XACT_EVENT_COMMIT | XACT_EVENT_ABORT | XACT_EVENT_PREPARE | XACT_EVENT_PARALLEL_ABORT => {
+            STAGED.with(|s| s.borrow_mut().clear());
+        }
+        _ => {}
+    }
 }
 
 /// `webhooks.invalidate_capture(regclass)`: every backend reads the table's
@@ -271,7 +316,7 @@ fn not_tracked(name: &str, what: &str) -> ! {
 pub unsafe extern "C-unwind" fn capture(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
     let trigdata = trigger_data(fcinfo, "webhooks.capture()", false);
     let rel = (*trigdata).tg_relation;
-    let settings = settings_for((*rel).rd_id);
+    let settings = settings_for(rel);
     if !capture_on() {
         return pg_sys::Datum::from(0usize);
     }
@@ -311,7 +356,7 @@ pub unsafe extern "C-unwind" fn capture_event(fcinfo: pg_sys::FunctionCallInfo) 
     let trigdata = trigger_data(fcinfo, "webhooks.capture_event()", true);
     let rel = (*trigdata).tg_relation;
     let trigger = (*trigdata).tg_trigger;
-    let settings = event_settings_for((*rel).rd_id, trigger);
+    let settings = event_settings_for(rel, trigger);
     if !capture_on() {
         return pg_sys::Datum::from(0usize);
     }
@@ -381,7 +426,10 @@ pub unsafe extern "C-unwind" fn capture_event(fcinfo: pg_sys::FunctionCallInfo) 
 pub unsafe extern "C-unwind" fn apply_payload(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
     let relid = pg_sys::Oid::from(pgrx::fcinfo::pg_getarg_datum_raw(fcinfo, 0).value() as u32);
     let data = pgrx::fcinfo::pg_getarg_datum_raw(fcinfo, 1);
-    let settings = settings_for(relid);
+    let settings = match try_load_settings(relid) {
+        Some(settings) => settings,
+        None => not_tracked("webhooks.apply_payload()", &format!("table {}", table_name(relid))),
+    };
     match settings.payload {
         Some(function) => pg_sys::Datum::from(run_payload(function, data.cast_mut_ptr())),
         None => data,
@@ -404,8 +452,50 @@ unsafe fn run_payload(function: pg_sys::Oid, data: *mut pg_sys::Jsonb) -> *mut p
             format!("webhooks.capture: payload function {} is gone", function.to_u32())
         );
     }
-    let owner = (*pg_sys::GETSTRUCT(tuple).cast::<pg_sys::FormData_pg_proc>()).proowner;
+    let proc = &*pg_sys::GETSTRUCT(tuple).cast::<pg_sys::FormData_pg_proc>();
+    let owner = proc.proowner;
+    // The settings were checked when they were written (check_payload()),
+    // but the function may have been altered since: calling one of another
+    // shape would read its result as a jsonb pointer.
+    let fit = proc.pronargs == 1
+        && *proc
+            .proargtypes
+            .values
+            .as_slice(1)
+            .first()
+            .unwrap_or(&pg_sys::InvalidOid)
+            == pg_sys::JSONBOID
+        && proc.prorettype == pg_sys::JSONBOID
+        && !proc.proretset
+        && proc.prokind == pg_sys::PROKIND_FUNCTION as std::ffi::c_char;
+    let mut isnull = true;
+    let config = pg_sys::SysCacheGetAttr(
+        pg_sys::SysCacheIdentifier::PROCOID as i32,
+        tuple,
+        pg_sys::Anum_pg_proc_proconfig as pg_sys::AttrNumber,
+        &mut isnull,
+    );
+    let config: Vec<Option<String>> = if isnull {
+        Vec::new()
+    } else {
+        pgrx::FromDatum::from_datum(config, false).unwrap_or_default()
+    };
     pg_sys::ReleaseSysCache(tuple);
+    if !fit {
+        ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_INVALID_FUNCTION_DEFINITION,
+            "webhooks.capture: the payload function must take one jsonb argument and return jsonb"
+        );
+    }
+    if !config.iter().flatten().all(|c| search_path_ends_with_pg_temp(c)) {
+        ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_INVALID_FUNCTION_DEFINITION,
+            "webhooks.capture: the payload function sets a search_path that does not end with pg_temp",
+            "It runs as its owner in the writer's session: ALTER FUNCTION ... SET search_path = your_schema, pg_temp."
+        );
+    }
     let (result, isnull) = with_fixed_search_path(|| {
         as_role(owner, || {
             let mut flinfo: pg_sys::FmgrInfo = std::mem::zeroed();
@@ -438,26 +528,92 @@ unsafe fn run_payload(function: pg_sys::Oid, data: *mut pg_sys::Jsonb) -> *mut p
     result.cast_mut_ptr()
 }
 
+/// Whether a `name=value` setting of a function leaves the writer's
+/// temporary schema last (or is not search_path at all).
+fn search_path_ends_with_pg_temp(setting: &str) -> bool {
+    match setting.strip_prefix("search_path=") {
+        None => true,
+        Some(path) => path
+            .rsplit(',')
+            .next()
+            .is_some_and(|last| last.trim().trim_matches('"').eq_ignore_ascii_case("pg_temp")),
+    }
+}
+
 /// The event's data shaped by the payload function (not for deferred
-/// tables: capture_commit() applies it at commit).
+/// tables: capture_commit() applies it at commit), within the size limit.
 unsafe fn with_payload(mut change: Change, s: &Settings) -> Change {
     if let (Some(function), false) = (s.payload, s.deferred) {
         change.data = run_payload(function, change.data);
     }
+    check_event_size(change.data.cast(), &s.source);
     change
 }
 
-/// The table's settings: kept until its relcache entry is invalidated.
-unsafe fn settings_for(relid: pg_sys::Oid) -> Rc<Settings> {
+/// Raises 54000 when an event's data is bigger than webhooks.max_event_size.
+unsafe fn check_event_size(data: *mut pg_sys::varlena, source: &CStr) {
+    let size = pgrx::varlena::varsize_any(data);
+    let limit = crate::MAX_EVENT_SIZE.get().max(0) as usize;
+    if size > limit {
+        ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+            format!(
+                "webhooks: an event of {} is {size} bytes, more than webhooks.max_event_size ({limit})",
+                source.to_string_lossy()
+            ),
+            "Leave large columns out of the event (exclude_columns), shape it with a payload function, or raise \
+             webhooks.max_event_size."
+        );
+    }
+}
+
+/// `webhooks.checked_event_size(data jsonb) RETURNS jsonb`, STRICT: the
+/// document, or 54000 when it is bigger than webhooks.max_event_size (for
+/// the events written in SQL: emit_own(), capture_commit()).
+///
+/// # Safety
+/// Called by the function manager with one non-NULL argument.
+#[no_mangle]
+#[pg_guard]
+pub unsafe extern "C-unwind" fn checked_event_size(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+    let data = pgrx::fcinfo::pg_getarg_datum_raw(fcinfo, 0);
+    check_event_size(data.cast_mut_ptr(), c"this transaction");
+    data
+}
+
+/// The root of a partition's tree (None for a table that is no partition).
+unsafe fn partition_root(rel: pg_sys::Relation) -> Option<pg_sys::Oid> {
+    if !(*(*rel).rd_rel).relispartition {
+        return None;
+    }
+    // (Looked up once per table and backend: the settings are kept.)
+    Spi::get_one_with_args::<pg_sys::Oid>(
+        "SELECT pg_catalog.pg_partition_root($1::pg_catalog.oid::pg_catalog.regclass)::pg_catalog.oid",
+        &[(*rel).rd_id.into()],
+    )
+    .ok()
+    .flatten()
+}
+
+/// The table's settings (a partition's are its root's unless it is tracked
+/// itself): kept until its (or its root's) relcache entry is invalidated.
+unsafe fn settings_for(rel: pg_sys::Relation) -> Rc<Settings> {
+    let relid = (*rel).rd_id;
     if let Some(settings) = SETTINGS.with(|all| all.borrow().get(&relid).cloned()) {
         return settings;
     }
-    let settings = Rc::new(load_settings(relid));
+    let loaded = try_load_settings(relid).or_else(|| partition_root(rel).and_then(|root| try_load_settings(root)));
+    let Some(settings) = loaded else {
+        not_tracked("webhooks.capture()", &format!("table {}", table_name(relid)));
+    };
+    let settings = Rc::new(settings);
     SETTINGS.with(|all| all.borrow_mut().insert(relid, settings.clone()));
     settings
 }
 
-unsafe fn event_settings_for(relid: pg_sys::Oid, trigger: *mut pg_sys::Trigger) -> Rc<Settings> {
+unsafe fn event_settings_for(rel: pg_sys::Relation, trigger: *mut pg_sys::Trigger) -> Rc<Settings> {
+    let relid = (*rel).rd_id;
     let tgoid = (*trigger).tgoid;
     if let Some((_, settings)) = EVENT_SETTINGS.with(|all| all.borrow().get(&tgoid).cloned()) {
         return settings;
@@ -471,8 +627,17 @@ unsafe fn event_settings_for(relid: pg_sys::Oid, trigger: *mut pg_sys::Trigger) 
     let Some(id) = id else {
         not_tracked("webhooks.capture_event()", &format!("trigger {name}"));
     };
-    let settings = Rc::new(load_event_settings(relid, id));
-    EVENT_SETTINGS.with(|all| all.borrow_mut().insert(tgoid, (relid, settings.clone())));
+    // (Postgres clones a partitioned table's row triggers to its partitions.)
+    let loaded = try_load_event_settings(relid, id)
+        .or_else(|| partition_root(rel).and_then(|root| try_load_event_settings(root, id)));
+    let Some(settings) = loaded else {
+        not_tracked(
+            "webhooks.capture_event()",
+            &format!("business event {id} of this table"),
+        );
+    };
+    let settings = Rc::new(settings);
+    EVENT_SETTINGS.with(|all| all.borrow_mut().insert(tgoid, (settings.relid, settings.clone())));
     settings
 }
 
@@ -524,11 +689,12 @@ unsafe fn load(query: &str, args: &[pgrx::datum::DatumWithOid]) -> Option<Loaded
     })
 }
 
-fn settings_of(loaded: Loaded, event: impl FnOnce(String) -> EventName) -> Option<Settings> {
+fn settings_of(relid: pg_sys::Oid, loaded: Loaded, event: impl FnOnce(String) -> EventName) -> Option<Settings> {
     let (Some(name), Some(source), keys, tenant, exclude, columns, payload, Some(deferred)) = loaded else {
         return None;
     };
     Some(Settings {
+        relid,
         event: event(name),
         source: CString::new(source).ok()?,
         keys: cstrings(keys),
@@ -557,7 +723,7 @@ unsafe fn table_name(relid: pg_sys::Oid) -> String {
 
 const TABLE_NAME: &str = "pg_catalog.format('%I.%I', n.nspname, c.relname)";
 
-unsafe fn load_settings(relid: pg_sys::Oid) -> Settings {
+unsafe fn try_load_settings(relid: pg_sys::Oid) -> Option<Settings> {
     let query = format!(
         "SELECT s.resource, {TABLE_NAME}, s.key_columns::pg_catalog.text[], s.tenant_column::pg_catalog.text, \
                 s.exclude_columns::pg_catalog.text[], s.columns::pg_catalog.text[], \
@@ -567,14 +733,10 @@ unsafe fn load_settings(relid: pg_sys::Oid) -> Settings {
            JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace \
           WHERE s.source OPERATOR(pg_catalog.=) $1::pg_catalog.oid::pg_catalog.regclass"
     );
-    let loaded = load(&query, &[relid.into()]);
-    match loaded.and_then(|l| settings_of(l, EventName::Resource)) {
-        Some(settings) => settings,
-        None => not_tracked("webhooks.capture()", &format!("table {}", table_name(relid))),
-    }
+    load(&query, &[relid.into()]).and_then(|l| settings_of(relid, l, EventName::Resource))
 }
 
-unsafe fn load_event_settings(relid: pg_sys::Oid, id: i64) -> Settings {
+unsafe fn try_load_event_settings(relid: pg_sys::Oid, id: i64) -> Option<Settings> {
     // A tracked table's excluded and tenant columns apply to its business
     // events too; the key is always the primary key.
     let query = format!(
@@ -588,14 +750,7 @@ unsafe fn load_event_settings(relid: pg_sys::Oid, id: i64) -> Settings {
           WHERE x.id OPERATOR(pg_catalog.=) $2 \
             AND x.source OPERATOR(pg_catalog.=) $1::pg_catalog.oid::pg_catalog.regclass"
     );
-    let loaded = load(&query, &[relid.into(), id.into()]);
-    match loaded.and_then(|l| settings_of(l, EventName::Business)) {
-        Some(settings) => settings,
-        None => not_tracked(
-            "webhooks.capture_event()",
-            &format!("business event {id} of this table"),
-        ),
-    }
+    load(&query, &[relid.into(), id.into()]).and_then(|l| settings_of(relid, l, EventName::Business))
 }
 
 /// One row's columns as JSON values, in column order (dropped ones absent).
@@ -940,6 +1095,14 @@ unsafe fn capture_rows(trigdata: *mut pg_sys::TriggerData, op: u32, s: &Settings
     // (Staged changes notify when capture_commit() makes them events.)
     if written > 0 && !s.deferred {
         crate::notify_once();
+    }
+    if written > 0 && s.deferred {
+        STAGED.with(|staged| {
+            let mut staged = staged.borrow_mut();
+            if !staged.contains(&s.relid) {
+                staged.push(s.relid);
+            }
+        });
     }
 }
 

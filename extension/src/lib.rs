@@ -23,6 +23,9 @@ static NOTIFY: GucSetting<bool> = GucSetting::<bool>::new(true);
 static REQUIRE_HTTPS: GucSetting<bool> = GucSetting::<bool>::new(true);
 static RESPONSE_BODY_LIMIT: GucSetting<i32> = GucSetting::<i32>::new(8192);
 static MAX_ENDPOINTS_PER_TENANT: GucSetting<i32> = GucSetting::<i32>::new(0);
+/// Largest event document (bytes of `data` as stored): bounds what a poller
+/// holds per delivery.
+pub(crate) static MAX_EVENT_SIZE: GucSetting<i32> = GucSetting::<i32>::new(1 << 20);
 // Read by SQL (webhooks.partition_interval()), which validates it.
 static PARTITION_INTERVAL: GucSetting<Option<std::ffi::CString>> =
     GucSetting::<Option<std::ffi::CString>>::new(Some(c"1 day"));
@@ -69,6 +72,16 @@ pub extern "C-unwind" fn _PG_init() {
         GucFlags::default(),
     );
     GucRegistry::define_int_guc(
+        c"webhooks.max_event_size",
+        c"Largest event data, in bytes (as stored): a bigger event is refused with SQLSTATE 54000.",
+        c"Bounds the memory a poller needs per delivery. Leave large columns out (exclude_columns) or shape data with a payload function rather than raising it far.",
+        &MAX_EVENT_SIZE,
+        1024,
+        1 << 30,
+        GucContext::Suset,
+        GucFlags::UNIT_BYTE,
+    );
+    GucRegistry::define_int_guc(
         c"webhooks.max_endpoints_per_tenant",
         c"Most endpoints one tenant may have (0: no limit).",
         c"Endpoints without a tenant count as one group.",
@@ -87,7 +100,7 @@ pub extern "C-unwind" fn _PG_init() {
         GucFlags::default(),
     );
     capture_json::install_planner_hook();
-    capture_trigger::register_invalidation();
+    capture_trigger::register_callbacks();
 }
 
 fn invalid(message: String) -> ! {

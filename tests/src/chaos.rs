@@ -84,6 +84,7 @@ impl Plan {
 /// Endpoint timeout and the receiver's "too late" answer, and the poller lease:
 /// timeout < late answer < lease, so a timed-out request is retried by its
 /// own poller while the lease of a killed poller's request must expire first.
+/// (claim() makes each lease at least connect_timeout + timeout + 2 s: 2.6 s.)
 const ENDPOINT_TIMEOUT_MS: u64 = 300;
 const LATE_ANSWER: Duration = Duration::from_millis(600);
 const LEASE: &str = "2s";
@@ -461,7 +462,8 @@ pub async fn run(plan: &Plan) -> Result<Report, String> {
         db.execute(
             "SELECT webhooks.create_endpoint($1, events => '{order.*}', name => $2,
                     retry_schedule => array_fill('50ms'::interval, ARRAY[40]),
-                    timeout => make_interval(secs => $3::float8 / 1000), max_in_flight => 32, ordered => $4)",
+                    timeout => make_interval(secs => $3::float8 / 1000),
+                    connect_timeout => make_interval(secs => $3::float8 / 1000), max_in_flight => 32, ordered => $4)",
             &[&receiver.url(path), &path, &(ENDPOINT_TIMEOUT_MS as f64), &ordered],
         )
         .await

@@ -383,7 +383,22 @@ async fn auth_and_custom_headers_are_sent_and_credentials_never_logged() {
     assert_eq!(r.header("webhook-signature"), None, "signature => 'none'");
     let logged: serde_json::Value = env.scalar("SELECT request_headers FROM webhooks.attempt").await;
     assert_eq!(logged["Authorization"], "[redacted]");
+    // A custom header is logged as a secret until an admin marks it public.
+    assert_eq!(logged["X-Tenant"], "[redacted]");
+    env.db
+        .batch_execute("SELECT webhooks.set_public_headers(id, '{x-tenant}') FROM webhooks.endpoint")
+        .await
+        .unwrap();
+    let poller = Poller::start(&env.url(), &FAST).unwrap();
+    env.insert_orders([2]).await;
+    env.receiver.wait_for(2, WAIT).await.unwrap();
+    env.all_finished().await;
+    poller.stop().await.unwrap();
+    let logged: serde_json::Value = env
+        .scalar("SELECT request_headers FROM webhooks.attempt ORDER BY id DESC LIMIT 1")
+        .await;
     assert_eq!(logged["X-Tenant"], "acme");
+    assert_eq!(logged["Authorization"], "[redacted]");
     let view: Option<String> = env.scalar("SELECT auth_type FROM webhooks.endpoints").await;
     assert_eq!(view.as_deref(), Some("basic"));
     let everything: String = env
@@ -404,7 +419,8 @@ fn spawn_binary(url: &str, args: &[&str]) -> std::process::Child {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_poller_killed_mid_batch_loses_nothing() {
-    let env = Env::orders("").await;
+    // (Short timeouts: a lease lasts at least connect_timeout + timeout + 2 s.)
+    let env = Env::orders("timeout => '1s', connect_timeout => '1s'").await;
     env.receiver
         .set_default(Reply::status(200).delayed(Duration::from_millis(300)));
     env.insert_orders(1..=20).await;
@@ -518,7 +534,7 @@ async fn metrics_and_health_are_served() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_poller_reconnects_and_catches_up_after_a_database_restart() {
-    let env = Env::orders("").await;
+    let env = Env::orders("timeout => '1s', connect_timeout => '1s'").await;
     // The poller commits asynchronously, so an outcome recorded just before
     // the crash may be lost; its delivery is then sent again once the (short)
     // lease expires. That is the at-least-once contract.
@@ -690,4 +706,22 @@ async fn an_outcome_the_database_refuses_drops_no_other() {
         bodies.iter().filter(|(_, b, _)| b.as_deref() == Some("fine")).count(),
         18
     );
+}
+
+/// A lease shorter than the endpoint's timeout does not let a slow
+/// delivery be claimed and sent again while its first request still waits
+/// for the answer: claim() leases it for connect_timeout + timeout + 2 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_covers_the_endpoints_timeout() {
+    let env = Env::orders("timeout => '3s', connect_timeout => '1s'").await;
+    env.receiver
+        .set_default(Reply::status(200).delayed(Duration::from_millis(2500)));
+    let poller = Poller::start(&env.url(), &["--lease", "1s", "--poll-interval", "100ms"]).unwrap();
+    env.insert_orders([1]).await;
+    env.all_finished().await;
+    poller.stop().await.unwrap();
+    let got = env.receiver.received();
+    assert_eq!(got.len(), 1, "sent once, not again when the 1 s lease ran out");
+    let attempts: i64 = env.scalar("SELECT count(*) FROM webhooks.attempt").await;
+    assert_eq!(attempts, 1);
 }

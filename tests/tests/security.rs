@@ -550,3 +550,188 @@ async fn errors_carry_no_rust_backtrace() {
         );
     }
 }
+
+/// Finding 9 (part): custom header values and secrets in URL paths are not
+/// shown to readers — not in webhooks.endpoints, not in the attempts, not in
+/// the endpoint.paused event — except headers an admin marked public.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_see_no_header_values_or_url_secrets() {
+    let (cluster, su) = setup().await;
+    let receiver = pg_webhooks_tests::receiver::Receiver::start().await.unwrap();
+    let url = receiver.url("/services/T000/B000/s3cr3tpath?token=s3cr3tquery");
+    su.execute(
+        "SELECT webhooks.create_endpoint($1, name => 'slack', retry_schedule => '{}',
+                                         headers => '{\"X-Api-Key\": \"s3cr3tkey\", \"X-Source\": \"erp\"}')",
+        &[&url],
+    )
+    .await
+    .unwrap();
+    ok(
+        &su,
+        "SELECT webhooks.set_public_headers(id, '{x-source}') FROM webhooks.endpoint WHERE name = 'slack';
+         INSERT INTO orders VALUES (1, 'new');",
+    )
+    .await;
+    let poller = pg_webhooks_tests::poller::Poller::start(&cluster.url("erp"), &["--poll-interval", "100ms"]).unwrap();
+    pg_webhooks_tests::all_finished(&su, pg_webhooks_tests::fixture::WAIT)
+        .await
+        .unwrap();
+    poller.stop().await.unwrap();
+    let sent = receiver.received();
+    assert_eq!(
+        sent[0].header("x-api-key"),
+        Some("s3cr3tkey"),
+        "the receiver gets the real header"
+    );
+    ok(
+        &su,
+        "SELECT webhooks.pause_endpoint(id, 'by hand') FROM webhooks.endpoint WHERE name = 'slack'",
+    )
+    .await;
+    let ops = login(&cluster, "ops").await;
+    let mut seen = String::new();
+    for sql in [
+        "SELECT to_jsonb(e)::text FROM webhooks.endpoints e",
+        "SELECT coalesce(string_agg(to_jsonb(a)::text, ' '), '') FROM webhooks.attempt a",
+        "SELECT coalesce(string_agg(to_jsonb(d)::text, ' '), '') FROM webhooks.delivery d",
+        "SELECT coalesce(string_agg(to_jsonb(ev)::text, ' '), '') FROM webhooks.event ev",
+        "SELECT coalesce(string_agg(to_jsonb(l)::text, ' '), '') FROM webhooks.delivery_log l",
+    ] {
+        let text: String = ops
+            .query_one(sql, &[])
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {}", db_message(&e)))
+            .get(0);
+        seen.push_str(&text);
+    }
+    for secret in ["s3cr3tkey", "s3cr3tpath", "s3cr3tquery"] {
+        assert!(!seen.contains(secret), "a reader sees {secret}: {seen}");
+    }
+    assert!(
+        seen.contains("\"X-Source\": \"erp\""),
+        "the public header is shown: {seen}"
+    );
+    assert!(seen.contains("/[redacted]"), "{seen}");
+}
+
+/// Review findings on 0.2.0 itself: an admin cannot move a table's
+/// settings (with a superuser's payload function) onto a table of its own,
+/// nor name a payload function of the wrong shape (which the engine would
+/// have called anyway), nor one whose search_path lets the writer's
+/// temporary objects in; and one altered after tracking is refused at call
+/// time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_cannot_repoint_settings_or_payloads() {
+    let (cluster, su) = setup().await;
+    ok(
+        &su,
+        "CREATE TABLE public.secrets (v text); INSERT INTO public.secrets VALUES ('TOP-SECRET');
+         CREATE FUNCTION public.enrich(d jsonb) RETURNS jsonb LANGUAGE sql
+             AS $$ SELECT d || jsonb_build_object('secret', (SELECT v FROM public.secrets)) $$;
+         CREATE TABLE public.vip (id int PRIMARY KEY, v text);
+         SELECT webhooks.track('public.vip', payload => 'public.enrich(jsonb)');
+         SELECT webhooks.track_event('public.vip', 'vip.made', 'true', payload => 'public.enrich(jsonb)');
+         CREATE SCHEMA adm AUTHORIZATION dba;",
+    )
+    .await;
+    let dba = login(&cluster, "dba").await;
+    ok(
+        &dba,
+        "CREATE TABLE adm.t (id int PRIMARY KEY, v text);
+         SELECT webhooks.track('adm.t');
+         SELECT webhooks.track_event('adm.t', 't.made', 'true');
+         CREATE FUNCTION adm.bad(jsonb) RETURNS int8 LANGUAGE sql AS 'SELECT 12345::int8';
+         CREATE FUNCTION adm.leaky(d jsonb) RETURNS jsonb LANGUAGE sql SET search_path = public AS 'SELECT d';
+         CREATE FUNCTION adm.fine(d jsonb) RETURNS jsonb LANGUAGE sql AS 'SELECT d';",
+    )
+    .await;
+    for sql in [
+        "BEGIN; DELETE FROM webhooks.source WHERE source = 'adm.t'::regclass;
+         UPDATE webhooks.source SET source = 'adm.t'::regclass WHERE source = 'public.vip'::regclass; COMMIT;",
+        "UPDATE webhooks.source_event SET source = 'adm.t'::regclass WHERE event = 'vip.made'",
+        "UPDATE webhooks.source SET resource = 'renamed' WHERE source = 'public.vip'::regclass",
+    ] {
+        refused_with(&dba, sql, "42501").await;
+        let _ = dba.batch_execute("ROLLBACK").await;
+    }
+    for sql in [
+        "UPDATE webhooks.source SET payload = 'adm.bad(jsonb)' WHERE source = 'adm.t'::regclass",
+        "SELECT webhooks.track('adm.t', payload => 'adm.leaky(jsonb)')",
+    ] {
+        refused_with(&dba, sql, "42P13").await;
+    }
+    ok(&dba, "SELECT webhooks.track('adm.t', payload => 'adm.fine(jsonb)')").await;
+    ok(&dba, "ALTER FUNCTION adm.fine(jsonb) SET search_path = public").await;
+    refused_with(&dba, "INSERT INTO adm.t VALUES (1, 'x')", "42P13").await;
+    let leaked: i64 = count(
+        &su,
+        "SELECT count(*) FROM webhooks.event WHERE data::text LIKE '%TOP-SECRET%'",
+    )
+    .await;
+    assert_eq!(leaked, 0);
+    assert_eq!(climbed(&su).await, Vec::<String>::new());
+    // The server is still up (a payload of the wrong shape used to crash it).
+    assert_eq!(count(&su, "SELECT 1::bigint").await, 1);
+}
+
+/// Review findings on 0.2.0 itself: no write to a tracked table goes
+/// unseen — not a deferred table's under SET CONSTRAINTS ALL IMMEDIATE (its
+/// commit trigger then fires before the changes are staged), and not a
+/// partition's written directly instead of through its partitioned table;
+/// business events of a partitioned table fire for its partitions' rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_write_goes_unseen() {
+    let (cluster, su) = setup().await;
+    ok(
+        &su,
+        "CREATE TABLE public.p (id int, region text, state text, PRIMARY KEY (id, region)) PARTITION BY LIST (region);
+         CREATE TABLE public.p_eu PARTITION OF public.p FOR VALUES IN ('eu');
+         CREATE TABLE public.p_us PARTITION OF public.p FOR VALUES IN ('us');
+         SELECT webhooks.track('public.p', resource => 'part');
+         SELECT webhooks.track_event('public.p', 'part.done', $$NEW.state = 'done'$$);
+         GRANT ALL ON public.p, public.p_eu, public.p_us TO app;",
+    )
+    .await;
+    let app = login(&cluster, "app").await;
+    ok(
+        &app,
+        "BEGIN; SET CONSTRAINTS ALL IMMEDIATE; INSERT INTO lines VALUES (9, 1, 'a'); COMMIT;
+         BEGIN; SET CONSTRAINTS ALL IMMEDIATE; UPDATE lines SET sku = 'b' WHERE order_id = 9; COMMIT;
+         INSERT INTO public.p_eu VALUES (1, 'eu', 'new');
+         UPDATE public.p_eu SET state = 'done' WHERE id = 1;
+         DELETE FROM public.p_eu;
+         INSERT INTO public.p VALUES (2, 'us', 'done');",
+    )
+    .await;
+    assert_eq!(
+        count(&su, "SELECT count(*) FROM webhooks.staged_change").await,
+        0,
+        "nothing left staged"
+    );
+    let events: Vec<String> = su
+        .query("SELECT event FROM webhooks.event ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        events,
+        [
+            "line.created",
+            "line.updated",
+            "part.created",
+            "part.done",
+            "part.updated",
+            "part.deleted",
+            "part.done",
+            "part.created"
+        ]
+    );
+    let sources: i64 = count(
+        &su,
+        "SELECT count(DISTINCT source) FROM webhooks.event WHERE event LIKE 'part.%'",
+    )
+    .await;
+    assert_eq!(sources, 1, "a partition's rows are captured as its root's");
+}

@@ -148,7 +148,60 @@ async fn an_upgraded_install_equals_a_fresh_one_and_keeps_working() {
         .map(|r| r.get(0))
         .collect();
 
+    // What 0.1.0 let an admin plant for the superuser who runs the upgrade:
+    // a trigger on the extension's tables, a look-alike of format() in its
+    // schema, and a business event whose condition is SQL to run.
+    run(&old, "CREATE ROLE dba0 LOGIN IN ROLE webhooks_admin").await;
+    let dba0 = pg_webhooks_tests::cluster::connect_url(&format!("postgres://dba0@127.0.0.1:{}/upgraded", cluster.port))
+        .await
+        .unwrap();
+    run(
+        &dba0,
+        "CREATE FUNCTION webhooks.zz_climb() RETURNS trigger LANGUAGE plpgsql AS
+             $$ BEGIN EXECUTE 'ALTER ROLE dba0 SUPERUSER'; RETURN NULL;
+                EXCEPTION WHEN insufficient_privilege THEN RETURN NULL; END $$;
+         CREATE TRIGGER zz_climb AFTER INSERT ON webhooks.event_default FOR EACH ROW
+             EXECUTE FUNCTION webhooks.zz_climb();
+         CREATE FUNCTION webhooks.format(text, bigint) RETURNS text LANGUAGE plpgsql AS
+             $$ BEGIN BEGIN EXECUTE 'ALTER ROLE dba0 SUPERUSER'; EXCEPTION WHEN insufficient_privilege THEN END;
+                RETURN pg_catalog.format($1, $2); END $$;
+         INSERT INTO webhooks.source_event (source, event, condition)
+         VALUES ('public.orders', 'order.planted',
+                 'true) EXECUTE FUNCTION webhooks.capture_event(); ALTER ROLE dba0 SUPERUSER; --');",
+    )
+    .await;
+
     run(&old, "ALTER EXTENSION pg_webhooks UPDATE").await;
+    run(&old, "INSERT INTO orders VALUES (99, 'acme', 'new', 1, NULL)").await;
+    let climbed: bool = old
+        .query_one("SELECT rolsuper FROM pg_roles WHERE rolname = 'dba0'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        !climbed,
+        "an admin's plant made it superuser during or after the upgrade"
+    );
+    let planted_triggers: i64 = old
+        .query_one(
+            "SELECT count(*) FROM pg_trigger WHERE tgname IN ('zz_climb', 'webhooks_event_' || \
+                    (SELECT id FROM webhooks.source_event WHERE event = 'order.planted'))",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        planted_triggers, 0,
+        "the upgrade dropped the planted trigger and made none from the planted condition"
+    );
+    // (The DBA, warned by the upgrade, removes what the admin put there.)
+    run(
+        &old,
+        "DROP FUNCTION webhooks.zz_climb(), webhooks.format(text, bigint);
+         DELETE FROM webhooks.source_event WHERE event = 'order.planted';",
+    )
+    .await;
     let paused: Vec<(String, Option<String>)> = old
         .query(
             "SELECT name, paused_reason FROM webhooks.endpoint WHERE paused_at IS NOT NULL ORDER BY name",
