@@ -28,6 +28,10 @@ COMMENT ON FUNCTION webhooks.url_parts(text) IS
   'Scheme and host of an endpoint URL as the poller parses it; raises 22023 for a URL the poller could not send to.';
 COMMENT ON FUNCTION webhooks.check_patterns(text[]) IS 'Raise 22023 unless every element is a valid event pattern.';
 COMMENT ON FUNCTION webhooks.check_event_name(text) IS 'Raise 22023 unless the text is a valid event name.';
+COMMENT ON FUNCTION webhooks.normalized_url(text) IS
+  'An endpoint URL as the poller''s parser writes it (https:host/x is https://host/x); 22023 as url_parts.';
+COMMENT ON FUNCTION webhooks.search_path_ends_with_pg_temp(text) IS
+  'Does a search_path value name pg_temp last, as PostgreSQL splits and unquotes it?';
 COMMENT ON FUNCTION webhooks.event_matches(text[], text) IS
   'Does the event name match any pattern? * is one segment, or one or more as the last; webhooks.* events '
   'match only patterns starting with webhooks.';
@@ -398,11 +402,16 @@ LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     owner oid;
 BEGIN
-    -- Settings moved to a table must be the mover's to track: it needs the
-    -- table's TRIGGER privilege, as track() does.
-    IF TG_OP <> 'DELETE' AND (TG_OP = 'INSERT' OR NEW.source IS DISTINCT FROM OLD.source)
-       AND NOT pg_catalog.has_table_privilege(current_user, NEW.source, 'TRIGGER') THEN
+    -- A table's settings are for those who may track it: writing, moving
+    -- or deleting them needs the table's TRIGGER privilege, as track() and
+    -- untrack() do (a table being dropped has none left to check).
+    IF TG_OP <> 'DELETE' AND NOT pg_catalog.has_table_privilege(current_user, NEW.source, 'TRIGGER') THEN
         RAISE EXCEPTION 'permission denied to track %: it needs the TRIGGER privilege on it', NEW.source
+          USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    IF TG_OP <> 'INSERT' AND NOT pg_catalog.has_table_privilege(current_user, OLD.source, 'TRIGGER') THEN
+        RAISE EXCEPTION 'permission denied to change the tracking of %: it needs the TRIGGER privilege on it',
+                        OLD.source
           USING ERRCODE = 'insufficient_privilege';
     END IF;
     -- On every write, not only when payload changes: moving a row's
@@ -523,11 +532,13 @@ COMMENT ON FUNCTION webhooks.commit_staged(regclass) IS
 -- triggers are put on them).
 CREATE FUNCTION webhooks.tracked_table(rel regclass) RETURNS regclass
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT CASE WHEN EXISTS (SELECT 1 FROM webhooks.source s WHERE s.source = rel) THEN rel
-                ELSE coalesce(pg_partition_root(rel), rel) END
+    SELECT coalesce((SELECT a.relid FROM pg_partition_ancestors(rel) WITH ORDINALITY a(relid, n)
+                      WHERE EXISTS (SELECT 1 FROM webhooks.source s WHERE s.source = a.relid)
+                      ORDER BY a.n LIMIT 1), rel)
 $$;
 COMMENT ON FUNCTION webhooks.tracked_table(regclass) IS
-  'Internal: the table whose settings apply to a trigger''s table (itself, or a partition''s root).';
+  'Internal: the table whose settings apply to a trigger''s table (itself, or a partition''s nearest tracked '
+  'ancestor).';
 
 CREATE FUNCTION webhooks.capture_commit() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -637,7 +648,7 @@ BEGIN
     IF payload IS NOT NULL AND EXISTS (
            SELECT 1 FROM pg_proc p, unnest(p.proconfig) c
             WHERE p.oid = payload AND c LIKE 'search_path=%'
-              AND substr(c, 13) !~* '(^|,)\s*"?pg_temp"?\s*$') THEN
+              AND NOT webhooks.search_path_ends_with_pg_temp(substr(c, 13))) THEN
         RAISE EXCEPTION 'payload function % sets a search_path that does not end with pg_temp', payload
           USING ERRCODE = 'invalid_function_definition',
                 HINT = 'It runs as its owner in the writer''s session: ALTER FUNCTION ... SET search_path = '
@@ -885,14 +896,17 @@ BEGIN
     -- is one the poller can send to.
     SELECT * INTO p FROM webhooks.url_parts(url);
     IF p.scheme = 'http' AND webhooks.https_required() AND p.host NOT IN ('localhost', '127.0.0.1', '[::1]') THEN
-        RAISE EXCEPTION 'endpoint URL must use https: %', url
+        RAISE EXCEPTION 'endpoint URL must use https: %', webhooks.redacted_url(url)
           USING ERRCODE = 'invalid_parameter_value',
                 HINT = 'webhooks.require_https is on; only loopback URLs may use http.';
     END IF;
-    RETURN url;
+    -- Stored as the poller will read it, so that what readers are shown
+    -- redacted is what is sent to.
+    RETURN webhooks.normalized_url(url);
 END $$;
 COMMENT ON FUNCTION webhooks.check_url(text) IS
-  'Validate an endpoint URL (absolute http/https; https required unless loopback or webhooks.require_https is off).';
+  'Validate an endpoint URL (absolute http/https; https required unless loopback or webhooks.require_https is off); '
+  'returns it as the poller parses it.';
 
 CREATE FUNCTION webhooks.check_retry_schedule(schedule interval[]) RETURNS interval[]
 LANGUAGE plpgsql IMMUTABLE AS $$
@@ -1383,13 +1397,9 @@ COMMENT ON FUNCTION webhooks.rotate_secret(bigint, interval, text) IS
 -- query often carry a secret (Slack's and Discord's webhook URLs do), and a
 -- custom header is often a credential; an admin marks the headers that are
 -- not (set_public_headers()).
-CREATE FUNCTION webhooks.redacted_url(url text) RETURNS text
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
-    SELECT CASE WHEN m IS NULL OR m[2] IN ('', '/') THEN url ELSE m[1] || '/[redacted]' END
-      FROM (SELECT regexp_match(url, '^([A-Za-z][A-Za-z0-9+.-]*://[^/?#]*)(.*)$') AS m) x
-$$;
 COMMENT ON FUNCTION webhooks.redacted_url(text) IS
-  'An endpoint URL as readers see it: scheme, host and port; any path or query shown as /[redacted].';
+  'An endpoint URL as readers see it: scheme, host and port as the poller parses them; any path, query or '
+  'fragment shown as /[redacted].';
 
 CREATE FUNCTION webhooks.redacted_headers(headers jsonb, public_headers text[]) RETURNS jsonb
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
@@ -1744,7 +1754,7 @@ BEGIN
 
     IF status_code = 410 THEN
         -- The receiver says it is gone: stop now instead of retrying for a day.
-        PERFORM webhooks.pause_endpoint(ep.id, '410 Gone from ' || ep.url);
+        PERFORM webhooks.pause_endpoint(ep.id, '410 Gone from ' || webhooks.redacted_url(ep.url));
         delay := NULL;
     ELSE
         delay := webhooks.retry_delay(

@@ -125,34 +125,60 @@ unsafe extern "C-unwind" fn at_transaction_end(event: pg_sys::XactEvent::Type, _
     use pg_sys::XactEvent::*;
     match event {
         XACT_EVENT_PRE_COMMIT | XACT_EVENT_PRE_PREPARE => {
-            let staged = STAGED.with(|s| std::mem::take(&mut *s.borrow_mut()));
-            if staged.is_empty() {
+            if STAGED.with(|s| s.borrow().is_empty()) {
                 return;
             }
             pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
-            // (A 0.1.0 schema, not updated yet to this library's version,
-            // has no commit_staged(): its commit trigger does it all.)
-            as_owner(|| {
-                let updated = Spi::get_one::<bool>(
-                    "SELECT pg_catalog.to_regprocedure('webhooks.commit_staged(pg_catalog.regclass)') IS NOT NULL",
-                )
-                .ok()
-                .flatten()
-                .unwrap_or(false);
-                for relid in staged.into_iter().filter(|_| updated) {
-                    let _ = Spi::get_one_with_args::<i64>(
-                        "SELECT webhooks.commit_staged($1::pg_catalog.oid::pg_catalog.regclass)",
-                        &[relid.into()],
-                    );
+            // A payload function run by the flush may write to another
+            // deferred table and stage again: flush until nothing is left.
+            for _ in 0..FLUSH_ROUNDS {
+                let staged = STAGED.with(|s| std::mem::take(&mut *s.borrow_mut()));
+                if staged.is_empty() {
+                    break;
                 }
-            });
+                flush(staged);
+            }
             pg_sys::PopActiveSnapshot();
+            if !STAGED.with(|s| s.borrow().is_empty()) {
+                ereport!(
+                    ERROR,
+                    PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+                    format!(
+                        "webhooks: payload functions of deferred tables kept staging changes {FLUSH_ROUNDS} times over"
+                    ),
+                    "A payload function of a deferred table writes to a deferred table, which writes back."
+                );
+            }
         }
         XACT_EVENT_COMMIT | XACT_EVENT_ABORT | XACT_EVENT_PREPARE | XACT_EVENT_PARALLEL_ABORT => {
             STAGED.with(|s| s.borrow_mut().clear());
         }
         _ => {}
     }
+}
+
+/// Rounds of flushing before commit: changes staged by a flush's payload
+/// functions are flushed in the next.
+const FLUSH_ROUNDS: usize = 16;
+
+/// Turns the staged changes of these deferred tables into events.
+unsafe fn flush(staged: Vec<pg_sys::Oid>) {
+    // (A 0.1.0 schema, not updated yet to this library's version, has no
+    // commit_staged(): its commit trigger does it all.)
+    as_owner(|| {
+        let updated = Spi::get_one::<bool>(
+            "SELECT pg_catalog.to_regprocedure('webhooks.commit_staged(pg_catalog.regclass)') IS NOT NULL",
+        )
+        .ok()
+        .flatten()
+        .unwrap_or(false);
+        for relid in staged.into_iter().filter(|_| updated) {
+            let _ = Spi::get_one_with_args::<i64>(
+                "SELECT webhooks.commit_staged($1::pg_catalog.oid::pg_catalog.regclass)",
+                &[relid.into()],
+            );
+        }
+    });
 }
 
 /// `webhooks.invalidate_capture(regclass)`: every backend reads the table's
@@ -488,7 +514,7 @@ unsafe fn run_payload(function: pg_sys::Oid, data: *mut pg_sys::Jsonb) -> *mut p
             "webhooks.capture: the payload function must take one jsonb argument and return jsonb"
         );
     }
-    if !config.iter().flatten().all(|c| search_path_ends_with_pg_temp(c)) {
+    if !config.iter().flatten().all(|c| setting_ends_with_pg_temp(c)) {
         ereport!(
             ERROR,
             PgSqlErrorCode::ERRCODE_INVALID_FUNCTION_DEFINITION,
@@ -530,13 +556,31 @@ unsafe fn run_payload(function: pg_sys::Oid, data: *mut pg_sys::Jsonb) -> *mut p
 
 /// Whether a `name=value` setting of a function leaves the writer's
 /// temporary schema last (or is not search_path at all).
-fn search_path_ends_with_pg_temp(setting: &str) -> bool {
+fn setting_ends_with_pg_temp(setting: &str) -> bool {
     match setting.strip_prefix("search_path=") {
         None => true,
-        Some(path) => path
-            .rsplit(',')
-            .next()
-            .is_some_and(|last| last.trim().trim_matches('"').eq_ignore_ascii_case("pg_temp")),
+        Some(path) => search_path_ends_with_pg_temp(path),
+    }
+}
+
+/// Whether a search_path value names `pg_temp` last, split and unquoted as
+/// PostgreSQL does it (SplitIdentifierString): a quoted `"PG_TEMP"` is
+/// another schema, and `"a, pg_temp"` one schema of that name.
+pub(crate) fn search_path_ends_with_pg_temp(path: &str) -> bool {
+    let Ok(raw) = CString::new(path) else {
+        return false;
+    };
+    unsafe {
+        let copy = pg_sys::pstrdup(raw.as_ptr());
+        let mut names: *mut pg_sys::List = ptr::null_mut();
+        if !pg_sys::SplitIdentifierString(copy, b',' as std::ffi::c_char, &mut names) {
+            return false;
+        }
+        let names = pgrx::PgList::<std::ffi::c_char>::from_pg(names);
+        match names.get_ptr(names.len().wrapping_sub(1)) {
+            Some(last) => CStr::from_ptr(last).to_bytes() == b"pg_temp",
+            None => false,
+        }
     }
 }
 
@@ -582,28 +626,43 @@ pub unsafe extern "C-unwind" fn checked_event_size(fcinfo: pg_sys::FunctionCallI
     data
 }
 
-/// The root of a partition's tree (None for a table that is no partition).
-unsafe fn partition_root(rel: pg_sys::Relation) -> Option<pg_sys::Oid> {
+/// A partition's ancestors, nearest first (none for a table that is no
+/// partition). Looked up once per table and backend: the settings are kept.
+unsafe fn partition_ancestors(rel: pg_sys::Relation) -> Vec<pg_sys::Oid> {
     if !(*(*rel).rd_rel).relispartition {
-        return None;
+        return Vec::new();
     }
-    // (Looked up once per table and backend: the settings are kept.)
-    Spi::get_one_with_args::<pg_sys::Oid>(
-        "SELECT pg_catalog.pg_partition_root($1::pg_catalog.oid::pg_catalog.regclass)::pg_catalog.oid",
-        &[(*rel).rd_id.into()],
-    )
-    .ok()
-    .flatten()
+    let relid = (*rel).rd_id;
+    Spi::connect(|client| {
+        let rows = client.select(
+            "SELECT a.relid::pg_catalog.oid FROM pg_catalog.pg_partition_ancestors($1::pg_catalog.oid::pg_catalog.regclass) \
+               WITH ORDINALITY a(relid, n) ORDER BY a.n",
+            None,
+            &[relid.into()],
+        )?;
+        let mut ancestors = Vec::new();
+        for row in rows {
+            if let Some(oid) = row.get::<pg_sys::Oid>(1)? {
+                if oid != relid {
+                    ancestors.push(oid);
+                }
+            }
+        }
+        Ok::<_, pgrx::spi::Error>(ancestors)
+    })
+    .unwrap_or_default()
 }
 
-/// The table's settings (a partition's are its root's unless it is tracked
-/// itself): kept until its (or its root's) relcache entry is invalidated.
+/// The table's settings (a partition's are those of its nearest tracked
+/// ancestor unless it is tracked itself): kept until its (or that
+/// ancestor's) relcache entry is invalidated.
 unsafe fn settings_for(rel: pg_sys::Relation) -> Rc<Settings> {
     let relid = (*rel).rd_id;
     if let Some(settings) = SETTINGS.with(|all| all.borrow().get(&relid).cloned()) {
         return settings;
     }
-    let loaded = try_load_settings(relid).or_else(|| partition_root(rel).and_then(|root| try_load_settings(root)));
+    let loaded =
+        try_load_settings(relid).or_else(|| partition_ancestors(rel).into_iter().find_map(|a| try_load_settings(a)));
     let Some(settings) = loaded else {
         not_tracked("webhooks.capture()", &format!("table {}", table_name(relid)));
     };
@@ -628,8 +687,11 @@ unsafe fn event_settings_for(rel: pg_sys::Relation, trigger: *mut pg_sys::Trigge
         not_tracked("webhooks.capture_event()", &format!("trigger {name}"));
     };
     // (Postgres clones a partitioned table's row triggers to its partitions.)
-    let loaded = try_load_event_settings(relid, id)
-        .or_else(|| partition_root(rel).and_then(|root| try_load_event_settings(root, id)));
+    let loaded = try_load_event_settings(relid, id).or_else(|| {
+        partition_ancestors(rel)
+            .into_iter()
+            .find_map(|a| try_load_event_settings(a, id))
+    });
     let Some(settings) = loaded else {
         not_tracked(
             "webhooks.capture_event()",

@@ -47,6 +47,32 @@ pub fn parse(url: &str) -> Result<(String, String), UrlError> {
     Ok((scheme.to_owned(), host.to_owned()))
 }
 
+/// The URL as the poller's parser writes it (so that what is stored, shown
+/// and redacted is what the poller sends to: `https:hooks.example.com` is
+/// `https://hooks.example.com/`).
+pub fn normalize(url: &str) -> Result<String, UrlError> {
+    parse(url)?;
+    Url::parse(url)
+        .map(|u| u.as_str().to_owned())
+        .map_err(|e| UrlError::Unparsable(e.to_string()))
+}
+
+/// The URL as readers see it: scheme, host and port; any path, query or
+/// fragment (which often carry a secret) as `/[redacted]`.
+pub fn redact(url: &str) -> String {
+    let Ok(parsed) = Url::parse(url) else {
+        return "[redacted]".to_owned();
+    };
+    let host = parsed.host_str().unwrap_or("");
+    let port = parsed.port().map(|p| format!(":{p}")).unwrap_or_default();
+    let plain = parsed.path() == "/" && parsed.query().is_none() && parsed.fragment().is_none();
+    format!(
+        "{}://{host}{port}/{}",
+        parsed.scheme(),
+        if plain { "" } else { "[redacted]" }
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -70,6 +96,28 @@ mod tests {
         assert_eq!(parse("https://exa\tmple.com/"), Err(UrlError::Whitespace));
         assert_eq!(parse(" https://example.com/"), Err(UrlError::Whitespace));
         assert_eq!(parse("https://user:pw@example.com/"), Err(UrlError::Credentials));
+    }
+
+    #[test]
+    fn normalized_and_redacted_as_the_poller_parses() {
+        assert_eq!(
+            normalize("https:hooks.slack.com/services/T0/B0/SECRET1").as_deref(),
+            Ok("https://hooks.slack.com/services/T0/B0/SECRET1")
+        );
+        for url in [
+            "https:hooks.slack.com/services/T0/B0/SECRET1",
+            "https://hooks.slack.com\\services\\SECRET2",
+            "https:/hooks.slack.com/services/SECRET3",
+            "https:\\\\hooks.slack.com\\services\\SECRET4",
+            "https://hooks.slack.com/?token=SECRET5",
+            "https://hooks.slack.com/#SECRET6",
+        ] {
+            let shown = redact(url);
+            assert!(!shown.contains("SECRET"), "{url} shown as {shown}");
+            assert!(shown.starts_with("https://hooks.slack.com/"), "{shown}");
+        }
+        assert_eq!(redact("http://[::1]:8080/"), "http://[::1]:8080/");
+        assert_eq!(redact("not a url"), "[redacted]");
     }
 
     mod properties {

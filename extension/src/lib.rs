@@ -183,6 +183,30 @@ fn url_parts(url: &str) -> pgrx::iter::TableIterator<'static, (name!(scheme, Str
     }
 }
 
+/// An endpoint URL as the poller's parser writes it; raises 22023 as
+/// url_parts does.
+#[pg_extern(immutable, strict, parallel_safe)]
+fn normalized_url(url: &str) -> String {
+    match endpoint_url::normalize(url) {
+        Ok(normalized) => normalized,
+        Err(e) => invalid(format!("invalid endpoint URL: {e}")),
+    }
+}
+
+/// An endpoint URL as readers see it (path, query and fragment redacted).
+#[pg_extern(immutable, strict, parallel_safe)]
+fn redacted_url(url: &str) -> String {
+    endpoint_url::redact(url)
+}
+
+/// Does a search_path value (as a function's `SET search_path` stores it)
+/// name `pg_temp` last, as PostgreSQL reads it? `"PG_TEMP"` (another
+/// schema) or `'a, pg_temp'` (one schema of that name) do not.
+#[pg_extern(immutable, strict, parallel_safe)]
+fn search_path_ends_with_pg_temp(path: &str) -> bool {
+    capture_trigger::search_path_ends_with_pg_temp(path)
+}
+
 /// Raises 22023 unless the text is a valid event name; returns it.
 #[pg_extern(immutable, strict, parallel_safe)]
 fn check_event_name(name: &str) -> &str {

@@ -31,6 +31,8 @@
 --   values only where an admin marked them public
 --   (webhooks.set_public_headers()); attempts record the others as
 --   [redacted]; the endpoint.paused event carries the redacted URL.
+-- - Functions and operators in schema webhooks that are not the
+--   extension's (0.1.0 let admins create them there) are dropped.
 -- - Deferred tables: what SET CONSTRAINTS ... IMMEDIATE leaves staged is
 --   turned into events just before commit (commit_staged()); partitions of
 --   a tracked partitioned table get its capture triggers, and their rows
@@ -87,10 +89,29 @@ COMMENT ON FUNCTION webhooks.capture() IS
 
 
 
+
 ALTER TABLE webhooks.endpoint ADD COLUMN public_headers text[] NOT NULL DEFAULT '{}';
 COMMENT ON COLUMN webhooks.endpoint.public_headers IS
   'Custom headers whose values readers may see (webhooks.endpoints, attempts); every other custom header''s value '
   'is shown as [redacted]. Set with webhooks.set_public_headers().';
+
+-- (Declared by the Rust library, as a fresh install's script does.)
+CREATE FUNCTION webhooks.redacted_url(url text) RETURNS text
+IMMUTABLE STRICT PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'redacted_url_wrapper';
+CREATE FUNCTION webhooks.normalized_url(url text) RETURNS text
+IMMUTABLE STRICT PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'normalized_url_wrapper';
+CREATE FUNCTION webhooks.search_path_ends_with_pg_temp(path text) RETURNS boolean
+IMMUTABLE STRICT PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'search_path_ends_with_pg_temp_wrapper';
+
+COMMENT ON FUNCTION webhooks.redacted_url(text) IS
+  'An endpoint URL as readers see it: scheme, host and port as the poller parses them; any path, query or '
+  'fragment shown as /[redacted].';
+
+COMMENT ON FUNCTION webhooks.normalized_url(text) IS
+  'An endpoint URL as the poller''s parser writes it (https:host/x is https://host/x); 22023 as url_parts.';
+
+COMMENT ON FUNCTION webhooks.search_path_ends_with_pg_temp(text) IS
+  'Does a search_path value name pg_temp last, as PostgreSQL splits and unquotes it?';
 
 CREATE FUNCTION webhooks.capture_event() RETURNS trigger
 AS 'MODULE_PATHNAME', 'capture_event' LANGUAGE c;
@@ -143,14 +164,6 @@ CREATE FUNCTION webhooks.checked_event_size(data jsonb) RETURNS jsonb
 AS 'MODULE_PATHNAME', 'checked_event_size' LANGUAGE c STABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION webhooks.checked_event_size(jsonb) IS
   'Internal: the event data, or 54000 if it is bigger than webhooks.max_event_size.';
-
-CREATE FUNCTION webhooks.redacted_url(url text) RETURNS text
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
-    SELECT CASE WHEN m IS NULL OR m[2] IN ('', '/') THEN url ELSE m[1] || '/[redacted]' END
-      FROM (SELECT regexp_match(url, '^([A-Za-z][A-Za-z0-9+.-]*://[^/?#]*)(.*)$') AS m) x
-$$;
-COMMENT ON FUNCTION webhooks.redacted_url(text) IS
-  'An endpoint URL as readers see it: scheme, host and port; any path or query shown as /[redacted].';
 
 CREATE FUNCTION webhooks.redacted_headers(headers jsonb, public_headers text[]) RETURNS jsonb
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
@@ -247,11 +260,13 @@ COMMENT ON FUNCTION webhooks.commit_staged(regclass) IS
 
 CREATE FUNCTION webhooks.tracked_table(rel regclass) RETURNS regclass
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT CASE WHEN EXISTS (SELECT 1 FROM webhooks.source s WHERE s.source = rel) THEN rel
-                ELSE coalesce(pg_partition_root(rel), rel) END
+    SELECT coalesce((SELECT a.relid FROM pg_partition_ancestors(rel) WITH ORDINALITY a(relid, n)
+                      WHERE EXISTS (SELECT 1 FROM webhooks.source s WHERE s.source = a.relid)
+                      ORDER BY a.n LIMIT 1), rel)
 $$;
 COMMENT ON FUNCTION webhooks.tracked_table(regclass) IS
-  'Internal: the table whose settings apply to a trigger''s table (itself, or a partition''s root).';
+  'Internal: the table whose settings apply to a trigger''s table (itself, or a partition''s nearest tracked '
+  'ancestor).';
 
 CREATE OR REPLACE VIEW webhooks.endpoints AS
 SELECT id, name,
@@ -277,11 +292,16 @@ LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     owner oid;
 BEGIN
-    -- Settings moved to a table must be the mover's to track: it needs the
-    -- table's TRIGGER privilege, as track() does.
-    IF TG_OP <> 'DELETE' AND (TG_OP = 'INSERT' OR NEW.source IS DISTINCT FROM OLD.source)
-       AND NOT pg_catalog.has_table_privilege(current_user, NEW.source, 'TRIGGER') THEN
+    -- A table's settings are for those who may track it: writing, moving
+    -- or deleting them needs the table's TRIGGER privilege, as track() and
+    -- untrack() do (a table being dropped has none left to check).
+    IF TG_OP <> 'DELETE' AND NOT pg_catalog.has_table_privilege(current_user, NEW.source, 'TRIGGER') THEN
         RAISE EXCEPTION 'permission denied to track %: it needs the TRIGGER privilege on it', NEW.source
+          USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    IF TG_OP <> 'INSERT' AND NOT pg_catalog.has_table_privilege(current_user, OLD.source, 'TRIGGER') THEN
+        RAISE EXCEPTION 'permission denied to change the tracking of %: it needs the TRIGGER privilege on it',
+                        OLD.source
           USING ERRCODE = 'insufficient_privilege';
     END IF;
     -- On every write, not only when payload changes: moving a row's
@@ -534,7 +554,7 @@ BEGIN
 
     IF status_code = 410 THEN
         -- The receiver says it is gone: stop now instead of retrying for a day.
-        PERFORM webhooks.pause_endpoint(ep.id, '410 Gone from ' || ep.url);
+        PERFORM webhooks.pause_endpoint(ep.id, '410 Gone from ' || webhooks.redacted_url(ep.url));
         delay := NULL;
     ELSE
         delay := webhooks.retry_delay(
@@ -917,7 +937,7 @@ BEGIN
     IF payload IS NOT NULL AND EXISTS (
            SELECT 1 FROM pg_proc p, unnest(p.proconfig) c
             WHERE p.oid = payload AND c LIKE 'search_path=%'
-              AND substr(c, 13) !~* '(^|,)\s*"?pg_temp"?\s*$') THEN
+              AND NOT webhooks.search_path_ends_with_pg_temp(substr(c, 13))) THEN
         RAISE EXCEPTION 'payload function % sets a search_path that does not end with pg_temp', payload
           USING ERRCODE = 'invalid_function_definition',
                 HINT = 'It runs as its owner in the writer''s session: ALTER FUNCTION ... SET search_path = '
@@ -928,6 +948,30 @@ END $$;
 COMMENT ON FUNCTION webhooks.check_payload(regprocedure) IS
   'Internal: raise unless a payload function has the signature (jsonb) RETURNS jsonb and any search_path it '
   'sets ends with pg_temp.';
+
+CREATE OR REPLACE FUNCTION webhooks.check_url(url text) RETURNS text
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    p record;
+BEGIN
+    IF url IS NULL THEN
+        RAISE EXCEPTION 'invalid endpoint URL: NULL' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- Parsed by the poller's own URL parser (Rust), so that an accepted URL
+    -- is one the poller can send to.
+    SELECT * INTO p FROM webhooks.url_parts(url);
+    IF p.scheme = 'http' AND webhooks.https_required() AND p.host NOT IN ('localhost', '127.0.0.1', '[::1]') THEN
+        RAISE EXCEPTION 'endpoint URL must use https: %', webhooks.redacted_url(url)
+          USING ERRCODE = 'invalid_parameter_value',
+                HINT = 'webhooks.require_https is on; only loopback URLs may use http.';
+    END IF;
+    -- Stored as the poller will read it, so that what readers are shown
+    -- redacted is what is sent to.
+    RETURN webhooks.normalized_url(url);
+END $$;
+COMMENT ON FUNCTION webhooks.check_url(text) IS
+  'Validate an endpoint URL (absolute http/https; https required unless loopback or webhooks.require_https is off); '
+  'returns it as the poller parses it.';
 
 ALTER FUNCTION webhooks.emit(text, jsonb, text, text) SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 ALTER FUNCTION webhooks.claim(integer, interval) SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
@@ -942,14 +986,16 @@ REVOKE ALL ON FUNCTION webhooks.capture_event(), webhooks.invalidate_capture(reg
                        webhooks.endpoint_checked(), webhooks.check_still_matches(webhooks.delivery),
                        webhooks.checked_event_size(jsonb), webhooks.redacted_url(text),
                        webhooks.redacted_headers(jsonb, text[]), webhooks.set_public_headers(bigint, text[]),
-                       webhooks.commit_staged(regclass), webhooks.tracked_table(regclass)
+                       webhooks.commit_staged(regclass), webhooks.tracked_table(regclass),
+                       webhooks.normalized_url(text), webhooks.search_path_ends_with_pg_temp(text)
   FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION webhooks.capture_event(), webhooks.invalidate_capture(regclass),
                           webhooks.source_changed(), webhooks.install_capture(webhooks.source),
                           webhooks.emit_own(text, jsonb, text, text), webhooks.endpoint_checked(),
                           webhooks.check_still_matches(webhooks.delivery), webhooks.checked_event_size(jsonb),
                           webhooks.redacted_url(text), webhooks.redacted_headers(jsonb, text[]),
-                          webhooks.set_public_headers(bigint, text[]), webhooks.tracked_table(regclass)
+                          webhooks.set_public_headers(bigint, text[]), webhooks.tracked_table(regclass),
+                          webhooks.normalized_url(text), webhooks.search_path_ends_with_pg_temp(text)
    TO webhooks_admin;
 REVOKE CREATE ON SCHEMA webhooks FROM webhooks_admin;
 REVOKE TRIGGER, REFERENCES, TRUNCATE ON ALL TABLES IN SCHEMA webhooks FROM webhooks_admin;
@@ -1033,8 +1079,11 @@ BEGIN
 END $$;
 
 -- Payload functions named in 0.1.0 were not checked as 0.2.0 checks them
--- (capture refuses an unfit one when it is called); and objects an admin
--- put in schema webhooks stay, but are named here for the DBA to review.
+-- (capture refuses an unfit one when it is called). Functions and operators
+-- an admin put in schema webhooks are dropped: a more specific look-alike
+-- there (webhooks.=(regclass, regclass)) would be picked by the extension's
+-- own functions for whoever calls them with webhooks on its search_path.
+-- Other objects stay, named for the DBA to review.
 DO $$
 DECLARE
     r record;
@@ -1050,16 +1099,28 @@ BEGIN
                           'it is fixed', r.payload, r.what, SQLERRM;
         END;
     END LOOP;
-    FOR r IN SELECT pg_catalog.pg_describe_object(c.classid, c.objid, 0) AS what
-               FROM (SELECT 'pg_catalog.pg_proc'::pg_catalog.regclass AS classid, p.oid AS objid
-                       FROM pg_catalog.pg_proc p WHERE p.pronamespace = 'webhooks'::pg_catalog.regnamespace
-                     UNION ALL
-                     SELECT 'pg_catalog.pg_class'::pg_catalog.regclass, k.oid
-                       FROM pg_catalog.pg_class k WHERE k.relnamespace = 'webhooks'::pg_catalog.regnamespace
-                        AND k.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')
-                        AND k.relname NOT IN (SELECT pt.name FROM webhooks.partition pt)) c
-              WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
-                                 WHERE d.classid = c.classid AND d.objid = c.objid AND d.deptype = 'e')
+    FOR r IN SELECT 'FUNCTION' AS kind, p.oid::pg_catalog.regprocedure::text AS what
+               FROM pg_catalog.pg_proc p
+              WHERE p.pronamespace = 'webhooks'::pg_catalog.regnamespace
+                AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+                                 WHERE d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND d.objid = p.oid
+                                   AND d.deptype = 'e')
+             UNION ALL
+             SELECT 'OPERATOR', o.oid::pg_catalog.regoperator::text
+               FROM pg_catalog.pg_operator o
+              WHERE o.oprnamespace = 'webhooks'::pg_catalog.regnamespace
+    LOOP
+        RAISE WARNING 'pg_webhooks: dropping % %, which is in schema webhooks but not part of the extension',
+                      pg_catalog.lower(r.kind), r.what;
+        EXECUTE pg_catalog.format('DROP %s %s CASCADE', r.kind, r.what);
+    END LOOP;
+    FOR r IN SELECT pg_catalog.pg_describe_object('pg_catalog.pg_class'::pg_catalog.regclass, k.oid, 0) AS what
+               FROM pg_catalog.pg_class k
+              WHERE k.relnamespace = 'webhooks'::pg_catalog.regnamespace AND k.relkind IN ('r', 'p', 'v', 'm', 'f')
+                AND k.relname NOT IN (SELECT pt.name FROM webhooks.partition pt)
+                AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+                                 WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.objid = k.oid
+                                   AND d.deptype = 'e')
     LOOP
         RAISE WARNING 'pg_webhooks: % is in schema webhooks but not part of the extension; review it', r.what;
     END LOOP;

@@ -572,6 +572,8 @@ async fn readers_see_no_header_values_or_url_secrets() {
          INSERT INTO orders VALUES (1, 'new');",
     )
     .await;
+    // 410 Gone pauses the endpoint, with a reason naming its URL.
+    receiver.set_default(pg_webhooks_tests::receiver::Reply::status(410));
     let poller = pg_webhooks_tests::poller::Poller::start(&cluster.url("erp"), &["--poll-interval", "100ms"]).unwrap();
     pg_webhooks_tests::all_finished(&su, pg_webhooks_tests::fixture::WAIT)
         .await
@@ -583,11 +585,15 @@ async fn readers_see_no_header_values_or_url_secrets() {
         Some("s3cr3tkey"),
         "the receiver gets the real header"
     );
-    ok(
-        &su,
-        "SELECT webhooks.pause_endpoint(id, 'by hand') FROM webhooks.endpoint WHERE name = 'slack'",
-    )
-    .await;
+    let reason: Option<String> = su
+        .query_one("SELECT paused_reason FROM webhooks.endpoint WHERE name = 'slack'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        reason.as_deref().is_some_and(|r| r.starts_with("410 Gone from")),
+        "{reason:?}"
+    );
     let ops = login(&cluster, "ops").await;
     let mut seen = String::new();
     for sql in [
@@ -631,6 +637,8 @@ async fn an_admin_cannot_repoint_settings_or_payloads() {
          CREATE TABLE public.vip (id int PRIMARY KEY, v text);
          SELECT webhooks.track('public.vip', payload => 'public.enrich(jsonb)');
          SELECT webhooks.track_event('public.vip', 'vip.made', 'true', payload => 'public.enrich(jsonb)');
+         CREATE TABLE public.users (id int PRIMARY KEY, pwhash text);
+         SELECT webhooks.track('public.users', exclude_columns => '{pwhash}');
          CREATE SCHEMA adm AUTHORIZATION dba;",
     )
     .await;
@@ -642,6 +650,10 @@ async fn an_admin_cannot_repoint_settings_or_payloads() {
          SELECT webhooks.track_event('adm.t', 't.made', 'true');
          CREATE FUNCTION adm.bad(jsonb) RETURNS int8 LANGUAGE sql AS 'SELECT 12345::int8';
          CREATE FUNCTION adm.leaky(d jsonb) RETURNS jsonb LANGUAGE sql SET search_path = public AS 'SELECT d';
+         CREATE FUNCTION adm.upper_temp(d jsonb) RETURNS jsonb LANGUAGE sql SET search_path = adm, \"PG_TEMP\"
+             AS 'SELECT d';
+         CREATE FUNCTION adm.quoted(d jsonb) RETURNS jsonb LANGUAGE sql SET search_path = 'adm, pg_temp' AS 'SELECT d';
+         CREATE FUNCTION adm.comma(d jsonb) RETURNS jsonb LANGUAGE sql SET search_path = \"a,pg_temp\" AS 'SELECT d';
          CREATE FUNCTION adm.fine(d jsonb) RETURNS jsonb LANGUAGE sql AS 'SELECT d';",
     )
     .await;
@@ -657,8 +669,20 @@ async fn an_admin_cannot_repoint_settings_or_payloads() {
     for sql in [
         "UPDATE webhooks.source SET payload = 'adm.bad(jsonb)' WHERE source = 'adm.t'::regclass",
         "SELECT webhooks.track('adm.t', payload => 'adm.leaky(jsonb)')",
+        // Forms that look as if they ended with pg_temp, and do not.
+        "SELECT webhooks.track('adm.t', payload => 'adm.upper_temp(jsonb)')",
+        "SELECT webhooks.track('adm.t', payload => 'adm.quoted(jsonb)')",
+        "SELECT webhooks.track('adm.t', payload => 'adm.comma(jsonb)')",
     ] {
         refused_with(&dba, sql, "42P13").await;
+    }
+    // Settings of a table the admin may not put triggers on are not its to
+    // change (sending an excluded column, for one), nor to delete.
+    for sql in [
+        "UPDATE webhooks.source SET exclude_columns = '{}' WHERE source = 'public.users'::regclass",
+        "DELETE FROM webhooks.source WHERE source = 'public.users'::regclass",
+    ] {
+        refused_with(&dba, sql, "42501").await;
     }
     ok(&dba, "SELECT webhooks.track('adm.t', payload => 'adm.fine(jsonb)')").await;
     ok(&dba, "ALTER FUNCTION adm.fine(jsonb) SET search_path = public").await;
@@ -689,7 +713,23 @@ async fn no_write_goes_unseen() {
          CREATE TABLE public.p_us PARTITION OF public.p FOR VALUES IN ('us');
          SELECT webhooks.track('public.p', resource => 'part');
          SELECT webhooks.track_event('public.p', 'part.done', $$NEW.state = 'done'$$);
-         GRANT ALL ON public.p, public.p_eu, public.p_us TO app;",
+         GRANT ALL ON public.p, public.p_eu, public.p_us TO app;
+         -- A deferred table whose payload writes to another deferred table.
+         CREATE TABLE public.audit_log (id int PRIMARY KEY, what text);
+         SELECT webhooks.track('public.audit_log', resource => 'audit', deferred => true);
+         CREATE FUNCTION public.log_line(d jsonb) RETURNS jsonb LANGUAGE plpgsql SET search_path = public, pg_temp AS
+             $$ BEGIN INSERT INTO public.audit_log VALUES ((d ->> 'order_id')::int * 100 + (d ->> 'n')::int, 'line');
+                      RETURN d; END $$;
+         CREATE TABLE public.logged_lines (order_id int, n int, PRIMARY KEY (order_id, n));
+         SELECT webhooks.track('public.logged_lines', resource => 'logged', deferred => true,
+                               payload => 'public.log_line(jsonb)');
+         GRANT ALL ON public.logged_lines TO app;
+         -- Two levels: the root is not tracked, the middle is.
+         CREATE TABLE public.r (id int, y int, m int, PRIMARY KEY (id, y, m)) PARTITION BY LIST (y);
+         CREATE TABLE public.r_2026 PARTITION OF public.r FOR VALUES IN (2026) PARTITION BY LIST (m);
+         CREATE TABLE public.r_2026_12 PARTITION OF public.r_2026 FOR VALUES IN (12);
+         SELECT webhooks.track('public.r_2026', resource => 'year');
+         GRANT ALL ON public.r, public.r_2026, public.r_2026_12 TO app;",
     )
     .await;
     let app = login(&cluster, "app").await;
@@ -700,7 +740,9 @@ async fn no_write_goes_unseen() {
          INSERT INTO public.p_eu VALUES (1, 'eu', 'new');
          UPDATE public.p_eu SET state = 'done' WHERE id = 1;
          DELETE FROM public.p_eu;
-         INSERT INTO public.p VALUES (2, 'us', 'done');",
+         INSERT INTO public.p VALUES (2, 'us', 'done');
+         BEGIN; SET CONSTRAINTS ALL IMMEDIATE; INSERT INTO public.logged_lines VALUES (1, 1); COMMIT;
+         INSERT INTO public.r_2026_12 VALUES (1, 2026, 12);",
     )
     .await;
     assert_eq!(
@@ -725,7 +767,10 @@ async fn no_write_goes_unseen() {
             "part.updated",
             "part.deleted",
             "part.done",
-            "part.created"
+            "part.created",
+            "logged.created",
+            "audit.created",
+            "year.created"
         ]
     );
     let sources: i64 = count(

@@ -195,13 +195,21 @@ async fn an_upgraded_install_equals_a_fresh_one_and_keeps_working() {
         planted_triggers, 0,
         "the upgrade dropped the planted trigger and made none from the planted condition"
     );
-    // (The DBA, warned by the upgrade, removes what the admin put there.)
-    run(
-        &old,
-        "DROP FUNCTION webhooks.zz_climb(), webhooks.format(text, bigint);
-         DELETE FROM webhooks.source_event WHERE event = 'order.planted';",
-    )
-    .await;
+    let planted: i64 = old
+        .query_one(
+            "SELECT count(*) FROM pg_proc WHERE proname IN ('zz_climb', 'format')
+                     AND pronamespace = 'webhooks'::regnamespace",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        planted, 0,
+        "the upgrade dropped the functions the admin planted in schema webhooks"
+    );
+    // (The DBA, warned by the upgrade, removes the planted settings row.)
+    run(&old, "DELETE FROM webhooks.source_event WHERE event = 'order.planted';").await;
     let paused: Vec<(String, Option<String>)> = old
         .query(
             "SELECT name, paused_reason FROM webhooks.endpoint WHERE paused_at IS NOT NULL ORDER BY name",
