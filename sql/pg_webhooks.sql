@@ -37,7 +37,9 @@ COMMENT ON FUNCTION webhooks.event_matches(text[], text) IS
   'match only patterns starting with webhooks.';
 COMMENT ON FUNCTION webhooks.notify_once() IS
   'NOTIFY webhooks at most once per (sub)transaction, unless webhooks.notify is off.';
-COMMENT ON FUNCTION webhooks.capture_enabled() IS 'The session''s webhooks.capture setting.';
+COMMENT ON FUNCTION webhooks.capture_enabled() IS
+  'The session''s webhooks.capture setting; off counts only for superusers and webhooks_admin members (42501 '
+  'otherwise).';
 COMMENT ON FUNCTION webhooks.https_required() IS 'The webhooks.require_https setting.';
 COMMENT ON FUNCTION webhooks.max_endpoints_per_tenant() IS 'The webhooks.max_endpoints_per_tenant setting (0: no limit).';
 -- Written against PostgreSQL's jsonb C API (extension/src/capture_json.rs),
@@ -45,8 +47,8 @@ COMMENT ON FUNCTION webhooks.max_endpoints_per_tenant() IS 'The webhooks.max_end
 CREATE FUNCTION webhooks.row_jsonb(rec record) RETURNS jsonb
 AS 'MODULE_PATHNAME', 'row_jsonb' LANGUAGE c STABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION webhooks.row_jsonb(record) IS
-  'to_jsonb(row) for rows whose column types all satisfy webhooks.row_jsonb_type() (raises 0A000 otherwise); '
-  'used by generated capture functions because it looks each column''s conversion up once per statement.';
+  'to_jsonb(row) for rows whose column types all satisfy webhooks.row_jsonb_type() (raises 0A000 otherwise), '
+  'with each column''s conversion looked up once per call site: the capture engine''s typed conversions.';
 CREATE FUNCTION webhooks.row_previous(old record, new jsonb) RETURNS jsonb
 AS 'MODULE_PATHNAME', 'row_previous' LANGUAGE c STABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION webhooks.row_previous(record, jsonb) IS

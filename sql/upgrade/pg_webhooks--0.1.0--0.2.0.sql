@@ -79,6 +79,12 @@ DROP FUNCTION webhooks.json_text_expr(text, name[]);
 DROP FUNCTION webhooks.qualified_function(regprocedure);
 
 ALTER FUNCTION webhooks.capture() SECURITY INVOKER;
+COMMENT ON FUNCTION webhooks.capture_enabled() IS
+  'The session''s webhooks.capture setting; off counts only for superusers and webhooks_admin members (42501 '
+  'otherwise).';
+COMMENT ON FUNCTION webhooks.row_jsonb(record) IS
+  'to_jsonb(row) for rows whose column types all satisfy webhooks.row_jsonb_type() (raises 0A000 otherwise), '
+  'with each column''s conversion looked up once per call site: the capture engine''s typed conversions.';
 COMMENT ON FUNCTION webhooks.capture() IS
   'Statement-level capture trigger of tracked tables (see "How capture works" in the extension''s SQL): '
   'settings from webhooks.source by the trigger''s table; raises 42501 on a table that is not tracked.';
