@@ -96,6 +96,7 @@ COMMENT ON FUNCTION webhooks.capture() IS
 
 
 
+
 ALTER TABLE webhooks.endpoint ADD COLUMN public_headers text[] NOT NULL DEFAULT '{}';
 COMMENT ON COLUMN webhooks.endpoint.public_headers IS
   'Custom headers whose values readers may see (webhooks.endpoints, attempts); every other custom header''s value '
@@ -503,6 +504,8 @@ BEGIN
         RAISE EXCEPTION 'webhooks.untrack: table % is not tracked', rel
           USING ERRCODE = 'undefined_object';
     END IF;
+    -- (install_capture() put the statement triggers on every partition too.)
+    PERFORM webhooks.drop_capture_triggers(t.relid) FROM pg_partition_tree(rel) t WHERE t.relid <> rel;
     PERFORM webhooks.drop_capture_triggers(rel);
     PERFORM webhooks.drop_capture_triggers(rel, 'webhooks\_event\_%');
     DELETE FROM webhooks.source s WHERE s.source = rel;

@@ -780,3 +780,29 @@ async fn no_write_goes_unseen() {
     .await;
     assert_eq!(sources, 1, "a partition's rows are captured as its root's");
 }
+
+/// Untracking a partitioned table takes its capture triggers off its
+/// partitions too: writes to them go on, unseen by pg_webhooks as asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn untracking_a_partitioned_table_frees_its_partitions() {
+    let (_cluster, su) = setup().await;
+    ok(
+        &su,
+        "CREATE TABLE public.q (id int, region text, PRIMARY KEY (id, region)) PARTITION BY LIST (region);
+         CREATE TABLE public.q_eu PARTITION OF public.q FOR VALUES IN ('eu');
+         SELECT webhooks.track('public.q');
+         SELECT webhooks.untrack('public.q');
+         INSERT INTO public.q_eu VALUES (1, 'eu'); INSERT INTO public.q VALUES (2, 'eu');",
+    )
+    .await;
+    assert_eq!(count(&su, "SELECT count(*) FROM webhooks.event").await, 0);
+    assert_eq!(
+        count(
+            &su,
+            "SELECT count(*) FROM pg_trigger WHERE tgrelid IN ('public.q'::regclass, 'public.q_eu'::regclass)
+                AND NOT tgisinternal"
+        )
+        .await,
+        0
+    );
+}
