@@ -78,7 +78,7 @@ enum EventName {
 thread_local! {
     // Per table (capture) and per trigger (business events, with its table).
     static SETTINGS: RefCell<HashMap<pg_sys::Oid, Rc<Settings>>> = RefCell::new(HashMap::new());
-    static EVENT_SETTINGS: RefCell<HashMap<pg_sys::Oid, (pg_sys::Oid, Rc<Settings>)>> = RefCell::new(HashMap::new());
+    static EVENT_SETTINGS: RefCell<HashMap<pg_sys::Oid, Rc<Settings>>> = RefCell::new(HashMap::new());
     // Per table: each column's conversion, kept across statements (checked
     // against the table's columns on every use).
     static ROW_CACHES: RefCell<HashMap<pg_sys::Oid, *mut RowCache>> = RefCell::new(HashMap::new());
@@ -104,7 +104,7 @@ unsafe extern "C-unwind" fn forget_settings(_arg: pg_sys::Datum, relid: pg_sys::
     });
     EVENT_SETTINGS.with(|m| {
         if let Ok(mut m) = m.try_borrow_mut() {
-            m.retain(|_, (table, _)| !all && *table != relid);
+            m.retain(|_, s| !all && s.relid != relid);
         }
     });
 }
@@ -172,7 +172,10 @@ unsafe fn flush(staged: Vec<pg_sys::Oid>) {
         .ok()
         .flatten()
         .unwrap_or(false);
-        for relid in staged.into_iter().filter(|_| updated) {
+        if !updated {
+            return;
+        }
+        for relid in staged {
             let _ = Spi::get_one_with_args::<i64>(
                 "SELECT webhooks.commit_staged($1::pg_catalog.oid::pg_catalog.regclass)",
                 &[relid.into()],
@@ -408,11 +411,7 @@ pub unsafe extern "C-unwind" fn capture_event(fcinfo: pg_sys::FunctionCallInfo) 
     };
     let old = old_tuple.map(|t| {
         let (old_values, old_nulls) = deform(t);
-        let key_changed = columns.keys.iter().any(|&i| {
-            let attr = crate::capture_json::attr(tupdesc, i);
-            *nulls.add(i) != *old_nulls.add(i)
-                || (!*nulls.add(i) && !binary_equal(*values.add(i), *old_values.add(i), attr))
-        });
+        let key_changed = keys_differ(tupdesc, &columns.keys, (values, nulls), (old_values, old_nulls));
         (
             RowValues {
                 values: json_values(cache, tupdesc, old_values, old_nulls),
@@ -452,10 +451,9 @@ pub unsafe extern "C-unwind" fn capture_event(fcinfo: pg_sys::FunctionCallInfo) 
 pub unsafe extern "C-unwind" fn apply_payload(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
     let relid = pg_sys::Oid::from(pgrx::fcinfo::pg_getarg_datum_raw(fcinfo, 0).value() as u32);
     let data = pgrx::fcinfo::pg_getarg_datum_raw(fcinfo, 1);
-    let settings = match try_load_settings(relid) {
-        Some(settings) => settings,
-        None => not_tracked("webhooks.apply_payload()", &format!("table {}", table_name(relid))),
-    };
+    // (Called for every row at commit: the settings kept per backend serve.)
+    let settings = kept_settings(relid)
+        .unwrap_or_else(|| not_tracked("webhooks.apply_payload()", &format!("table {}", table_name(relid))));
     match settings.payload {
         Some(function) => pg_sys::Datum::from(run_payload(function, data.cast_mut_ptr())),
         None => data,
@@ -658,23 +656,33 @@ unsafe fn partition_ancestors(rel: pg_sys::Relation) -> Vec<pg_sys::Oid> {
 /// ancestor's) relcache entry is invalidated.
 unsafe fn settings_for(rel: pg_sys::Relation) -> Rc<Settings> {
     let relid = (*rel).rd_id;
+    let found = kept_settings(relid).or_else(|| {
+        let settings = Rc::new(
+            partition_ancestors(rel)
+                .into_iter()
+                .find_map(|a| try_load_settings(a))?,
+        );
+        SETTINGS.with(|all| all.borrow_mut().insert(relid, settings.clone()));
+        Some(settings)
+    });
+    found.unwrap_or_else(|| not_tracked("webhooks.capture()", &format!("table {}", table_name(relid))))
+}
+
+/// A tracked table's own settings, from the per-backend cache or loaded
+/// into it (None if it is not tracked itself).
+unsafe fn kept_settings(relid: pg_sys::Oid) -> Option<Rc<Settings>> {
     if let Some(settings) = SETTINGS.with(|all| all.borrow().get(&relid).cloned()) {
-        return settings;
+        return Some(settings);
     }
-    let loaded =
-        try_load_settings(relid).or_else(|| partition_ancestors(rel).into_iter().find_map(|a| try_load_settings(a)));
-    let Some(settings) = loaded else {
-        not_tracked("webhooks.capture()", &format!("table {}", table_name(relid)));
-    };
-    let settings = Rc::new(settings);
+    let settings = Rc::new(try_load_settings(relid)?);
     SETTINGS.with(|all| all.borrow_mut().insert(relid, settings.clone()));
-    settings
+    Some(settings)
 }
 
 unsafe fn event_settings_for(rel: pg_sys::Relation, trigger: *mut pg_sys::Trigger) -> Rc<Settings> {
     let relid = (*rel).rd_id;
     let tgoid = (*trigger).tgoid;
-    if let Some((_, settings)) = EVENT_SETTINGS.with(|all| all.borrow().get(&tgoid).cloned()) {
+    if let Some(settings) = EVENT_SETTINGS.with(|all| all.borrow().get(&tgoid).cloned()) {
         return settings;
     }
     // The trigger's name says which business event it is (track_event()
@@ -699,7 +707,7 @@ unsafe fn event_settings_for(rel: pg_sys::Relation, trigger: *mut pg_sys::Trigge
         );
     };
     let settings = Rc::new(settings);
-    EVENT_SETTINGS.with(|all| all.borrow_mut().insert(tgoid, (settings.relid, settings.clone())));
+    EVENT_SETTINGS.with(|all| all.borrow_mut().insert(tgoid, settings.clone()));
     settings
 }
 
@@ -1042,14 +1050,29 @@ unsafe fn table_cache(rel: pg_sys::Relation) -> *mut RowCache {
 
 /// Whether the rows in two slots have different keys (compared as bytes).
 unsafe fn rekeyed(new: *mut pg_sys::TupleTableSlot, old: *mut pg_sys::TupleTableSlot, keys: &[usize]) -> bool {
-    let tupdesc = (*new).tts_tupleDescriptor;
+    keys_differ(
+        (*new).tts_tupleDescriptor,
+        keys,
+        ((*new).tts_values, (*new).tts_isnull),
+        ((*old).tts_values, (*old).tts_isnull),
+    )
+}
+
+/// Whether two deformed versions of a row differ in a key column (compared
+/// as bytes).
+unsafe fn keys_differ(
+    tupdesc: pg_sys::TupleDesc,
+    keys: &[usize],
+    (new_values, new_nulls): (*const pg_sys::Datum, *const bool),
+    (old_values, old_nulls): (*const pg_sys::Datum, *const bool),
+) -> bool {
     keys.iter().any(|&i| {
-        let (null_n, null_o) = (*(*new).tts_isnull.add(i), *(*old).tts_isnull.add(i));
+        let (null_n, null_o) = (*new_nulls.add(i), *old_nulls.add(i));
         null_n != null_o
             || (!null_n
                 && !binary_equal(
-                    *(*new).tts_values.add(i),
-                    *(*old).tts_values.add(i),
+                    *new_values.add(i),
+                    *old_values.add(i),
                     crate::capture_json::attr(tupdesc, i),
                 ))
     })
