@@ -572,6 +572,12 @@ async fn readers_see_no_header_values_or_url_secrets() {
          INSERT INTO orders VALUES (1, 'new');",
     )
     .await;
+    refused_with(
+        &su,
+        "SELECT webhooks.set_public_headers(id, '{\"bad header\"}') FROM webhooks.endpoint WHERE name = 'slack'",
+        "22023",
+    )
+    .await;
     // 410 Gone pauses the endpoint, with a reason naming its URL.
     receiver.set_default(pg_webhooks_tests::receiver::Reply::status(410));
     let poller = pg_webhooks_tests::poller::Poller::start(&cluster.url("erp"), &["--poll-interval", "100ms"]).unwrap();
