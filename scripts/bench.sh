@@ -4,6 +4,10 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
-PROFILE=release bash scripts/setup.sh
+# shellcheck source=scripts/pg.sh
+. scripts/pg.sh
+# One PostgreSQL: 15 (Debian's) unless PG_VERSION=18.
+version="${PG_VERSION:-15}"
+PROFILE=release PG_VERSIONS="$version" bash scripts/setup.sh
 cargo build --quiet --release -p pg-webhooks-poller -p pg_webhooks_tests --bins
-exec target/release/bench "$@"
+PG_BINDIR="$(pg_bindir_of "$version")" exec target/release/bench "$@"

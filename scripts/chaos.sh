@@ -6,6 +6,10 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
-bash scripts/setup.sh
+# shellcheck source=scripts/pg.sh
+. scripts/pg.sh
+# One PostgreSQL: 15 (Debian's) unless PG_VERSION=18.
+version="${PG_VERSION:-15}"
+PG_VERSIONS="$version" bash scripts/setup.sh
 cargo build --quiet -p pg-webhooks-poller -p pg_webhooks_tests --bins
-exec target/debug/chaos "$@"
+PG_BINDIR="$(pg_bindir_of "$version")" exec target/debug/chaos "$@"

@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
-# Every test of the project: formatting, lints, the extension's unit and
-# in-database tests, and the end-to-end tests against a throwaway cluster.
+# Every test of the project: formatting, lints, the poller's unit tests, and
+# on each PostgreSQL of PG_VERSIONS (default "15 18") the extension's unit and
+# in-database tests and the end-to-end tests against throwaway clusters.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
+# shellcheck source=scripts/pg.sh
+. scripts/pg.sh
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+export PG_VERSIONS="${PG_VERSIONS:-15 18}"
+read -r -a versions <<<"$PG_VERSIONS"
 
 bash scripts/setup.sh
 
@@ -14,19 +19,26 @@ cargo fmt --all --check
 say "cargo clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 
-say "extension: unit tests and #[pg_test]s (cargo pgrx test)"
-runas=()
-if [ "$(id -u)" -eq 0 ]; then
-    # initdb refuses root: pgrx runs the server through `sudo -u postgres`.
-    pgdata="$(runuser -u postgres -- mktemp -d /tmp/pg_webhooks-pgrx.XXXXXX)"
-    trap 'rm -rf "$pgdata"' EXIT
-    runas=(--runas postgres --pgdata "$pgdata/data")
-fi
-(cd extension && cargo pgrx test pg15 "${runas[@]}")
+say "poller unit tests"
+cargo test --quiet -p pg-webhooks-poller
 
-# pgrx test leaves its test build installed; put the real one back.
-bash scripts/setup.sh
-
-say "poller unit tests and end-to-end tests"
 cargo build --quiet -p pg-webhooks-poller -p pg_webhooks_tests --bins
-cargo test -p pg-webhooks-poller -p pg_webhooks_tests
+pgdata=
+trap 'if [ -n "$pgdata" ]; then rm -rf "$pgdata"; fi' EXIT
+for v in "${versions[@]}"; do
+    say "PostgreSQL $v: extension unit tests and #[pg_test]s (cargo pgrx test)"
+    runas=()
+    if [ "$(id -u)" -eq 0 ]; then
+        # initdb refuses root: pgrx runs the server through `sudo -u postgres`.
+        pgdata="$(runuser -u postgres -- mktemp -d /tmp/pg_webhooks-pgrx.XXXXXX)"
+        runas=(--runas postgres --pgdata "$pgdata/data")
+    fi
+    (cd extension && CARGO_TARGET_DIR="$root/target/pg$v" cargo pgrx test "pg$v" "${runas[@]}")
+    if [ -n "$pgdata" ]; then rm -rf "$pgdata"; pgdata=; fi
+
+    # pgrx test leaves its test build installed; put the real one back.
+    PG_VERSIONS="$v" bash scripts/setup.sh
+
+    say "PostgreSQL $v: end-to-end tests"
+    PG_BINDIR="$(pg_bindir_of "$v")" cargo test -p pg_webhooks_tests
+done

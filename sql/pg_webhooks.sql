@@ -28,6 +28,9 @@ COMMENT ON FUNCTION webhooks.url_parts(text) IS
   'Scheme and host of an endpoint URL as the poller parses it; raises 22023 for a URL the poller could not send to.';
 COMMENT ON FUNCTION webhooks.check_patterns(text[]) IS 'Raise 22023 unless every element is a valid event pattern.';
 COMMENT ON FUNCTION webhooks.check_event_name(text) IS 'Raise 22023 unless the text is a valid event name.';
+COMMENT ON FUNCTION webhooks.refused_address(text) IS
+  'Why the poller''s SSRF guard will refuse an endpoint URL''s host (an address literal, or localhost, in a '
+  'special-purpose block not globally reachable), or NULL; names are judged by the poller when resolved.';
 COMMENT ON FUNCTION webhooks.normalized_url(text) IS
   'An endpoint URL as the poller''s parser writes it (https:host/x is https://host/x); 22023 as url_parts.';
 COMMENT ON FUNCTION webhooks.search_path_ends_with_pg_temp(text) IS
@@ -891,7 +894,8 @@ COMMENT ON FUNCTION webhooks.emit(text, jsonb, text, text) IS
 CREATE FUNCTION webhooks.check_url(url text) RETURNS text
 LANGUAGE plpgsql STABLE AS $$
 DECLARE
-    p record;
+    p       record;
+    refusal text;
 BEGIN
     IF url IS NULL THEN
         RAISE EXCEPTION 'invalid endpoint URL: NULL' USING ERRCODE = 'invalid_parameter_value';
@@ -904,13 +908,22 @@ BEGIN
           USING ERRCODE = 'invalid_parameter_value',
                 HINT = 'webhooks.require_https is on; only loopback URLs may use http.';
     END IF;
+    -- The poller's SSRF guard judges the same address the same way (one
+    -- table, pg_webhooks_address). A warning, not an error: whether the
+    -- poller may reach private networks is its own --allow-private-networks,
+    -- which the database cannot see.
+    refusal := webhooks.refused_address(url);
+    IF refusal IS NOT NULL THEN
+        RAISE WARNING 'the poller will refuse endpoint URL %: %', webhooks.redacted_url(url), refusal
+          USING HINT = 'Run the poller with --allow-private-networks to send to such addresses.';
+    END IF;
     -- Stored as the poller will read it, so that what readers are shown
     -- redacted is what is sent to.
     RETURN webhooks.normalized_url(url);
 END $$;
 COMMENT ON FUNCTION webhooks.check_url(text) IS
-  'Validate an endpoint URL (absolute http/https; https required unless loopback or webhooks.require_https is off); '
-  'returns it as the poller parses it.';
+  'Validate an endpoint URL (absolute http/https; https required unless loopback or webhooks.require_https is off; '
+  'a warning when the poller''s SSRF guard would refuse its address); returns it as the poller parses it.';
 
 CREATE FUNCTION webhooks.check_retry_schedule(schedule interval[]) RETURNS interval[]
 LANGUAGE plpgsql IMMUTABLE AS $$

@@ -255,7 +255,19 @@ unsafe fn composite_values(fcinfo: pg_sys::FunctionCallInfo, n: usize) -> (*mut 
 
 /// Column `i`'s attribute (TupleDescAttr).
 pub(crate) unsafe fn attr<'a>(tupdesc: pg_sys::TupleDesc, i: usize) -> &'a pg_sys::FormData_pg_attribute {
-    &*(*tupdesc).attrs.as_ptr().add(i)
+    &attrs(tupdesc)[i]
+}
+
+/// Every column's attribute, dropped ones included. PostgreSQL 18 moved the
+/// array behind `compact_attrs`; pgrx's `PgTupleDesc::get` knows where it is
+/// on each version, and the attributes are contiguous on all of them.
+pub(crate) unsafe fn attrs<'a>(tupdesc: pg_sys::TupleDesc) -> &'a [pg_sys::FormData_pg_attribute] {
+    // Borrows: neither released nor freed when `desc` goes.
+    let desc = pgrx::PgTupleDesc::from_pg_unchecked(tupdesc);
+    match desc.get(0) {
+        Some(first) => std::slice::from_raw_parts(first as *const pg_sys::FormData_pg_attribute, desc.len()),
+        None => &[],
+    }
 }
 
 /// Each column (dropped ones skipped) of a deformed row as `to_jsonb` would
@@ -267,7 +279,7 @@ pub(crate) unsafe fn json_values(
     nulls: *const bool,
 ) -> Vec<pg_sys::JsonbValue> {
     let mut json = Vec::with_capacity((*cache).live);
-    let attrs = (*tupdesc).attrs.as_slice((*cache).natts);
+    let attrs = &attrs(tupdesc)[..(*cache).natts];
     for (i, attr) in attrs.iter().enumerate() {
         let column = &mut *(*cache).columns.add(i);
         if column.dropped {
@@ -344,7 +356,7 @@ pub(crate) unsafe fn valid_cache(
     generic: bool,
 ) -> *mut RowCache {
     let natts = (*tupdesc).natts as usize;
-    let attrs = (*tupdesc).attrs.as_slice(natts);
+    let attrs = attrs(tupdesc);
     if !cached.is_null()
         && (*cached).natts == natts
         && attrs.iter().enumerate().all(|(i, attr)| {

@@ -57,6 +57,24 @@ pub fn normalize(url: &str) -> Result<String, UrlError> {
         .map_err(|e| UrlError::Unparsable(e.to_string()))
 }
 
+/// Why the poller will refuse to send to this URL's host, if it names an
+/// address (or `localhost`) in a block the poller's SSRF guard refuses: the
+/// same table (pg_webhooks_address) gives the same verdict on both sides.
+/// Names are not resolved here; the poller judges what they resolve to.
+pub fn address_refusal(url: &str) -> Option<String> {
+    let parsed = Url::parse(url).ok()?;
+    let ip = match parsed.host()? {
+        url::Host::Ipv4(v4) => std::net::IpAddr::V4(v4),
+        url::Host::Ipv6(v6) => std::net::IpAddr::V6(v6),
+        // RFC 6761: localhost and every name under it is loopback.
+        url::Host::Domain(d) => {
+            let d = d.trim_end_matches('.');
+            return (d == "localhost" || d.ends_with(".localhost")).then(|| format!("{d} is a loopback name"));
+        }
+    };
+    pg_webhooks_address::forbidden(ip).map(|why| format!("{ip} is a {why} address"))
+}
+
 /// The URL as readers see it: scheme, host and port; any path, query or
 /// fragment (which often carry a secret) as `/[redacted]`.
 pub fn redact(url: &str) -> String {
@@ -76,6 +94,32 @@ pub fn redact(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refused_addresses_are_those_of_the_poller() {
+        for (url, why) in [
+            ("http://127.0.0.1:8080/x", "127.0.0.1 is a loopback address"),
+            ("https://[::ffff:7f00:1]/", "::ffff:127.0.0.1 is a loopback address"),
+            (
+                "https://169.254.169.254/latest",
+                "169.254.169.254 is a link-local (cloud metadata) address",
+            ),
+            ("https://10.0.0.5/", "10.0.0.5 is a private address"),
+            ("https://[fd00::1]/", "fd00::1 is a private (unique local) address"),
+            ("http://localhost:3000/", "localhost is a loopback name"),
+            ("http://api.localhost./", "api.localhost is a loopback name"),
+        ] {
+            assert_eq!(address_refusal(url).as_deref(), Some(why), "{url}");
+        }
+        for url in [
+            "https://example.com/",
+            "https://1.1.1.1/",
+            "https://[2606:4700::1111]/",
+            "https://localhost.example.com/",
+        ] {
+            assert_eq!(address_refusal(url), None, "{url}");
+        }
+    }
 
     #[test]
     fn accepted_and_refused() {

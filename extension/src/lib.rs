@@ -193,6 +193,13 @@ fn normalized_url(url: &str) -> String {
     }
 }
 
+/// Why the poller's SSRF guard will refuse this endpoint URL's host (an
+/// address literal or localhost in a special-purpose block), or NULL.
+#[pg_extern(immutable, strict, parallel_safe)]
+fn refused_address(url: &str) -> Option<String> {
+    endpoint_url::address_refusal(url)
+}
+
 /// An endpoint URL as readers see it (path, query and fragment redacted).
 #[pg_extern(immutable, strict, parallel_safe)]
 fn redacted_url(url: &str) -> String {

@@ -2,10 +2,14 @@
 //! program, so tests can run it in-process and stop it on demand.
 //!
 //! Three kinds of task: the claim loop (this file) leases due deliveries and
-//! spawns one sender per delivery, bounded by `--concurrency`; senders do the
-//! HTTP request and hand the outcome to the completer, which records outcomes
-//! in batches through webhooks.complete_batch(). The LISTEN task only wakes the
-//! claim loop.
+//! spawns one sender per delivery; senders do the HTTP request and hand the
+//! outcome to the completer, which records outcomes in batches through
+//! webhooks.complete_batch(). The LISTEN task only wakes the claim loop.
+//!
+//! Memory is bounded by `--concurrency`: a delivery holds its slot from its
+//! claim until its outcome is recorded (not merely sent), so requests in
+//! flight plus outcomes waiting for the database never exceed it, and the
+//! queue to the completer has room for exactly that many.
 
 pub mod config;
 pub mod db;
@@ -22,10 +26,13 @@ use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
-use tokio::sync::{mpsc, watch, Notify, Semaphore};
+use tokio::sync::{mpsc, watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 use uuid::Uuid;
+
+/// A sent delivery on its way to the completer, with its slot.
+type Done = (Claimed, Outcome, OwnedSemaphorePermit);
 
 /// What a run did, for `--once` and for tests.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -75,22 +82,23 @@ struct Shared {
     /// a shutdown can give back exactly those.
     leased: Mutex<HashSet<(Uuid, i32)>>,
     summary: Mutex<Summary>,
+    /// Told when recorded outcomes gave their slots back.
+    freed: Notify,
 }
 
 /// Records outcomes in batches until every sender is gone. Retries through
 /// database outages; gives up only when told to stop, leaving those
 /// deliveries to lease expiry (they will be sent again: at least once).
-async fn completer(
-    shared: Arc<Shared>,
-    mut rx: mpsc::UnboundedReceiver<(Claimed, Outcome)>,
-    give_up: watch::Receiver<bool>,
-) {
+async fn completer(shared: Arc<Shared>, mut rx: mpsc::Receiver<Done>, give_up: watch::Receiver<bool>) {
     while let Some(first) = rx.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < COMPLETE_BATCH {
-            match rx.try_recv() {
-                Ok(done) => batch.push(done),
-                Err(_) => break,
+        let mut batch = Vec::new();
+        let mut slots = Vec::new();
+        let mut next = Some(first);
+        while let Some((claimed, outcome, slot)) = next.take() {
+            batch.push((claimed, outcome));
+            slots.push(slot);
+            if batch.len() < COMPLETE_BATCH {
+                next = rx.try_recv().ok();
             }
         }
         let statuses = record(&shared, &batch, &give_up).await;
@@ -117,6 +125,8 @@ async fn completer(
                 "attempt recorded"
             );
         }
+        drop((leased, summary, slots));
+        shared.freed.notify_one();
     }
 }
 
@@ -181,7 +191,7 @@ async fn record_with_retries(
     }
 }
 
-async fn deliver(shared: Arc<Shared>, claimed: Claimed, done: mpsc::UnboundedSender<(Claimed, Outcome)>) {
+async fn deliver(shared: Arc<Shared>, claimed: Claimed, slot: OwnedSemaphorePermit, done: mpsc::Sender<Done>) {
     shared.metrics.in_flight.fetch_add(1, Ordering::Relaxed);
     let outcome = send::send(&shared.clients, &claimed).await;
     shared.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
@@ -193,7 +203,7 @@ async fn deliver(shared: Arc<Shared>, claimed: Claimed, done: mpsc::UnboundedSen
             .observe(now.as_secs_f64() - claimed.event_created_at);
     }
     tracing::debug!(code = outcome.status_code, error = outcome.error.as_deref(), "sent");
-    let _ = done.send((claimed, outcome));
+    let _ = done.send((claimed, outcome, slot)).await;
 }
 
 /// Samples the due backlog and database health for the metrics endpoint.
@@ -257,6 +267,7 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
         metrics,
         leased: Mutex::new(HashSet::new()),
         summary: Mutex::new(Summary::default()),
+        freed: Notify::new(),
     });
     if config.metrics_addr.is_some() {
         background.spawn(watch_backlog(shared.clone()));
@@ -270,7 +281,8 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
         shutdown.clone(),
     ));
     let (give_up_tx, give_up) = watch::channel(false);
-    let (done_tx, done_rx) = mpsc::unbounded_channel();
+    // Every slot's outcome fits: a sender never waits for the completer.
+    let (done_tx, done_rx) = mpsc::channel(config.concurrency.max(1) as usize);
     let completer = tokio::spawn(completer(shared.clone(), done_rx, give_up));
     let permits = Arc::new(Semaphore::new(config.concurrency as usize));
     let mut inflight: JoinSet<()> = JoinSet::new();
@@ -308,14 +320,7 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
                             attempt = claimed.attempt,
                             event = %claimed.event,
                         );
-                        let task = deliver(shared.clone(), claimed, done_tx.clone());
-                        inflight.spawn(
-                            async move {
-                                task.await;
-                                drop(permit);
-                            }
-                            .instrument(span),
-                        );
+                        inflight.spawn(deliver(shared.clone(), claimed, permit, done_tx.clone()).instrument(span));
                     }
                 }
                 Err(e) => {
@@ -357,6 +362,7 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
         tokio::select! {
             _ = wake.notified() => {}
             Some(_) = inflight.join_next(), if !inflight.is_empty() => {}
+            _ = shared.freed.notified() => {}
             // A due delivery we could not claim is leased to another poller or
             // held back by max_in_flight / ordering: look again shortly.
             _ = tokio::time::sleep(nap.max(Duration::from_millis(5))) => {}

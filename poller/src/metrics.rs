@@ -1,11 +1,19 @@
-//! Prometheus metrics and a health check on `--metrics-addr`, served by a
-//! deliberately tiny HTTP/1.0 responder (two fixed paths, no request body).
+//! Prometheus metrics and a health check on `--metrics-addr`, served by
+//! hyper with a header timeout, a deadline per connection and a bound on
+//! connections, so that a slow or hostile client cannot pin the poller.
 
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 const BUCKETS: [f64; 13] = [
     0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
@@ -144,36 +152,51 @@ impl Metrics {
     }
 }
 
-/// Serves GET /metrics and GET /healthz until the task is aborted.
+/// A client gets this long to send its request head, and this long for the
+/// whole exchange; at most this many connections are served at once (the
+/// rest are closed on accept). A scraper needs one.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
+const MAX_CONNECTIONS: usize = 32;
+
+fn respond(metrics: &Metrics, path: &str) -> Response<Full<Bytes>> {
+    let (status, body) = match path {
+        "/metrics" => (StatusCode::OK, metrics.render()),
+        "/healthz" if metrics.db_up.load(Ordering::Relaxed) == 1 => (StatusCode::OK, "ok\n".to_owned()),
+        "/healthz" => (StatusCode::SERVICE_UNAVAILABLE, "database unreachable\n".to_owned()),
+        _ => (StatusCode::NOT_FOUND, "not found\n".to_owned()),
+    };
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    response
+}
+
+/// Serves GET /metrics and GET /healthz (HTTP/1, hyper) until the task is
+/// aborted.
 pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
-    while let Ok((mut stream, _)) = listener.accept().await {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    while let Ok((stream, peer)) = listener.accept().await {
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, "metrics: too many connections; closing this one");
+            continue;
+        };
         let metrics = metrics.clone();
         tokio::spawn(async move {
-            let mut buf = vec![0u8; 2048];
-            let mut len = 0;
-            // Read the request head, bounded in size.
-            while len < buf.len() {
-                match stream.read(&mut buf[len..]).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => len += n,
-                }
-                if buf[..len].windows(4).any(|w| w == b"\r\n\r\n") {
-                    break;
-                }
-            }
-            let head = String::from_utf8_lossy(&buf[..len]);
-            let path = head.split_whitespace().nth(1).unwrap_or("");
-            let (status, body) = match path {
-                "/metrics" => ("200 OK", metrics.render()),
-                "/healthz" if metrics.db_up.load(Ordering::Relaxed) == 1 => ("200 OK", "ok\n".to_owned()),
-                "/healthz" => ("503 Service Unavailable", "database unreachable\n".to_owned()),
-                _ => ("404 Not Found", "not found\n".to_owned()),
-            };
-            let response = format!(
-                "HTTP/1.0 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = stream.write_all(response.as_bytes()).await;
+            let service = service_fn(move |request: Request<Incoming>| {
+                let response = respond(&metrics, request.uri().path());
+                async move { Ok::<_, std::convert::Infallible>(response) }
+            });
+            let connection = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), service);
+            // Past the deadline the connection is dropped, whatever state it is in.
+            let _ = tokio::time::timeout(CONNECTION_TIMEOUT, connection).await;
+            drop(slot);
         });
     }
 }

@@ -107,12 +107,18 @@ CREATE FUNCTION webhooks.redacted_url(url text) RETURNS text
 IMMUTABLE STRICT PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'redacted_url_wrapper';
 CREATE FUNCTION webhooks.normalized_url(url text) RETURNS text
 IMMUTABLE STRICT PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'normalized_url_wrapper';
+CREATE FUNCTION webhooks.refused_address(url text) RETURNS text
+IMMUTABLE STRICT PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'refused_address_wrapper';
 CREATE FUNCTION webhooks.search_path_ends_with_pg_temp(path text) RETURNS boolean
 IMMUTABLE STRICT PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'search_path_ends_with_pg_temp_wrapper';
 
 COMMENT ON FUNCTION webhooks.redacted_url(text) IS
   'An endpoint URL as readers see it: scheme, host and port as the poller parses them; any path, query or '
   'fragment shown as /[redacted].';
+
+COMMENT ON FUNCTION webhooks.refused_address(text) IS
+  'Why the poller''s SSRF guard will refuse an endpoint URL''s host (an address literal, or localhost, in a '
+  'special-purpose block not globally reachable), or NULL; names are judged by the poller when resolved.';
 
 COMMENT ON FUNCTION webhooks.normalized_url(text) IS
   'An endpoint URL as the poller''s parser writes it (https:host/x is https://host/x); 22023 as url_parts.';
@@ -961,7 +967,8 @@ COMMENT ON FUNCTION webhooks.check_payload(regprocedure) IS
 CREATE OR REPLACE FUNCTION webhooks.check_url(url text) RETURNS text
 LANGUAGE plpgsql STABLE AS $$
 DECLARE
-    p record;
+    p       record;
+    refusal text;
 BEGIN
     IF url IS NULL THEN
         RAISE EXCEPTION 'invalid endpoint URL: NULL' USING ERRCODE = 'invalid_parameter_value';
@@ -974,13 +981,22 @@ BEGIN
           USING ERRCODE = 'invalid_parameter_value',
                 HINT = 'webhooks.require_https is on; only loopback URLs may use http.';
     END IF;
+    -- The poller's SSRF guard judges the same address the same way (one
+    -- table, pg_webhooks_address). A warning, not an error: whether the
+    -- poller may reach private networks is its own --allow-private-networks,
+    -- which the database cannot see.
+    refusal := webhooks.refused_address(url);
+    IF refusal IS NOT NULL THEN
+        RAISE WARNING 'the poller will refuse endpoint URL %: %', webhooks.redacted_url(url), refusal
+          USING HINT = 'Run the poller with --allow-private-networks to send to such addresses.';
+    END IF;
     -- Stored as the poller will read it, so that what readers are shown
     -- redacted is what is sent to.
     RETURN webhooks.normalized_url(url);
 END $$;
 COMMENT ON FUNCTION webhooks.check_url(text) IS
-  'Validate an endpoint URL (absolute http/https; https required unless loopback or webhooks.require_https is off); '
-  'returns it as the poller parses it.';
+  'Validate an endpoint URL (absolute http/https; https required unless loopback or webhooks.require_https is off; '
+  'a warning when the poller''s SSRF guard would refuse its address); returns it as the poller parses it.';
 
 ALTER FUNCTION webhooks.emit(text, jsonb, text, text) SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 ALTER FUNCTION webhooks.claim(integer, interval) SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
@@ -996,7 +1012,8 @@ REVOKE ALL ON FUNCTION webhooks.capture_event(), webhooks.invalidate_capture(reg
                        webhooks.checked_event_size(jsonb), webhooks.redacted_url(text),
                        webhooks.redacted_headers(jsonb, text[]), webhooks.set_public_headers(bigint, text[]),
                        webhooks.commit_staged(regclass), webhooks.tracked_table(regclass),
-                       webhooks.normalized_url(text), webhooks.search_path_ends_with_pg_temp(text)
+                       webhooks.normalized_url(text), webhooks.search_path_ends_with_pg_temp(text),
+                       webhooks.refused_address(text)
   FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION webhooks.capture_event(), webhooks.invalidate_capture(regclass),
                           webhooks.source_changed(), webhooks.install_capture(webhooks.source),
@@ -1004,10 +1021,14 @@ GRANT EXECUTE ON FUNCTION webhooks.capture_event(), webhooks.invalidate_capture(
                           webhooks.check_still_matches(webhooks.delivery), webhooks.checked_event_size(jsonb),
                           webhooks.redacted_url(text), webhooks.redacted_headers(jsonb, text[]),
                           webhooks.set_public_headers(bigint, text[]), webhooks.tracked_table(regclass),
-                          webhooks.normalized_url(text), webhooks.search_path_ends_with_pg_temp(text)
+                          webhooks.normalized_url(text), webhooks.search_path_ends_with_pg_temp(text),
+                          webhooks.refused_address(text)
    TO webhooks_admin;
 REVOKE CREATE ON SCHEMA webhooks FROM webhooks_admin;
-REVOKE TRIGGER, REFERENCES, TRUNCATE ON ALL TABLES IN SCHEMA webhooks FROM webhooks_admin;
+-- 0.1.0 granted ALL (on PostgreSQL 17 and later, MAINTAIN too); a fresh
+-- install grants these four.
+REVOKE ALL ON ALL TABLES IN SCHEMA webhooks FROM webhooks_admin;
+GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA webhooks TO webhooks_admin;
 GRANT EXECUTE ON FUNCTION webhooks.endpoint_matches(webhooks.endpoint, webhooks.event),
                           webhooks.envelope(webhooks.event), webhooks.redacted_url(text),
                           webhooks.redacted_headers(jsonb, text[])

@@ -124,7 +124,10 @@ pub async fn privileges_dump(db: &Client) -> Vec<String> {
         "SELECT format('%s %s owner=%s acl=%s', CASE c.relkind WHEN 'r' THEN 'table' WHEN 'p' THEN 'table'
                                                  WHEN 'v' THEN 'view' WHEN 'S' THEN 'sequence' END,
                        c.oid::regclass, pg_get_userbyid(c.relowner),
-                       (SELECT string_agg(a::text, ',' ORDER BY a::text) FROM unnest(c.relacl) a))
+                       -- The owner's own grant of everything reads ALL: PostgreSQL 17
+                       -- added MAINTAIN (m), which 15 does not have.
+                       (SELECT string_agg(regexp_replace(a::text, '^([^=]*)=arwdDxtm?/\\1$', '\\1=ALL/\\1'), ','
+                                          ORDER BY a::text) FROM unnest(c.relacl) a))
            FROM pg_class c WHERE c.relnamespace = 'webhooks'::regnamespace AND c.relkind IN ('r', 'p', 'v', 'S')",
         "SELECT format('function %s owner=%s acl=%s security-definer=%s config=%s', p.oid::regprocedure,
                        pg_get_userbyid(p.proowner),

@@ -198,6 +198,12 @@ impl Cluster {
 
     /// Runs psql against a database (for printing tables the way a DBA sees them).
     pub fn psql(&self, database: &str, sql: &str) -> Result<String, String> {
+        self.psql_output(database, sql).map(|(stdout, _)| stdout)
+    }
+
+    /// Runs psql against a database: what it printed, and what the server
+    /// said besides (notices and warnings, on stderr).
+    pub fn psql_output(&self, database: &str, sql: &str) -> Result<(String, String), String> {
         let mut c = Command::new(bindir().join("psql"));
         c.args([
             "-X",
@@ -213,7 +219,10 @@ impl Cluster {
         ])
         .args(["-v", "ON_ERROR_STOP=1", "-c", sql]);
         let out = run(c, "psql")?;
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        Ok((
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ))
     }
 }
 

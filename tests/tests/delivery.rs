@@ -529,6 +529,19 @@ async fn metrics_and_health_are_served() {
     assert!(metrics.contains("pg_webhooks_lag_seconds_bucket"), "{metrics}");
     let health = get("/healthz").await.unwrap();
     assert!(health.starts_with("HTTP/1.0 200"), "{health}");
+
+    // A client that never finishes its request head is cut off (hyper's
+    // header timeout, 5 s), and does not hold up others meanwhile.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stalled = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    stalled
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    assert!(get("/metrics").await.unwrap().starts_with("HTTP/1.0 200"));
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(20), stalled.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok(), "a stalled client kept its connection for 20 s");
     poller.stop().await.unwrap();
 }
 

@@ -133,6 +133,60 @@ async fn bad_endpoint_input_is_refused_with_a_sqlstate_and_changes_nothing() {
 }
 
 #[tokio::test]
+async fn endpoint_urls_the_poller_refuses_are_warned_about() {
+    let (cluster, db) = setup().await;
+    // The poller's SSRF guard and the database judge an address with one
+    // table (pg_webhooks_address): the same verdict on both sides.
+    for (url, want) in [
+        (
+            "https://[::ffff:7f00:1]/",
+            Some("::ffff:127.0.0.1 is a loopback address"),
+        ),
+        (
+            "https://169.254.169.254/latest",
+            Some("169.254.169.254 is a link-local (cloud metadata) address"),
+        ),
+        ("https://198.18.0.1/", Some("198.18.0.1 is a benchmarking address")),
+        ("https://[2002:a00:1::1]/", Some("2002:a00:1::1 is a 6to4 address")),
+        ("http://localhost:8080/", Some("localhost is a loopback name")),
+        ("https://hooks.example.com/", None),
+        ("https://1.1.1.1/", None),
+    ] {
+        let got: Option<String> = db
+            .query_one("SELECT webhooks.refused_address($1)", &[&url])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(got.as_deref(), want, "{url}");
+    }
+    // The endpoint is created (whether the poller may reach private networks
+    // is its own --allow-private-networks), with a warning that says why it
+    // will not be sent to otherwise; the URL's path stays redacted.
+    let (_, said) = cluster
+        .psql_output(
+            "api",
+            "SELECT id FROM webhooks.create_endpoint('https://10.1.2.3/hook/s3cr3t', events => '{order.*}')",
+        )
+        .unwrap();
+    assert!(
+        said.contains(
+            "WARNING:  the poller will refuse endpoint URL https://10.1.2.3/[redacted]: 10.1.2.3 is a private address"
+        ),
+        "{said}"
+    );
+    assert!(said.contains("--allow-private-networks"), "{said}");
+    assert!(!said.contains("s3cr3t"), "{said}");
+    assert_eq!(count(&db, "SELECT count(*) FROM webhooks.endpoint").await, 1);
+    let (_, said) = cluster
+        .psql_output(
+            "api",
+            "SELECT id FROM webhooks.create_endpoint('https://hooks.example.com/x', events => '{order.*}')",
+        )
+        .unwrap();
+    assert!(!said.contains("WARNING"), "{said}");
+}
+
+#[tokio::test]
 async fn endpoints_return_their_secret_once() {
     let (_cluster, db) = setup().await;
     let row = db
