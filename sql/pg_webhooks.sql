@@ -581,7 +581,10 @@ LANGUAGE plpgsql AS $$
 DECLARE
     t name;
 BEGIN
-    FOR t IN SELECT tgname FROM pg_trigger WHERE tgrelid = rel AND tgname LIKE prefix LOOP
+    -- Not the clones a partition has of its parent's row triggers (a
+    -- deferred table's commit trigger, business events): they go with the
+    -- parent's, and dropping one alone is refused (2BP01).
+    FOR t IN SELECT tgname FROM pg_trigger WHERE tgrelid = rel AND tgname LIKE prefix AND tgparentid = 0 LOOP
         EXECUTE format('DROP TRIGGER %I ON %s', t, rel);
     END LOOP;
 END $$;
@@ -667,38 +670,59 @@ COMMENT ON FUNCTION webhooks.check_payload(regprocedure) IS
 
 -- Internal: (re)create a tracked table's capture triggers. They take no
 -- argument: the engine finds the settings by the table.
+CREATE FUNCTION webhooks.add_capture_triggers(src webhooks.source, rel regclass) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    has name[];
+BEGIN
+    -- Statement-level with transition tables (one trigger per operation, as
+    -- transition tables require). A deferred table stages every change,
+    -- whatever its events: the row's final state decides at commit.
+    IF (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid = rel) = 'f' THEN
+        RAISE EXCEPTION 'pg_webhooks cannot capture writes to foreign table %, a partition of tracked table %',
+                        rel, src.source
+          USING ERRCODE = 'feature_not_supported',
+                HINT = 'Writes to a foreign table happen on another server, unseen here. Keep the partition local, '
+                       'or untrack the table first.';
+    END IF;
+    SELECT coalesce(array_agg(t.tgname), '{}') INTO has
+      FROM pg_catalog.pg_trigger t WHERE t.tgrelid = rel AND t.tgparentid = 0;
+    IF ('created' = ANY (src.events) OR src.deferred) AND NOT 'webhooks_capture_ins' = ANY (has) THEN
+        EXECUTE format('CREATE TRIGGER webhooks_capture_ins AFTER INSERT ON %s REFERENCING NEW TABLE AS new_rows '
+                       'FOR EACH STATEMENT EXECUTE FUNCTION webhooks.capture()', rel);
+    END IF;
+    IF ('updated' = ANY (src.events) OR src.deferred) AND NOT 'webhooks_capture_upd' = ANY (has) THEN
+        EXECUTE format('CREATE TRIGGER webhooks_capture_upd AFTER UPDATE ON %s '
+                       'REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows '
+                       'FOR EACH STATEMENT EXECUTE FUNCTION webhooks.capture()', rel);
+    END IF;
+    IF ('deleted' = ANY (src.events) OR src.deferred) AND NOT 'webhooks_capture_del' = ANY (has) THEN
+        EXECUTE format('CREATE TRIGGER webhooks_capture_del AFTER DELETE ON %s REFERENCING OLD TABLE AS old_rows '
+                       'FOR EACH STATEMENT EXECUTE FUNCTION webhooks.capture()', rel);
+    END IF;
+    IF ('truncated' = ANY (src.events) OR src.events = '{created,updated,deleted}')
+       AND NOT 'webhooks_capture_truncate' = ANY (has) THEN
+        EXECUTE format('CREATE TRIGGER webhooks_capture_truncate AFTER TRUNCATE ON %s FOR EACH STATEMENT '
+                       'EXECUTE FUNCTION webhooks.capture_truncate()', rel);
+    END IF;
+END $$;
+COMMENT ON FUNCTION webhooks.add_capture_triggers(webhooks.source, regclass) IS
+  'Internal: give one table of a tracked table''s partition tree the statement capture triggers it lacks '
+  '(those it has are left alone, enabled or not); 0A000 for a foreign table.';
+
 CREATE FUNCTION webhooks.install_capture(src webhooks.source) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
     rel regclass;
 BEGIN
-    -- Statement-level with transition tables (one trigger per operation, as
-    -- transition tables require). A deferred table stages every change,
-    -- whatever its events: the row's final state decides at commit.
     -- Statement triggers fire only on the table a statement names, so a
     -- partitioned table's partitions get them too (a write straight to a
-    -- partition is captured as its root's); partitions made later get them
-    -- when track() is called again.
+    -- partition is captured as its root's); partitions made or attached
+    -- later get them from the DDL event trigger (on_ddl).
     FOR rel IN SELECT t.relid FROM pg_partition_tree(src.source) t
                UNION SELECT src.source LOOP
         PERFORM webhooks.drop_capture_triggers(rel);
-        IF 'created' = ANY (src.events) OR src.deferred THEN
-            EXECUTE format('CREATE TRIGGER webhooks_capture_ins AFTER INSERT ON %s REFERENCING NEW TABLE AS new_rows '
-                           'FOR EACH STATEMENT EXECUTE FUNCTION webhooks.capture()', rel);
-        END IF;
-        IF 'updated' = ANY (src.events) OR src.deferred THEN
-            EXECUTE format('CREATE TRIGGER webhooks_capture_upd AFTER UPDATE ON %s '
-                           'REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows '
-                           'FOR EACH STATEMENT EXECUTE FUNCTION webhooks.capture()', rel);
-        END IF;
-        IF 'deleted' = ANY (src.events) OR src.deferred THEN
-            EXECUTE format('CREATE TRIGGER webhooks_capture_del AFTER DELETE ON %s REFERENCING OLD TABLE AS old_rows '
-                           'FOR EACH STATEMENT EXECUTE FUNCTION webhooks.capture()', rel);
-        END IF;
-        IF 'truncated' = ANY (src.events) OR src.events = '{created,updated,deleted}' THEN
-            EXECUTE format('CREATE TRIGGER webhooks_capture_truncate AFTER TRUNCATE ON %s FOR EACH STATEMENT '
-                           'EXECUTE FUNCTION webhooks.capture_truncate()', rel);
-        END IF;
+        PERFORM webhooks.add_capture_triggers(src, rel);
     END LOOP;
     IF src.deferred THEN
         EXECUTE format('CREATE CONSTRAINT TRIGGER webhooks_capture_commit AFTER INSERT OR UPDATE OR DELETE ON %s '
@@ -1923,7 +1947,9 @@ LANGUAGE sql AS $$
         UPDATE webhooks.delivery d
            SET status = 'pending', next_attempt_at = now(), locked_until = NULL,
                attempts = d.attempts - 1
-          FROM unnest(delivery_ids, attempts) AS u(id, attempt)
+          -- Qualified: a bare "attempts" is the column of d, which a FROM item
+          -- may not name (42P10: every release() failed before 0.2.0).
+          FROM unnest(release.delivery_ids, release.attempts) AS u(id, attempt)
          WHERE d.id = u.id AND d.status = 'delivering' AND d.attempts = u.attempt
         RETURNING 1
     )
@@ -2484,13 +2510,36 @@ LANGUAGE plpgsql AS $$
 DECLARE
     cmd     record;
     src     webhooks.source;
+    tree    webhooks.source;
     keys    name[];
     dropped name[];
     renamed jsonb;
 BEGIN
     -- (A RENAME COLUMN is reported as a 'table column', with the table as objid.)
     FOR cmd IN SELECT DISTINCT objid FROM pg_event_trigger_ddl_commands()
-                WHERE object_type IN ('table', 'table column') LOOP
+                WHERE object_type IN ('table', 'table column', 'foreign table') LOOP
+        -- Partitions made or attached after track() (CREATE TABLE ...
+        -- PARTITION OF, ATTACH PARTITION, at any depth) get the capture
+        -- triggers they lack, so a write straight to them is not missed;
+        -- tables that have them keep them as they are (no lock, and one
+        -- disabled by its owner stays disabled).
+        SELECT s.* INTO tree
+          FROM pg_catalog.pg_partition_ancestors(cmd.objid) WITH ORDINALITY a(relid, depth)
+          JOIN webhooks.source s ON s.source = a.relid
+         ORDER BY a.depth
+         LIMIT 1;
+        IF FOUND THEN
+            PERFORM webhooks.add_capture_triggers(tree, t.relid) FROM pg_catalog.pg_partition_tree(cmd.objid) t;
+            -- A partition detached from a tracked tree is not tracked any
+            -- more: left, its capture triggers would refuse every write.
+            PERFORM webhooks.drop_capture_triggers(c.tgrelid)
+               FROM (SELECT DISTINCT t.tgrelid FROM pg_catalog.pg_trigger t
+                      WHERE t.tgname IN ('webhooks_capture_ins', 'webhooks_capture_upd',
+                                         'webhooks_capture_del', 'webhooks_capture_truncate')
+                        AND t.tgparentid = 0) c
+              WHERE NOT EXISTS (SELECT 1 FROM webhooks.source s
+                                 WHERE s.source = webhooks.tracked_table(c.tgrelid));
+        END IF;
         SELECT * INTO src FROM webhooks.source s WHERE s.source = cmd.objid;
         CONTINUE WHEN NOT FOUND;
         keys := webhooks.primary_key(src.source);
@@ -2547,7 +2596,8 @@ BEGIN
 END $$;
 COMMENT ON FUNCTION webhooks.on_ddl() IS
   'Event trigger: after ALTER TABLE on a tracked table, bring its settings up to date (following renamed '
-  'columns, dropping vanished ones with a warning); refuse to drop its primary key.';
+  'columns, dropping vanished ones with a warning); refuse to drop its primary key. Partitions made or '
+  'attached later get the capture triggers they lack; detached ones lose theirs.';
 
 CREATE FUNCTION webhooks.on_drop() RETURNS event_trigger
 LANGUAGE plpgsql AS $$
@@ -2575,7 +2625,8 @@ ALTER FUNCTION webhooks.on_drop() SECURITY DEFINER SET search_path = pg_catalog,
 -- Only Postgres calls event trigger functions; nobody needs EXECUTE.
 REVOKE ALL ON FUNCTION webhooks.on_ddl(), webhooks.on_drop() FROM PUBLIC;
 
-CREATE EVENT TRIGGER webhooks_ddl ON ddl_command_end WHEN TAG IN ('ALTER TABLE')
+CREATE EVENT TRIGGER webhooks_ddl ON ddl_command_end
+    WHEN TAG IN ('ALTER TABLE', 'CREATE TABLE', 'CREATE FOREIGN TABLE', 'CREATE SCHEMA')
     EXECUTE FUNCTION webhooks.on_ddl();
 CREATE EVENT TRIGGER webhooks_drop ON sql_drop WHEN TAG IN ('DROP TABLE', 'DROP SCHEMA', 'DROP OWNED')
     EXECUTE FUNCTION webhooks.on_drop();

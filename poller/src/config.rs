@@ -26,6 +26,13 @@ pub struct Config {
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub batch_size: u32,
 
+    /// Most bytes of request bodies this poller holds at once: claimed, in
+    /// flight, or waiting for their outcome to be recorded. Deliveries that
+    /// do not fit are given back at once (their attempt is not counted); one
+    /// bigger than the whole budget goes out alone. E.g. 64MiB, 512KiB, 100000.
+    #[arg(long, default_value = "64MiB", value_parser = parse_bytes)]
+    pub max_in_flight_bytes: u32,
+
     /// How long a claimed delivery stays leased to this poller; if it dies, others
     /// retake the delivery after this. Must exceed the longest endpoint timeout.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
@@ -82,9 +89,46 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
+/// Parses `100000`, `512KiB`, `64MiB` or `1GiB` (binary units; B, kB and MB
+/// as decimal ones), from 1 KiB to 4 GiB - 1.
+pub fn parse_bytes(s: &str) -> Result<u32, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let value: u64 = num
+        .parse()
+        .map_err(|_| format!("invalid size {s:?} (use e.g. 512KiB, 64MiB)"))?;
+    let factor: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "kB" => 1000,
+        "KiB" => 1 << 10,
+        "MB" => 1_000_000,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        other => return Err(format!("unknown size unit {other:?} in {s:?} (use B, KiB, MiB or GiB)")),
+    };
+    let bytes = value.saturating_mul(factor);
+    if !(1024..=u64::from(u32::MAX)).contains(&bytes) {
+        return Err(format!("size {s:?} must be from 1KiB to 4GiB"));
+    }
+    Ok(bytes as u32)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_bytes("64MiB"), Ok(64 << 20));
+        assert_eq!(parse_bytes("512KiB"), Ok(512 << 10));
+        assert_eq!(parse_bytes("100000"), Ok(100_000));
+        assert_eq!(parse_bytes("2MB"), Ok(2_000_000));
+        assert!(parse_bytes("10").is_err());
+        assert!(parse_bytes("4GiB").is_err());
+        assert!(parse_bytes("1TiB").is_err());
+        assert!(parse_bytes("many").is_err());
+    }
 
     #[test]
     fn durations() {

@@ -2,6 +2,7 @@
 //! webhooks.release() and webhooks.next_due(). Policy is decided in SQL; this
 //! module only moves rows.
 
+use futures_util::TryStreamExt;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::RwLock;
@@ -53,6 +54,11 @@ fn error_text(e: &tokio_postgres::Error) -> String {
             None => e.to_string(),
         },
     }
+}
+
+/// What a body counts against `--max-in-flight-bytes` (an empty one too).
+pub fn body_bytes(body: &str) -> usize {
+    body.len().max(1)
 }
 
 /// A request returned by webhooks.claim(), ready to send.
@@ -164,16 +170,20 @@ pub struct Db {
     url: String,
     commit: Commit,
     client: RwLock<Arc<Client>>,
+    /// Whether webhooks.release() works here: 0.1's failed on every call
+    /// (42P10), so against 0.1 nothing claimed is given back.
+    pub gives_back: bool,
 }
 
 impl Db {
     pub async fn open(url: &str, commit: Commit) -> Result<Db, DbError> {
         let client = connect(url, commit).await?;
-        check_extension(&client).await?;
+        let version = check_extension(&client).await?;
         Ok(Db {
             url: url.to_owned(),
             commit,
             client: RwLock::new(Arc::new(client)),
+            gives_back: !version.starts_with("0.1."),
         })
     }
 
@@ -197,20 +207,47 @@ impl Db {
         Ok(())
     }
 
-    pub async fn claim(&self, batch: u32, lease: Duration) -> Result<Vec<Claimed>, DbError> {
+    /// Leases up to `batch` due deliveries and keeps those whose bodies fit
+    /// in `budget` bytes (as they come, until one does not fit; the first
+    /// one whatever its size when `alone`). Rows are read one at a time, so
+    /// the ones that do not fit are never held: they come back as (id,
+    /// attempt) to give back with release(), with the size of the first.
+    pub async fn claim(
+        &self,
+        batch: u32,
+        lease: Duration,
+        budget: usize,
+        alone: bool,
+    ) -> Result<(Vec<Claimed>, Vec<(Uuid, i32)>, usize), DbError> {
         let client = self.client().await;
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&(batch as i32), &lease.as_secs_f64()];
         let rows = client
-            .query(
+            .query_raw(
                 "SELECT delivery_id, attempt, endpoint_id, event, url, method, headers, body, \
                         timeout_ms, connect_timeout_ms, redact, event_created_at \
                    FROM webhooks.claim($1, make_interval(secs => $2))",
-                &[&(batch as i32), &lease.as_secs_f64()],
+                params,
             )
             .await
             .map_err(DbError::Query)?;
-        Ok(rows
-            .iter()
-            .map(|r| Claimed {
+        futures_util::pin_mut!(rows);
+        let mut kept = Vec::new();
+        let mut over = Vec::new();
+        let mut used = 0usize;
+        let mut need = 0usize;
+        while let Some(r) = rows.try_next().await.map_err(DbError::Query)? {
+            let body: String = r.get(7);
+            let size = body_bytes(&body);
+            let fits = over.is_empty() && (used + size <= budget || (alone && kept.is_empty()));
+            if !fits {
+                if over.is_empty() {
+                    need = size;
+                }
+                over.push((r.get(0), r.get(1)));
+                continue;
+            }
+            used += size;
+            kept.push(Claimed {
                 delivery_id: r.get(0),
                 attempt: r.get(1),
                 endpoint_id: r.get(2),
@@ -218,13 +255,14 @@ impl Db {
                 url: r.get(4),
                 method: r.get(5),
                 headers: r.get(6),
-                body: r.get(7),
+                body,
                 timeout: Duration::from_millis(r.get::<_, i64>(8).max(1) as u64),
                 connect_timeout: Duration::from_millis(r.get::<_, i64>(9).max(1) as u64),
                 redact: r.get(10),
                 event_created_at: r.get(11),
-            })
-            .collect())
+            });
+        }
+        Ok((kept, over, need))
     }
 
     /// Records many outcomes in one transaction; returns the new statuses in order.

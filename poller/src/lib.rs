@@ -6,10 +6,12 @@
 //! outcome to the completer, which records outcomes in batches through
 //! webhooks.complete_batch(). The LISTEN task only wakes the claim loop.
 //!
-//! Memory is bounded by `--concurrency`: a delivery holds its slot from its
-//! claim until its outcome is recorded (not merely sent), so requests in
-//! flight plus outcomes waiting for the database never exceed it, and the
-//! queue to the completer has room for exactly that many.
+//! Memory is bounded: a delivery holds its slot (of `--concurrency`) and its
+//! body's bytes (of `--max-in-flight-bytes`) from its claim until its outcome
+//! is recorded, not merely sent, so requests in flight plus outcomes waiting
+//! for the database never exceed either; the queue to the completer has room
+//! for every slot. A claim reads its rows one at a time and gives back at
+//! once those that do not fit.
 
 pub mod config;
 pub mod db;
@@ -31,8 +33,15 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 use uuid::Uuid;
 
-/// A sent delivery on its way to the completer, with its slot.
-type Done = (Claimed, Outcome, OwnedSemaphorePermit);
+/// What a delivery holds until its outcome is recorded: a slot of
+/// `--concurrency` and its body's bytes of `--max-in-flight-bytes`.
+struct Held {
+    _slot: OwnedSemaphorePermit,
+    _bytes: OwnedSemaphorePermit,
+}
+
+/// A sent delivery on its way to the completer, with what it holds.
+type Done = (Claimed, Outcome, Held);
 
 /// What a run did, for `--once` and for tests.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -191,7 +200,7 @@ async fn record_with_retries(
     }
 }
 
-async fn deliver(shared: Arc<Shared>, claimed: Claimed, slot: OwnedSemaphorePermit, done: mpsc::Sender<Done>) {
+async fn deliver(shared: Arc<Shared>, claimed: Claimed, held: Held, done: mpsc::Sender<Done>) {
     shared.metrics.in_flight.fetch_add(1, Ordering::Relaxed);
     let outcome = send::send(&shared.clients, &claimed).await;
     shared.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
@@ -203,7 +212,7 @@ async fn deliver(shared: Arc<Shared>, claimed: Claimed, slot: OwnedSemaphorePerm
             .observe(now.as_secs_f64() - claimed.event_created_at);
     }
     tracing::debug!(code = outcome.status_code, error = outcome.error.as_deref(), "sent");
-    let _ = done.send((claimed, outcome, slot)).await;
+    let _ = done.send((claimed, outcome, held)).await;
 }
 
 /// Samples the due backlog and database health for the metrics endpoint.
@@ -285,8 +294,19 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
     let (done_tx, done_rx) = mpsc::channel(config.concurrency.max(1) as usize);
     let completer = tokio::spawn(completer(shared.clone(), done_rx, give_up));
     let permits = Arc::new(Semaphore::new(config.concurrency as usize));
+    let byte_budget = if shared.db.gives_back {
+        config.max_in_flight_bytes as usize
+    } else {
+        tracing::warn!("extension 0.1 cannot give deliveries back (its release() fails): --max-in-flight-bytes is not applied; upgrade the extension");
+        u32::MAX as usize
+    };
+    let bytes = Arc::new(Semaphore::new(byte_budget));
     let mut inflight: JoinSet<()> = JoinSet::new();
     let mut backoff = Duration::from_millis(100);
+    // The size of the first body a claim had to give back: claim again only
+    // once that much is free (or nothing is held), so a big body is neither
+    // leased and given back over and over nor passed over forever.
+    let mut need = 0usize;
     tracing::info!(poller = %shared.poller_id, concurrency = config.concurrency, "poller started");
 
     loop {
@@ -295,22 +315,41 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
         }
         while inflight.try_join_next().is_some() {}
         let room = permits.available_permits().min(config.batch_size as usize) as u32;
-        // While busy, wait for a quarter of the slots to free up rather than
-        // paying a claim round trip for every single finished request.
-        let worth_claiming = inflight.is_empty() || room >= (config.batch_size.min(config.concurrency) / 4).max(1);
+        let bytes_free = bytes.available_permits();
+        let idle = bytes_free == byte_budget && permits.available_permits() == config.concurrency as usize;
+        // While busy, wait for a quarter of the slots (and of the bytes) to
+        // free up rather than paying a claim round trip for every single
+        // finished request, or leasing what must be given back at once.
+        let worth_claiming = idle
+            || (bytes_free >= need.min(byte_budget)
+                && room >= (config.batch_size.min(config.concurrency) / 4).max(1)
+                && bytes_free >= byte_budget / 4);
         let mut claimed_full = false;
         let mut claimed_none = true;
         if room > 0 && worth_claiming {
-            match shared.db.claim(room, config.lease).await {
-                Ok(batch) => {
+            match shared.db.claim(room, config.lease, bytes_free, idle).await {
+                Ok((batch, over, first_over)) => {
+                    need = first_over;
                     backoff = Duration::from_millis(100);
                     shared.metrics.claims.fetch_add(1, Ordering::Relaxed);
                     shared.metrics.claimed.fetch_add(batch.len() as u64, Ordering::Relaxed);
                     claimed_full = batch.len() as u32 == room;
-                    claimed_none = batch.is_empty();
+                    claimed_none = batch.is_empty() && over.is_empty();
+                    let mut over = over;
                     for claimed in batch {
-                        let Ok(permit) = permits.clone().acquire_owned().await else {
-                            break;
+                        // claim() kept what fits in bytes_free (or one alone
+                        // when idle), and only this loop takes bytes or slots.
+                        let size = db::body_bytes(&claimed.body).min(byte_budget) as u32;
+                        let (Ok(taken), Ok(permit)) = (
+                            bytes.clone().try_acquire_many_owned(size),
+                            permits.clone().try_acquire_owned(),
+                        ) else {
+                            over.push((claimed.delivery_id, claimed.attempt));
+                            continue;
+                        };
+                        let held = Held {
+                            _slot: permit,
+                            _bytes: taken,
                         };
                         lock(&shared.leased).insert((claimed.delivery_id, claimed.attempt));
                         let span = tracing::info_span!(
@@ -320,7 +359,18 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
                             attempt = claimed.attempt,
                             event = %claimed.event,
                         );
-                        inflight.spawn(deliver(shared.clone(), claimed, permit, done_tx.clone()).instrument(span));
+                        inflight.spawn(deliver(shared.clone(), claimed, held, done_tx.clone()).instrument(span));
+                    }
+                    if !over.is_empty() {
+                        // Due again at once, with their attempt not counted;
+                        // if this fails, their lease expires (at least once).
+                        claimed_full = false;
+                        match shared.db.release(&over).await {
+                            Ok(n) => tracing::debug!(released = n, "over --max-in-flight-bytes; gave deliveries back"),
+                            Err(e) => {
+                                tracing::warn!(error = %e, "could not give back deliveries over the byte budget; their leases will expire")
+                            }
+                        }
                     }
                 }
                 Err(e) => {

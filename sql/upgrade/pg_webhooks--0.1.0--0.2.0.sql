@@ -387,38 +387,59 @@ COMMENT ON FUNCTION webhooks.endpoint_checked() IS
   'whoever writes (22023 and friends, as there).';
 CREATE TRIGGER endpoint_checked BEFORE INSERT OR UPDATE ON webhooks.endpoint
     FOR EACH ROW EXECUTE FUNCTION webhooks.endpoint_checked();
+CREATE FUNCTION webhooks.add_capture_triggers(src webhooks.source, rel regclass) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    has name[];
+BEGIN
+    -- Statement-level with transition tables (one trigger per operation, as
+    -- transition tables require). A deferred table stages every change,
+    -- whatever its events: the row's final state decides at commit.
+    IF (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid = rel) = 'f' THEN
+        RAISE EXCEPTION 'pg_webhooks cannot capture writes to foreign table %, a partition of tracked table %',
+                        rel, src.source
+          USING ERRCODE = 'feature_not_supported',
+                HINT = 'Writes to a foreign table happen on another server, unseen here. Keep the partition local, '
+                       'or untrack the table first.';
+    END IF;
+    SELECT coalesce(array_agg(t.tgname), '{}') INTO has
+      FROM pg_catalog.pg_trigger t WHERE t.tgrelid = rel AND t.tgparentid = 0;
+    IF ('created' = ANY (src.events) OR src.deferred) AND NOT 'webhooks_capture_ins' = ANY (has) THEN
+        EXECUTE format('CREATE TRIGGER webhooks_capture_ins AFTER INSERT ON %s REFERENCING NEW TABLE AS new_rows '
+                       'FOR EACH STATEMENT EXECUTE FUNCTION webhooks.capture()', rel);
+    END IF;
+    IF ('updated' = ANY (src.events) OR src.deferred) AND NOT 'webhooks_capture_upd' = ANY (has) THEN
+        EXECUTE format('CREATE TRIGGER webhooks_capture_upd AFTER UPDATE ON %s '
+                       'REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows '
+                       'FOR EACH STATEMENT EXECUTE FUNCTION webhooks.capture()', rel);
+    END IF;
+    IF ('deleted' = ANY (src.events) OR src.deferred) AND NOT 'webhooks_capture_del' = ANY (has) THEN
+        EXECUTE format('CREATE TRIGGER webhooks_capture_del AFTER DELETE ON %s REFERENCING OLD TABLE AS old_rows '
+                       'FOR EACH STATEMENT EXECUTE FUNCTION webhooks.capture()', rel);
+    END IF;
+    IF ('truncated' = ANY (src.events) OR src.events = '{created,updated,deleted}')
+       AND NOT 'webhooks_capture_truncate' = ANY (has) THEN
+        EXECUTE format('CREATE TRIGGER webhooks_capture_truncate AFTER TRUNCATE ON %s FOR EACH STATEMENT '
+                       'EXECUTE FUNCTION webhooks.capture_truncate()', rel);
+    END IF;
+END $$;
+COMMENT ON FUNCTION webhooks.add_capture_triggers(webhooks.source, regclass) IS
+  'Internal: give one table of a tracked table''s partition tree the statement capture triggers it lacks '
+  '(those it has are left alone, enabled or not); 0A000 for a foreign table.';
+
 CREATE FUNCTION webhooks.install_capture(src webhooks.source) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
     rel regclass;
 BEGIN
-    -- Statement-level with transition tables (one trigger per operation, as
-    -- transition tables require). A deferred table stages every change,
-    -- whatever its events: the row's final state decides at commit.
     -- Statement triggers fire only on the table a statement names, so a
     -- partitioned table's partitions get them too (a write straight to a
-    -- partition is captured as its root's); partitions made later get them
-    -- when track() is called again.
+    -- partition is captured as its root's); partitions made or attached
+    -- later get them from the DDL event trigger (on_ddl).
     FOR rel IN SELECT t.relid FROM pg_partition_tree(src.source) t
                UNION SELECT src.source LOOP
         PERFORM webhooks.drop_capture_triggers(rel);
-        IF 'created' = ANY (src.events) OR src.deferred THEN
-            EXECUTE format('CREATE TRIGGER webhooks_capture_ins AFTER INSERT ON %s REFERENCING NEW TABLE AS new_rows '
-                           'FOR EACH STATEMENT EXECUTE FUNCTION webhooks.capture()', rel);
-        END IF;
-        IF 'updated' = ANY (src.events) OR src.deferred THEN
-            EXECUTE format('CREATE TRIGGER webhooks_capture_upd AFTER UPDATE ON %s '
-                           'REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows '
-                           'FOR EACH STATEMENT EXECUTE FUNCTION webhooks.capture()', rel);
-        END IF;
-        IF 'deleted' = ANY (src.events) OR src.deferred THEN
-            EXECUTE format('CREATE TRIGGER webhooks_capture_del AFTER DELETE ON %s REFERENCING OLD TABLE AS old_rows '
-                           'FOR EACH STATEMENT EXECUTE FUNCTION webhooks.capture()', rel);
-        END IF;
-        IF 'truncated' = ANY (src.events) OR src.events = '{created,updated,deleted}' THEN
-            EXECUTE format('CREATE TRIGGER webhooks_capture_truncate AFTER TRUNCATE ON %s FOR EACH STATEMENT '
-                           'EXECUTE FUNCTION webhooks.capture_truncate()', rel);
-        END IF;
+        PERFORM webhooks.add_capture_triggers(src, rel);
     END LOOP;
     IF src.deferred THEN
         EXECUTE format('CREATE CONSTRAINT TRIGGER webhooks_capture_commit AFTER INSERT OR UPDATE OR DELETE ON %s '
@@ -633,13 +654,36 @@ LANGUAGE plpgsql AS $$
 DECLARE
     cmd     record;
     src     webhooks.source;
+    tree    webhooks.source;
     keys    name[];
     dropped name[];
     renamed jsonb;
 BEGIN
     -- (A RENAME COLUMN is reported as a 'table column', with the table as objid.)
     FOR cmd IN SELECT DISTINCT objid FROM pg_event_trigger_ddl_commands()
-                WHERE object_type IN ('table', 'table column') LOOP
+                WHERE object_type IN ('table', 'table column', 'foreign table') LOOP
+        -- Partitions made or attached after track() (CREATE TABLE ...
+        -- PARTITION OF, ATTACH PARTITION, at any depth) get the capture
+        -- triggers they lack, so a write straight to them is not missed;
+        -- tables that have them keep them as they are (no lock, and one
+        -- disabled by its owner stays disabled).
+        SELECT s.* INTO tree
+          FROM pg_catalog.pg_partition_ancestors(cmd.objid) WITH ORDINALITY a(relid, depth)
+          JOIN webhooks.source s ON s.source = a.relid
+         ORDER BY a.depth
+         LIMIT 1;
+        IF FOUND THEN
+            PERFORM webhooks.add_capture_triggers(tree, t.relid) FROM pg_catalog.pg_partition_tree(cmd.objid) t;
+            -- A partition detached from a tracked tree is not tracked any
+            -- more: left, its capture triggers would refuse every write.
+            PERFORM webhooks.drop_capture_triggers(c.tgrelid)
+               FROM (SELECT DISTINCT t.tgrelid FROM pg_catalog.pg_trigger t
+                      WHERE t.tgname IN ('webhooks_capture_ins', 'webhooks_capture_upd',
+                                         'webhooks_capture_del', 'webhooks_capture_truncate')
+                        AND t.tgparentid = 0) c
+              WHERE NOT EXISTS (SELECT 1 FROM webhooks.source s
+                                 WHERE s.source = webhooks.tracked_table(c.tgrelid));
+        END IF;
         SELECT * INTO src FROM webhooks.source s WHERE s.source = cmd.objid;
         CONTINUE WHEN NOT FOUND;
         keys := webhooks.primary_key(src.source);
@@ -696,7 +740,8 @@ BEGIN
 END $$;
 COMMENT ON FUNCTION webhooks.on_ddl() IS
   'Event trigger: after ALTER TABLE on a tracked table, bring its settings up to date (following renamed '
-  'columns, dropping vanished ones with a warning); refuse to drop its primary key.';
+  'columns, dropping vanished ones with a warning); refuse to drop its primary key. Partitions made or '
+  'attached later get the capture triggers they lack; detached ones lose theirs.';
 
 CREATE OR REPLACE FUNCTION webhooks.on_drop() RETURNS event_trigger
 LANGUAGE plpgsql AS $$
@@ -998,11 +1043,52 @@ COMMENT ON FUNCTION webhooks.check_url(text) IS
   'Validate an endpoint URL (absolute http/https; https required unless loopback or webhooks.require_https is off; '
   'a warning when the poller''s SSRF guard would refuse its address); returns it as the poller parses it.';
 
+-- Clones of a parent's row triggers on partitions are left to the parent's
+-- (dropping one alone is refused: untrack() of a deferred partitioned table failed).
+CREATE OR REPLACE FUNCTION webhooks.drop_capture_triggers(rel regclass, prefix text DEFAULT 'webhooks\_capture\_%')
+RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    t name;
+BEGIN
+    -- Not the clones a partition has of its parent's row triggers (a
+    -- deferred table's commit trigger, business events): they go with the
+    -- parent's, and dropping one alone is refused (2BP01).
+    FOR t IN SELECT tgname FROM pg_trigger WHERE tgrelid = rel AND tgname LIKE prefix AND tgparentid = 0 LOOP
+        EXECUTE format('DROP TRIGGER %I ON %s', t, rel);
+    END LOOP;
+END $$;
+COMMENT ON FUNCTION webhooks.drop_capture_triggers(regclass, text) IS
+  'Internal: remove the capture triggers that webhooks.track() (or track_event()) installed on a table.';
+
+-- release() named its own column where it meant its argument (42P10):
+-- every graceful stop and byte-budget give-back failed.
+CREATE OR REPLACE FUNCTION webhooks.release(delivery_ids uuid[], attempts integer[]) RETURNS integer
+LANGUAGE sql AS $$
+    WITH released AS (
+        UPDATE webhooks.delivery d
+           SET status = 'pending', next_attempt_at = now(), locked_until = NULL,
+               attempts = d.attempts - 1
+          -- Qualified: a bare "attempts" is the column of d, which a FROM item
+          -- may not name (42P10: every release() failed before 0.2.0).
+          FROM unnest(release.delivery_ids, release.attempts) AS u(id, attempt)
+         WHERE d.id = u.id AND d.status = 'delivering' AND d.attempts = u.attempt
+        RETURNING 1
+    )
+    SELECT count(*)::integer FROM released
+$$;
+ALTER FUNCTION webhooks.release(uuid[], integer[]) SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+
 ALTER FUNCTION webhooks.emit(text, jsonb, text, text) SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 ALTER FUNCTION webhooks.claim(integer, interval) SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 ALTER FUNCTION webhooks.on_ddl() SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 ALTER FUNCTION webhooks.on_drop() SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 REVOKE ALL ON FUNCTION webhooks.on_ddl(), webhooks.on_drop() FROM PUBLIC;
+-- Partitions made or attached after track() get their capture triggers.
+DROP EVENT TRIGGER webhooks_ddl;
+CREATE EVENT TRIGGER webhooks_ddl ON ddl_command_end
+    WHEN TAG IN ('ALTER TABLE', 'CREATE TABLE', 'CREATE FOREIGN TABLE', 'CREATE SCHEMA')
+    EXECUTE FUNCTION webhooks.on_ddl();
 
 -- Privileges of the new functions, as a fresh install has them.
 REVOKE ALL ON FUNCTION webhooks.capture_event(), webhooks.invalidate_capture(regclass),
@@ -1013,7 +1099,7 @@ REVOKE ALL ON FUNCTION webhooks.capture_event(), webhooks.invalidate_capture(reg
                        webhooks.redacted_headers(jsonb, text[]), webhooks.set_public_headers(bigint, text[]),
                        webhooks.commit_staged(regclass), webhooks.tracked_table(regclass),
                        webhooks.normalized_url(text), webhooks.search_path_ends_with_pg_temp(text),
-                       webhooks.refused_address(text)
+                       webhooks.refused_address(text), webhooks.add_capture_triggers(webhooks.source, regclass)
   FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION webhooks.capture_event(), webhooks.invalidate_capture(regclass),
                           webhooks.source_changed(), webhooks.install_capture(webhooks.source),
@@ -1022,7 +1108,7 @@ GRANT EXECUTE ON FUNCTION webhooks.capture_event(), webhooks.invalidate_capture(
                           webhooks.redacted_url(text), webhooks.redacted_headers(jsonb, text[]),
                           webhooks.set_public_headers(bigint, text[]), webhooks.tracked_table(regclass),
                           webhooks.normalized_url(text), webhooks.search_path_ends_with_pg_temp(text),
-                          webhooks.refused_address(text)
+                          webhooks.refused_address(text), webhooks.add_capture_triggers(webhooks.source, regclass)
    TO webhooks_admin;
 REVOKE CREATE ON SCHEMA webhooks FROM webhooks_admin;
 -- 0.1.0 granted ALL (on PostgreSQL 17 and later, MAINTAIN too); a fresh

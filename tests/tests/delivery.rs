@@ -212,6 +212,47 @@ async fn pause_after_consecutive_failed_deliveries_and_tell_the_admin_endpoint()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_poller_holds_no_more_body_bytes_than_its_budget() {
+    let env = Env::orders("").await;
+    env.receiver
+        .set_default(Reply::status(200).delayed(Duration::from_millis(300)));
+    // Twelve bodies of ~3.3 kB against a budget of 8 KiB: two at a time,
+    // though --concurrency would allow all of them.
+    env.db
+        .execute(
+            "INSERT INTO orders (id, customer) SELECT g, repeat('x', 3000) FROM generate_series(1, 12) g",
+            &[],
+        )
+        .await
+        .unwrap();
+    let poller = Poller::start(
+        &env.url(),
+        &[
+            "--poll-interval",
+            "50ms",
+            "--concurrency",
+            "20",
+            "--max-in-flight-bytes",
+            "8KiB",
+        ],
+    )
+    .unwrap();
+    env.receiver.wait_for(12, WAIT).await.unwrap();
+    env.all_finished().await;
+    poller.stop().await.unwrap();
+    assert_eq!(
+        env.receiver.max_in_flight(),
+        2,
+        "two bodies fit in the budget, a third does not"
+    );
+    // What did not fit was given back uncounted: one attempt each.
+    let attempts: i64 = env.scalar("SELECT count(*) FROM webhooks.attempt").await;
+    let most: i32 = env.scalar("SELECT max(attempts) FROM webhooks.delivery").await;
+    assert_eq!((attempts, most), (12, 1));
+    assert_eq!(env.receiver.count(), 12, "each delivery sent once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_in_flight_holds_across_two_pollers() {
     let env = Env::orders("max_in_flight => 3").await;
     env.receiver
