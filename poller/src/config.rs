@@ -14,7 +14,9 @@ pub enum LogFormat {
 #[derive(Debug, Clone, Parser)]
 #[command(name = "pg-webhooks-poller", version)]
 pub struct Config {
-    /// Database with the pg_webhooks extension, e.g. postgres://poller@db/erp.
+    /// Database with the pg_webhooks extension, e.g. postgres://poller@db/erp
+    /// (sslmode, sslrootcert, sslcert and sslkey as libpq reads them, also
+    /// from PGSSLMODE, PGSSLROOTCERT, PGSSLCERT and PGSSLKEY).
     #[arg(long, env = "DATABASE_URL")]
     pub database_url: String,
 

@@ -6,7 +6,7 @@ use futures_util::TryStreamExt;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::RwLock;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 use uuid::Uuid;
 
 /// The extension versions (major.minor) this poller speaks to: the poller
@@ -106,7 +106,8 @@ pub enum Commit {
 }
 
 pub async fn connect(url: &str, commit: Commit) -> Result<Client, DbError> {
-    let (client, connection) = tokio_postgres::connect(url, NoTls).await.map_err(DbError::Connect)?;
+    let target = crate::conninfo::target(url).map_err(DbError::Setup)?;
+    let (client, connection) = target.config.connect(target.tls).await.map_err(DbError::Connect)?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::warn!(error = %error_text(&e), "database connection closed");

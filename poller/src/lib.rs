@@ -14,6 +14,7 @@
 //! once those that do not fit.
 
 pub mod config;
+pub mod conninfo;
 pub mod db;
 pub mod listen;
 pub mod metrics;

@@ -6,7 +6,7 @@ use futures_util::StreamExt;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{watch, Notify};
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::AsyncMessage;
 
 pub const CHANNEL: &str = "webhooks";
 
@@ -16,7 +16,11 @@ pub async fn listen(url: String, wake: Arc<Notify>, mut shutdown: watch::Receive
         if *shutdown.borrow() || shutdown.has_changed().is_err() {
             return;
         }
-        match tokio_postgres::connect(&url, NoTls).await {
+        let connected = match crate::conninfo::target(&url) {
+            Ok(target) => target.config.connect(target.tls).await.map_err(|e| e.to_string()),
+            Err(e) => Err(e),
+        };
+        match connected {
             Ok((client, mut connection)) => {
                 let notify = wake.clone();
                 let mut driver = tokio::spawn(async move {

@@ -158,6 +158,37 @@ impl Cluster {
         })
     }
 
+    /// Writes a file into the data directory as the cluster's owner with
+    /// `mode` (PostgreSQL refuses a TLS key that others can read), e.g.
+    /// pg_hba.conf or a server certificate; returns its path.
+    pub fn write_file(&self, name: &str, contents: &[u8], mode: u32) -> Result<PathBuf, String> {
+        use std::io::Write;
+        let path = self.data_dir().join(name);
+        let mut cmd = if is_root() {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--", "sh"]);
+            c
+        } else {
+            Command::new("sh")
+        };
+        cmd.args(["-c", "umask 077 && cat > \"$1\" && chmod \"$2\" \"$1\"", "sh"])
+            .arg(&path)
+            .arg(format!("{mode:o}"))
+            .stdin(std::process::Stdio::piped());
+        let mut child = cmd.spawn().map_err(|e| format!("write {name}: {e}"))?;
+        child
+            .stdin
+            .take()
+            .ok_or("write: no stdin")?
+            .write_all(contents)
+            .map_err(|e| format!("write {name}: {e}"))?;
+        let status = child.wait().map_err(|e| format!("write {name}: {e}"))?;
+        if !status.success() {
+            return Err(format!("write {name}: {status}"));
+        }
+        Ok(path)
+    }
+
     /// Stops the server (`mode`: smart, fast or immediate).
     pub fn stop(&self, mode: &str) -> Result<(), String> {
         let mut ctl = pg_command("pg_ctl");

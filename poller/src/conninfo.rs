@@ -1,0 +1,414 @@
+//! Connecting to PostgreSQL as libpq would: `sslmode` with libpq's meaning
+//! (`disable`, `allow`, `prefer`, `require`, `verify-ca`, `verify-full`),
+//! `sslrootcert`, and client certificates (`sslcert`/`sslkey`), from the
+//! connection string or the `PGSSLMODE`, `PGSSLROOTCERT`, `PGSSLCERT` and
+//! `PGSSLKEY` environment variables. TLS is rustls (as for receivers).
+//!
+//! tokio-postgres knows only disable/prefer/require and no certificate
+//! options, so those are taken out of the string here and turned into a
+//! rustls configuration; the rest goes to tokio-postgres as it was.
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+use tokio_postgres::config::SslMode;
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+/// libpq's sslmode values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Disable,
+    Allow,
+    Prefer,
+    Require,
+    VerifyCa,
+    VerifyFull,
+}
+
+impl FromStr for Mode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Mode, String> {
+        Ok(match s {
+            "disable" => Mode::Disable,
+            "allow" => Mode::Allow,
+            "prefer" => Mode::Prefer,
+            "require" => Mode::Require,
+            "verify-ca" => Mode::VerifyCa,
+            "verify-full" => Mode::VerifyFull,
+            other => {
+                return Err(format!(
+                    "invalid sslmode {other:?} (use disable, allow, prefer, require, verify-ca or verify-full)"
+                ))
+            }
+        })
+    }
+}
+
+/// The TLS options of a connection string, with what is left of it.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Split {
+    rest: String,
+    sslmode: Option<String>,
+    sslrootcert: Option<String>,
+    sslcert: Option<String>,
+    sslkey: Option<String>,
+}
+
+const TLS_KEYS: [&str; 4] = ["sslmode", "sslrootcert", "sslcert", "sslkey"];
+
+fn take(split: &mut Split, key: &str, value: String) {
+    match key {
+        "sslmode" => split.sslmode = Some(value),
+        "sslrootcert" => split.sslrootcert = Some(value),
+        "sslcert" => split.sslcert = Some(value),
+        _ => split.sslkey = Some(value),
+    }
+}
+
+/// Takes the TLS options out of a URL (`postgres://...?sslmode=...`) or a
+/// `key=value` string. Multi-host URLs stay as they are (the host part is
+/// not touched).
+fn split(conn: &str) -> Result<Split, String> {
+    let mut out = Split::default();
+    let trimmed = conn.trim();
+    if trimmed.starts_with("postgres://") || trimmed.starts_with("postgresql://") {
+        let Some((base, query)) = trimmed.split_once('?') else {
+            out.rest = trimmed.to_owned();
+            return Ok(out);
+        };
+        let mut kept = Vec::new();
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let key: String = url::form_urlencoded::parse(k.as_bytes())
+                .map(|(a, _)| a.into_owned())
+                .collect();
+            if TLS_KEYS.contains(&key.as_str()) {
+                let value = url::form_urlencoded::parse(format!("v={v}").as_bytes())
+                    .next()
+                    .map(|(_, v)| v.into_owned())
+                    .unwrap_or_default();
+                take(&mut out, &key, value);
+            } else {
+                kept.push(pair);
+            }
+        }
+        out.rest = if kept.is_empty() {
+            base.to_owned()
+        } else {
+            format!("{base}?{}", kept.join("&"))
+        };
+        return Ok(out);
+    }
+    // key = value pairs, values optionally single-quoted with \' and \\.
+    let mut rest = Vec::new();
+    let mut chars = trimmed.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        if chars.peek().is_none() {
+            break;
+        }
+        let key: String = std::iter::from_fn(|| chars.next_if(|c| !c.is_whitespace() && *c != '=')).collect();
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        if chars.next() != Some('=') {
+            return Err(format!("invalid connection string: {key:?} has no value"));
+        }
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        let mut value = String::new();
+        let mut raw = String::new();
+        if chars.peek() == Some(&'\'') {
+            raw.push(chars.next().unwrap_or('\''));
+            loop {
+                match chars.next() {
+                    Some('\\') => {
+                        raw.push('\\');
+                        let c = chars.next().ok_or("invalid connection string: unterminated quote")?;
+                        raw.push(c);
+                        value.push(c);
+                    }
+                    Some('\'') => {
+                        raw.push('\'');
+                        break;
+                    }
+                    Some(c) => {
+                        raw.push(c);
+                        value.push(c);
+                    }
+                    None => return Err("invalid connection string: unterminated quote".to_owned()),
+                }
+            }
+        } else {
+            while let Some(c) = chars.next_if(|c| !c.is_whitespace()) {
+                if c == '\\' {
+                    let c = chars.next().ok_or("invalid connection string: trailing backslash")?;
+                    raw.push('\\');
+                    raw.push(c);
+                    value.push(c);
+                } else {
+                    raw.push(c);
+                    value.push(c);
+                }
+            }
+        }
+        if TLS_KEYS.contains(&key.as_str()) {
+            take(&mut out, &key, value);
+        } else {
+            rest.push(format!("{key}={raw}"));
+        }
+    }
+    out.rest = rest.join(" ");
+    Ok(out)
+}
+
+/// Where libpq looks for a file the string and the environment do not name.
+fn default_file(name: &str) -> Option<PathBuf> {
+    let home = std::env::var_os("HOME")?;
+    let path = Path::new(&home).join(".postgresql").join(name);
+    path.exists().then_some(path)
+}
+
+fn read_certs(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("cannot read {what} {}: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{what} {} holds no PEM certificate", path.display()));
+    }
+    Ok(certs)
+}
+
+/// Accepts any server certificate (sslmode prefer/require without a root
+/// certificate: encrypted, not authenticated, as libpq does), still checking
+/// that the server holds the certificate's key.
+#[derive(Debug)]
+struct Unverified(Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for Unverified {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// verify-ca: the chain must lead to a trusted root; the name is not checked.
+#[derive(Debug)]
+struct ChainOnly(Arc<WebPkiServerVerifier>);
+
+impl ServerCertVerifier for ChainOnly {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        match self
+            .0
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+        {
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) => Ok(ServerCertVerified::assertion()),
+            other => other,
+        }
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
+}
+
+/// A connection string made ready to connect: tokio-postgres's config and
+/// the TLS connector its sslmode calls for.
+pub struct Target {
+    pub config: tokio_postgres::Config,
+    pub tls: MakeRustlsConnect,
+    pub mode: Mode,
+}
+
+/// Reads a connection string (and the PGSSL* environment) as libpq would;
+/// certificate files are read now, so a bad one is one clear error at once.
+pub fn target(conn: &str) -> Result<Target, String> {
+    let parts = split(conn)?;
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let mode: Mode = parts
+        .sslmode
+        .or_else(|| env("PGSSLMODE"))
+        .as_deref()
+        .unwrap_or("prefer")
+        .parse()?;
+    let mut config = tokio_postgres::Config::from_str(&parts.rest).map_err(|e| format!("invalid database URL: {e}"))?;
+    config.ssl_mode(match mode {
+        Mode::Disable => SslMode::Disable,
+        // allow: plaintext first, TLS if the server insists; tokio-postgres
+        // has no such order, and prefer connects to the same servers.
+        Mode::Allow | Mode::Prefer => SslMode::Prefer,
+        Mode::Require | Mode::VerifyCa | Mode::VerifyFull => SslMode::Require,
+    });
+    let rootcert = parts
+        .sslrootcert
+        .or_else(|| env("PGSSLROOTCERT"))
+        .map(PathBuf::from)
+        .or_else(|| default_file("root.crt"));
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS set-up: {e}"))?;
+    // libpq: with a root certificate, require checks the chain as verify-ca.
+    let verify = match (mode, &rootcert) {
+        (Mode::VerifyCa | Mode::VerifyFull, None) => {
+            return Err(format!(
+                "sslmode={} needs a root certificate: set sslrootcert (or PGSSLROOTCERT), or put it in ~/.postgresql/root.crt",
+                if mode == Mode::VerifyCa { "verify-ca" } else { "verify-full" }
+            ))
+        }
+        (Mode::VerifyFull, Some(path)) => Some((path, true)),
+        (Mode::VerifyCa | Mode::Require, Some(path)) => Some((path, false)),
+        _ => None,
+    };
+    let builder = match verify {
+        None => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(Unverified(provider.clone()))),
+        Some((path, full)) => {
+            let mut roots = RootCertStore::empty();
+            for cert in read_certs(path, "sslrootcert")? {
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("sslrootcert {}: {e}", path.display()))?;
+            }
+            let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                .build()
+                .map_err(|e| format!("sslrootcert {}: {e}", path.display()))?;
+            if full {
+                builder.with_webpki_verifier(webpki)
+            } else {
+                builder
+                    .dangerous()
+                    .with_custom_certificate_verifier(Arc::new(ChainOnly(webpki)))
+            }
+        }
+    };
+    let cert = parts
+        .sslcert
+        .or_else(|| env("PGSSLCERT"))
+        .map(PathBuf::from)
+        .or_else(|| default_file("postgresql.crt"));
+    let key = parts
+        .sslkey
+        .or_else(|| env("PGSSLKEY"))
+        .map(PathBuf::from)
+        .or_else(|| default_file("postgresql.key"));
+    let tls = match (cert, key) {
+        (Some(cert), Some(key)) => {
+            let chain = read_certs(&cert, "sslcert")?;
+            let key =
+                PrivateKeyDer::from_pem_file(&key).map_err(|e| format!("cannot read sslkey {}: {e}", key.display()))?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| format!("sslcert and sslkey do not make a client certificate: {e}"))?
+        }
+        (Some(cert), None) => {
+            return Err(format!("sslcert {} given without sslkey", cert.display()));
+        }
+        (None, Some(_)) | (None, None) => builder.with_no_client_auth(),
+    };
+    Ok(Target {
+        config,
+        tls: MakeRustlsConnect::new(tls),
+        mode,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tls_options_are_taken_out_of_urls_and_key_value_strings() {
+        let s = split(
+            "postgres://u:p@h1:5432,h2:5433/db?sslmode=verify-full&application_name=x&sslrootcert=%2Ftmp%2Fca%20b.pem",
+        )
+        .unwrap();
+        assert_eq!(s.rest, "postgres://u:p@h1:5432,h2:5433/db?application_name=x");
+        assert_eq!(s.sslmode.as_deref(), Some("verify-full"));
+        assert_eq!(s.sslrootcert.as_deref(), Some("/tmp/ca b.pem"));
+        assert!(split("host=127.0.0.1 sslmode").unwrap_err().contains("has no value"));
+        assert!(split("host='127.0.0.1").unwrap_err().contains("unterminated quote"));
+        let s = split(r"host=127.0.0.1 sslmode = require sslcert='/a b/c.crt' password='it\'s' user=x").unwrap();
+        assert_eq!(s.rest, r"host=127.0.0.1 password='it\'s' user=x");
+        assert_eq!(s.sslmode.as_deref(), Some("require"));
+        assert_eq!(s.sslcert.as_deref(), Some("/a b/c.crt"));
+        let s = split("postgres://h/db").unwrap();
+        assert_eq!(s.rest, "postgres://h/db");
+        assert_eq!(s.sslmode, None);
+    }
+
+    #[test]
+    fn bad_tls_settings_are_one_clear_error() {
+        assert!(target("postgres://h/db?sslmode=verify")
+            .err()
+            .unwrap()
+            .contains("invalid sslmode \"verify\""));
+        let e = target("postgres://h/db?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem")
+            .err()
+            .unwrap();
+        assert!(e.starts_with("cannot read sslrootcert /nonexistent/ca.pem"), "{e}");
+        let e = target("postgres://h/db?sslmode=require&sslcert=/nonexistent/c.pem")
+            .err()
+            .unwrap();
+        assert!(e.contains("without sslkey"), "{e}");
+        assert!(target("postgres://h/db?sslmode=disable").is_ok());
+    }
+}
