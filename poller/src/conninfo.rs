@@ -1,8 +1,12 @@
 //! Connecting to PostgreSQL as libpq would: `sslmode` with libpq's meaning
 //! (`disable`, `allow`, `prefer`, `require`, `verify-ca`, `verify-full`),
 //! `sslrootcert`, and client certificates (`sslcert`/`sslkey`), from the
-//! connection string or the `PGSSLMODE`, `PGSSLROOTCERT`, `PGSSLCERT` and
-//! `PGSSLKEY` environment variables. TLS is rustls (as for receivers).
+//! connection string or the `PGSSLMODE`, `PGSSLROOTCERT`, `PGSSLCERT`,
+//! `PGSSLKEY` and `PGSSLCRL` environment variables (`sslcrl`, and
+//! `~/.postgresql/root.crl`, for revoked certificates). TLS is rustls (as
+//! for receivers). Not as libpq: a server certificate must name its host in
+//! its subjectAltName (rustls reads no CN), `sslrootcert=system` is refused,
+//! and a client certificate named but missing is an error.
 //!
 //! tokio-postgres knows only disable/prefer/require and no certificate
 //! options, so those are taken out of the string here and turned into a
@@ -11,7 +15,7 @@
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -57,15 +61,17 @@ struct Split {
     sslrootcert: Option<String>,
     sslcert: Option<String>,
     sslkey: Option<String>,
+    sslcrl: Option<String>,
 }
 
-const TLS_KEYS: [&str; 4] = ["sslmode", "sslrootcert", "sslcert", "sslkey"];
+const TLS_KEYS: [&str; 5] = ["sslmode", "sslrootcert", "sslcert", "sslkey", "sslcrl"];
 
 fn take(split: &mut Split, key: &str, value: String) {
     match key {
         "sslmode" => split.sslmode = Some(value),
         "sslrootcert" => split.sslrootcert = Some(value),
         "sslcert" => split.sslcert = Some(value),
+        "sslcrl" => split.sslcrl = Some(value),
         _ => split.sslkey = Some(value),
     }
 }
@@ -76,23 +82,35 @@ fn take(split: &mut Split, key: &str, value: String) {
 fn split(conn: &str) -> Result<Split, String> {
     let mut out = Split::default();
     let trimmed = conn.trim();
-    if trimmed.starts_with("postgres://") || trimmed.starts_with("postgresql://") {
-        let Some((base, query)) = trimmed.split_once('?') else {
+    let scheme = ["postgresql://", "postgres://"]
+        .into_iter()
+        .find(|p| trimmed.starts_with(p));
+    if let Some(scheme) = scheme {
+        // As libpq: user info ends at the first '@' before any '/', and may
+        // hold a raw '?' (a password's); the options start after the hosts.
+        let after = &trimmed[scheme.len()..];
+        let hosts_at = match after.find(['@', '/']) {
+            Some(i) if after.as_bytes()[i] == b'@' => scheme.len() + i + 1,
+            _ => scheme.len(),
+        };
+        let Some(q) = trimmed[hosts_at..].find('?').map(|i| hosts_at + i) else {
             out.rest = trimmed.to_owned();
             return Ok(out);
+        };
+        let (base, query) = (&trimmed[..q], &trimmed[q + 1..]);
+        // Percent-decoded, '+' kept (libpq does not read it as a space).
+        let decode = |s: &str| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8()
+                .map(|v| v.into_owned())
+                .map_err(|_| "invalid database URL: an option is not valid UTF-8 once decoded".to_owned())
         };
         let mut kept = Vec::new();
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            let key: String = url::form_urlencoded::parse(k.as_bytes())
-                .map(|(a, _)| a.into_owned())
-                .collect();
+            let key = decode(k)?;
             if TLS_KEYS.contains(&key.as_str()) {
-                let value = url::form_urlencoded::parse(format!("v={v}").as_bytes())
-                    .next()
-                    .map(|(_, v)| v.into_owned())
-                    .unwrap_or_default();
-                take(&mut out, &key, value);
+                take(&mut out, &key, decode(v)?);
             } else {
                 kept.push(pair);
             }
@@ -119,7 +137,11 @@ fn split(conn: &str) -> Result<Split, String> {
             chars.next();
         }
         if chars.next() != Some('=') {
-            return Err(format!("invalid connection string: {key:?} has no value"));
+            // Not the token itself: it may be part of a password.
+            return Err(format!(
+                "invalid connection string: option {} has no value (postgres://... or key=value pairs)",
+                rest.len() + 1
+            ));
         }
         while chars.peek().is_some_and(|c| c.is_whitespace()) {
             chars.next();
@@ -288,19 +310,45 @@ pub fn target(conn: &str) -> Result<Target, String> {
         .as_deref()
         .unwrap_or("prefer")
         .parse()?;
-    let mut config = tokio_postgres::Config::from_str(&parts.rest).map_err(|e| format!("invalid database URL: {e}"))?;
+    let mut config = tokio_postgres::Config::from_str(&parts.rest).map_err(|e| {
+        // The cause names the option (key=value form) that is wrong, never
+        // a value; a URL's is left out (its user info could be in it).
+        match std::error::Error::source(&e) {
+            Some(cause) if !parts.rest.contains("://") => format!("invalid database URL: {e}: {cause}"),
+            _ => format!("invalid database URL: {e} (postgres://user@host:port/database?options)"),
+        }
+    })?;
+    // Whatever sslmode the string holds was taken out above: one left means
+    // it was not read as the user meant it, and guessing could downgrade.
+    if config.get_ssl_mode() != SslMode::Prefer {
+        return Err("invalid database URL: its sslmode could not be read".to_owned());
+    }
+    // libpq: hostaddr alone names the hosts (tokio-postgres needs a host).
+    if config.get_hosts().is_empty() {
+        for addr in config.get_hostaddrs().to_vec() {
+            config.host(addr.to_string());
+        }
+    }
+    let sockets_only = !config.get_hosts().is_empty()
+        && config
+            .get_hosts()
+            .iter()
+            .all(|h| !matches!(h, tokio_postgres::config::Host::Tcp(_)));
     config.ssl_mode(match mode {
+        // libpq ignores sslmode on Unix sockets: there is nothing to encrypt.
+        _ if sockets_only => SslMode::Disable,
         Mode::Disable => SslMode::Disable,
         // allow: plaintext first, TLS if the server insists; tokio-postgres
         // has no such order, and prefer connects to the same servers.
         Mode::Allow | Mode::Prefer => SslMode::Prefer,
         Mode::Require | Mode::VerifyCa | Mode::VerifyFull => SslMode::Require,
     });
-    let rootcert = parts
-        .sslrootcert
-        .or_else(|| env("PGSSLROOTCERT"))
-        .map(PathBuf::from)
-        .or_else(|| default_file("root.crt"));
+    let given = |v: Option<String>, var: &str| v.filter(|v| !v.is_empty()).or_else(|| env(var)).map(PathBuf::from);
+    let rootcert = given(parts.sslrootcert, "PGSSLROOTCERT").or_else(|| default_file("root.crt"));
+    if rootcert.as_deref() == Some(Path::new("system")) {
+        return Err("sslrootcert=system is not supported: name a PEM file of the CA certificates to trust".to_owned());
+    }
+    let crl = given(parts.sslcrl, "PGSSLCRL").or_else(|| default_file("root.crl"));
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -328,7 +376,14 @@ pub fn target(conn: &str) -> Result<Target, String> {
                     .add(cert)
                     .map_err(|e| format!("sslrootcert {}: {e}", path.display()))?;
             }
+            let mut crls = Vec::new();
+            if let Some(crl) = &crl {
+                crls = CertificateRevocationListDer::pem_file_iter(crl)
+                    .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+                    .map_err(|e| format!("cannot read sslcrl {}: {e}", crl.display()))?;
+            }
             let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                .with_crls(crls)
                 .build()
                 .map_err(|e| format!("sslrootcert {}: {e}", path.display()))?;
             if full {
@@ -340,17 +395,9 @@ pub fn target(conn: &str) -> Result<Target, String> {
             }
         }
     };
-    let cert = parts
-        .sslcert
-        .or_else(|| env("PGSSLCERT"))
-        .map(PathBuf::from)
-        .or_else(|| default_file("postgresql.crt"));
-    let key = parts
-        .sslkey
-        .or_else(|| env("PGSSLKEY"))
-        .map(PathBuf::from)
-        .or_else(|| default_file("postgresql.key"));
-    let tls = match (cert, key) {
+    let cert = given(parts.sslcert, "PGSSLCERT").or_else(|| default_file("postgresql.crt"));
+    let key = given(parts.sslkey, "PGSSLKEY").or_else(|| default_file("postgresql.key"));
+    let mut tls = match (cert, key) {
         (Some(cert), Some(key)) => {
             let chain = read_certs(&cert, "sslcert")?;
             let key =
@@ -364,6 +411,9 @@ pub fn target(conn: &str) -> Result<Target, String> {
         }
         (None, Some(_)) | (None, None) => builder.with_no_client_auth(),
     };
+    // As libpq 17 sends: needed by servers that take direct TLS
+    // (sslnegotiation=direct), ignored by the others.
+    tls.alpn_protocols = vec![b"postgresql".to_vec()];
     Ok(Target {
         config,
         tls: MakeRustlsConnect::new(tls),
@@ -377,13 +427,14 @@ mod tests {
 
     #[test]
     fn tls_options_are_taken_out_of_urls_and_key_value_strings() {
-        let s = split(
-            "postgres://u:p@h1:5432,h2:5433/db?sslmode=verify-full&application_name=x&sslrootcert=%2Ftmp%2Fca%20b.pem",
-        )
-        .unwrap();
+        let s = split("postgres://u:p@h1:5432,h2:5433/db?sslmode=verify-full&application_name=x&sslrootcert=%2Ftmp%2Fca%20b+c.pem").unwrap();
         assert_eq!(s.rest, "postgres://u:p@h1:5432,h2:5433/db?application_name=x");
         assert_eq!(s.sslmode.as_deref(), Some("verify-full"));
-        assert_eq!(s.sslrootcert.as_deref(), Some("/tmp/ca b.pem"));
+        assert_eq!(s.sslrootcert.as_deref(), Some("/tmp/ca b+c.pem"));
+        // A raw '?' in the password is not the start of the options.
+        let s = split("postgres://u:a?b@db/erp?sslmode=require").unwrap();
+        assert_eq!(s.rest, "postgres://u:a?b@db/erp");
+        assert_eq!(s.sslmode.as_deref(), Some("require"));
         assert!(split("host=127.0.0.1 sslmode").unwrap_err().contains("has no value"));
         assert!(split("host='127.0.0.1").unwrap_err().contains("unterminated quote"));
         let s = split(r"host=127.0.0.1 sslmode = require sslcert='/a b/c.crt' password='it\'s' user=x").unwrap();
@@ -410,5 +461,13 @@ mod tests {
             .unwrap();
         assert!(e.contains("without sslkey"), "{e}");
         assert!(target("postgres://h/db?sslmode=disable").is_ok());
+        // Never the text of a password in an error.
+        let e = target("Postgres://u:s3cr3t@h/db?sslmode=require").err().unwrap();
+        assert!(!e.contains("s3cr3t"), "{e}");
+        let e = target("host=h password=s3 cr3t").err().unwrap();
+        assert!(!e.contains("cr3t"), "{e}");
+        // Unix sockets: no TLS whatever sslmode says, as libpq.
+        let t = target("host=/var/run/postgresql sslmode=require").unwrap();
+        assert_eq!(t.config.get_ssl_mode(), SslMode::Disable);
     }
 }

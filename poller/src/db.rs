@@ -46,7 +46,7 @@ impl std::fmt::Display for DbError {
 impl std::error::Error for DbError {}
 
 /// tokio-postgres hides the server's message behind "db error"; show it.
-fn error_text(e: &tokio_postgres::Error) -> String {
+pub(crate) fn error_text(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => format!("{} ({})", db.message(), db.code().code()),
         None => match std::error::Error::source(e) {

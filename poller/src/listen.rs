@@ -17,7 +17,11 @@ pub async fn listen(url: String, wake: Arc<Notify>, mut shutdown: watch::Receive
             return;
         }
         let connected = match crate::conninfo::target(&url) {
-            Ok(target) => target.config.connect(target.tls).await.map_err(|e| e.to_string()),
+            Ok(target) => target
+                .config
+                .connect(target.tls)
+                .await
+                .map_err(|e| crate::db::error_text(&e)),
             Err(e) => Err(e),
         };
         match connected {

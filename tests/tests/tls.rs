@@ -6,7 +6,7 @@
 use pg_webhooks_poller::db::{connect, Commit};
 use pg_webhooks_tests::cluster::Cluster;
 use pg_webhooks_tests::fixture::WAIT;
-use pg_webhooks_tests::poller::Poller;
+use pg_webhooks_tests::poller::{binary, Poller};
 use pg_webhooks_tests::receiver::Receiver;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 use std::path::{Path, PathBuf};
@@ -155,15 +155,46 @@ async fn each_sslmode_connects_or_is_refused_as_libpq_would() {
         .unwrap_err();
     assert!(e.contains("not valid for name"), "{e}");
     assert!(!e.contains('\n'), "one line: {e}");
-    // The environment, when the URL is silent.
-    std::env::set_var("PGSSLMODE", "verify-full");
-    std::env::set_var("PGSSLROOTCERT", pki.path("root.crt"));
-    let from_env = try_connect(&url("127.0.0.1", "")).await;
-    let refused_by_env = try_connect(&url("localhost", "")).await;
-    std::env::remove_var("PGSSLMODE");
-    std::env::remove_var("PGSSLROOTCERT");
-    assert_eq!(from_env, Ok(true));
-    assert!(refused_by_env.is_err());
+    // The environment, when the URL is silent; what the real binary says
+    // and its exit code (in a process of its own: the environment is not
+    // changed under this test's threads).
+    let run = |host: &str, env: &[(&str, String)]| {
+        let out = std::process::Command::new(binary().unwrap())
+            .args(["--database-url", &url(host, ""), "--once"])
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        )
+    };
+    let verify = [
+        ("PGSSLMODE", "verify-full".to_owned()),
+        ("PGSSLROOTCERT", pki.path("root.crt")),
+    ];
+    assert_eq!(run("127.0.0.1", &verify).0, Some(0));
+    let (code, said) = run("localhost", &verify);
+    assert_eq!(code, Some(1), "{said}");
+    let last = said.lines().last().unwrap_or("");
+    assert!(
+        last.starts_with("pg-webhooks-poller: error: cannot connect to the database: "),
+        "{said}"
+    );
+    assert!(last.contains("not valid for name"), "{said}");
+    let (code, said) = run(
+        "127.0.0.1",
+        &[
+            ("PGSSLMODE", "verify-full".to_owned()),
+            ("PGSSLROOTCERT", "/nonexistent/root.crt".to_owned()),
+        ],
+    );
+    assert_eq!(code, Some(1), "{said}");
+    assert!(
+        said.contains("error: cannot read sslrootcert /nonexistent/root.crt"),
+        "{said}"
+    );
+    assert_eq!(said.lines().count(), 1, "{said}");
     // Client-certificate authentication (`cert` in pg_hba.conf).
     let cert_url =
         |params: &str| format!("postgres://certuser@127.0.0.1:{port}/erp?sslmode=verify-full&{root}{params}");
