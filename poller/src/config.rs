@@ -20,6 +20,12 @@ pub struct Config {
     #[arg(long, env = "DATABASE_URL")]
     pub database_url: String,
 
+    /// Connection for LISTEN, which needs a session of its own: behind a
+    /// pooler in transaction mode (PgBouncer), the server's own URL; `off`
+    /// to find new work by polling alone. Default: --database-url.
+    #[arg(long, env = "PG_WEBHOOKS_LISTEN_URL")]
+    pub listen_url: Option<String>,
+
     /// Maximum concurrent HTTP requests from this poller.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub concurrency: u32,

@@ -323,6 +323,11 @@ pub fn target(conn: &str) -> Result<Target, String> {
     if config.get_ssl_mode() != SslMode::Prefer {
         return Err("invalid database URL: its sslmode could not be read".to_owned());
     }
+    // Seen in pg_stat_activity; a startup parameter, which a pooler keeps
+    // per client (a SET would stay on the server connection).
+    if config.get_application_name().is_none() {
+        config.application_name("pg-webhooks-poller");
+    }
     // libpq: hostaddr alone names the hosts (tokio-postgres needs a host).
     if config.get_hosts().is_empty() {
         for addr in config.get_hostaddrs().to_vec() {

@@ -1,11 +1,18 @@
 //! The poller's side of the SQL contract: webhooks.claim(), webhooks.complete(),
 //! webhooks.release() and webhooks.next_due(). Policy is decided in SQL; this
 //! module only moves rows.
+//!
+//! Every query is one unnamed statement with its parameter types given
+//! (`query_typed`), and no session setting is made: through a pooler in
+//! transaction mode (PgBouncer), a named prepared statement or a `SET` would
+//! land on a server connection that the next query may not get, or that
+//! another client gets next.
 
 use futures_util::TryStreamExt;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::RwLock;
+use tokio_postgres::types::Type;
 use tokio_postgres::Client;
 use uuid::Uuid;
 
@@ -99,13 +106,14 @@ pub enum Commit {
     /// request was sent would be fanned out again under a new delivery id, and
     /// the receiver could not recognise the duplicate.
     Durable,
-    /// `synchronous_commit = off`. Fine for outcomes: one lost in a crash only
+    /// `synchronous_commit = off` for each statement's transaction (never as
+    /// a session setting, which a pooler would pass on). Fine for outcomes: one lost in a crash only
     /// means the lease expires and the same delivery (same webhook-id) is sent
     /// again, which at-least-once allows.
     Async,
 }
 
-pub async fn connect(url: &str, commit: Commit) -> Result<Client, DbError> {
+pub async fn connect(url: &str) -> Result<Client, DbError> {
     let target = crate::conninfo::target(url).map_err(DbError::Setup)?;
     let (client, connection) = target.config.connect(target.tls).await.map_err(DbError::Connect)?;
     tokio::spawn(async move {
@@ -113,11 +121,6 @@ pub async fn connect(url: &str, commit: Commit) -> Result<Client, DbError> {
             tracing::warn!(error = %error_text(&e), "database connection closed");
         }
     });
-    let mut setup = String::from("SET application_name = 'pg-webhooks-poller';");
-    if commit == Commit::Async {
-        setup.push_str("SET synchronous_commit = off;");
-    }
-    client.batch_execute(&setup).await.map_err(DbError::Query)?;
     Ok(client)
 }
 
@@ -151,7 +154,7 @@ impl DbError {
 /// Refuses to start against a database without a compatible extension.
 pub async fn check_extension(client: &Client) -> Result<String, DbError> {
     let row = client
-        .query_opt("SELECT extversion FROM pg_extension WHERE extname = 'pg_webhooks'", &[])
+        .query_typed_opt("SELECT extversion FROM pg_extension WHERE extname = 'pg_webhooks'", &[])
         .await
         .map_err(DbError::Query)?;
     let version: String = match row {
@@ -178,7 +181,7 @@ pub struct Db {
 
 impl Db {
     pub async fn open(url: &str, commit: Commit) -> Result<Db, DbError> {
-        let client = connect(url, commit).await?;
+        let client = connect(url).await?;
         let version = check_extension(&client).await?;
         Ok(Db {
             url: url.to_owned(),
@@ -200,7 +203,7 @@ impl Db {
         }
         let mut guard = self.client.write().await;
         if guard.is_closed() {
-            let client = connect(&self.url, self.commit).await?;
+            let client = connect(&self.url).await?;
             check_extension(&client).await?;
             *guard = Arc::new(client);
             tracing::info!("reconnected to the database");
@@ -221,9 +224,10 @@ impl Db {
         alone: bool,
     ) -> Result<(Vec<Claimed>, Vec<(Uuid, i32)>, usize), DbError> {
         let client = self.client().await;
-        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&(batch as i32), &lease.as_secs_f64()];
+        let params: [(&(dyn tokio_postgres::types::ToSql + Sync), Type); 2] =
+            [(&(batch as i32), Type::INT4), (&lease.as_secs_f64(), Type::FLOAT8)];
         let rows = client
-            .query_raw(
+            .query_typed_raw(
                 "SELECT delivery_id, attempt, endpoint_id, event, url, method, headers, body, \
                         timeout_ms, connect_timeout_ms, redact, event_created_at \
                    FROM webhooks.claim($1, make_interval(secs => $2))",
@@ -279,20 +283,28 @@ impl Db {
         let bodies: Vec<Option<&str>> = done.iter().map(|(_, o)| o.response_body.as_deref()).collect();
         let retry_after: Vec<Option<f64>> = done.iter().map(|(_, o)| o.retry_after_s).collect();
         let client = self.client().await;
+        // Asynchronous commit for this statement's transaction alone (it is
+        // set before the commit and reset after it), not for the session.
+        let sql = if self.commit == Commit::Async {
+            "SELECT webhooks.complete_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+               FROM (SELECT pg_catalog.set_config('synchronous_commit', 'off', true)) s"
+        } else {
+            "SELECT webhooks.complete_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+        };
         let row = client
-            .query_one(
-                "SELECT webhooks.complete_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            .query_typed_one(
+                sql,
                 &[
-                    &ids,
-                    &attempts,
-                    &codes,
-                    &errors,
-                    &durations,
-                    &request_headers,
-                    &response_headers,
-                    &bodies,
-                    &retry_after,
-                    &poller,
+                    (&ids, Type::UUID_ARRAY),
+                    (&attempts, Type::INT4_ARRAY),
+                    (&codes, Type::INT4_ARRAY),
+                    (&errors, Type::TEXT_ARRAY),
+                    (&durations, Type::FLOAT8_ARRAY),
+                    (&request_headers, Type::JSONB_ARRAY),
+                    (&response_headers, Type::JSONB_ARRAY),
+                    (&bodies, Type::TEXT_ARRAY),
+                    (&retry_after, Type::FLOAT8_ARRAY),
+                    (&poller, Type::TEXT),
                 ],
             )
             .await
@@ -304,7 +316,7 @@ impl Db {
     pub async fn backlog(&self) -> Result<i64, DbError> {
         let client = self.client().await;
         let row = client
-            .query_one("SELECT webhooks.backlog()", &[])
+            .query_typed_one("SELECT webhooks.backlog()", &[])
             .await
             .map_err(DbError::Query)?;
         Ok(row.get(0))
@@ -320,7 +332,10 @@ impl Db {
         let attempts: Vec<i32> = claimed.iter().map(|c| c.1).collect();
         let client = self.client().await;
         let row = client
-            .query_one("SELECT webhooks.release($1, $2)", &[&ids, &attempts])
+            .query_typed_one(
+                "SELECT webhooks.release($1, $2)",
+                &[(&ids, Type::UUID_ARRAY), (&attempts, Type::INT4_ARRAY)],
+            )
             .await
             .map_err(DbError::Query)?;
         Ok(row.get::<_, i32>(0) as u64)
@@ -330,7 +345,7 @@ impl Db {
     pub async fn next_due_in(&self) -> Result<Option<f64>, DbError> {
         let client = self.client().await;
         let row = client
-            .query_one("SELECT extract(epoch FROM webhooks.next_due() - now())::float8", &[])
+            .query_typed_one("SELECT extract(epoch FROM webhooks.next_due() - now())::float8", &[])
             .await
             .map_err(DbError::Query)?;
         Ok(row.get(0))

@@ -233,9 +233,9 @@ async fn watch_backlog(shared: Arc<Shared>) {
 /// claims or outcomes. Failure is not fatal: rows then go to the default
 /// partitions, and the next round tries again.
 async fn maintain(url: &str) {
-    let result = match db::connect(url, Commit::Durable).await {
+    let result = match db::connect(url).await {
         Ok(client) => client
-            .query_one("SELECT webhooks.maintain()", &[])
+            .query_typed_one("SELECT webhooks.maintain()", &[])
             .await
             .and_then(|row| row.try_get::<_, i32>(0))
             .map_err(DbError::Query),
@@ -285,11 +285,19 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
     maintain(&config.database_url).await;
     background.spawn(maintain_every_minute(config.database_url.clone()));
     let wake = Arc::new(Notify::new());
-    background.spawn(listen::listen(
-        config.database_url.clone(),
-        wake.clone(),
-        shutdown.clone(),
-    ));
+    match config.listen_url.as_deref() {
+        Some("off") => tracing::info!(
+            poll_interval = ?config.poll_interval,
+            "LISTEN is off (--listen-url off): new work is found by polling"
+        ),
+        listen_url => {
+            background.spawn(listen::listen(
+                listen_url.unwrap_or(&config.database_url).to_owned(),
+                wake.clone(),
+                shutdown.clone(),
+            ));
+        }
+    }
     let (give_up_tx, give_up) = watch::channel(false);
     // Every slot's outcome fits: a sender never waits for the completer.
     let (done_tx, done_rx) = mpsc::channel(config.concurrency.max(1) as usize);

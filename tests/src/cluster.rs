@@ -13,7 +13,7 @@ pub fn bindir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/usr/lib/postgresql/15/bin"))
 }
 
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     // /proc/self/status has "Uid: <real> <effective> ..."; no libc needed.
     std::fs::read_to_string("/proc/self/status")
         .ok()

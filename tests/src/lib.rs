@@ -5,6 +5,7 @@ pub mod catalog;
 pub mod chaos;
 pub mod cluster;
 pub mod fixture;
+pub mod pgbouncer;
 pub mod poller;
 pub mod receiver;
 pub mod verify;

@@ -3,7 +3,7 @@
 //! the server's for 127.0.0.1 only, a client's for role `certuser`, and an
 //! unrelated CA) are made here with rcgen.
 
-use pg_webhooks_poller::db::{connect, Commit};
+use pg_webhooks_poller::db::connect;
 use pg_webhooks_tests::cluster::Cluster;
 use pg_webhooks_tests::fixture::WAIT;
 use pg_webhooks_tests::poller::{binary, Poller};
@@ -102,7 +102,7 @@ async fn plaintext_server_is_met_as_libpq_would(cluster: &Cluster) {
 }
 
 async fn try_connect(url: &str) -> Result<bool, String> {
-    let client = connect(url, Commit::Durable).await.map_err(|e| e.to_string())?;
+    let client = connect(url).await.map_err(|e| e.to_string())?;
     let row = client
         .query_one("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[])
         .await
