@@ -13,7 +13,7 @@ pub fn bindir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/usr/lib/postgresql/15/bin"))
 }
 
-pub(crate) fn is_root() -> bool {
+fn is_root() -> bool {
     // /proc/self/status has "Uid: <real> <effective> ..."; no libc needed.
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -25,16 +25,21 @@ pub(crate) fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-/// Runs a PostgreSQL program as the cluster's owner.
-fn pg_command(program: &str) -> Command {
-    let path = bindir().join(program);
+/// Runs a program as the cluster's owner: `postgres` when we are root
+/// (initdb, postgres and PgBouncer refuse root), else ourselves.
+pub fn as_owner(program: impl AsRef<std::ffi::OsStr>) -> Command {
     if is_root() {
         let mut c = Command::new("runuser");
-        c.args(["-u", "postgres", "--"]).arg(path);
+        c.args(["-u", "postgres", "--"]).arg(program);
         c
     } else {
-        Command::new(path)
+        Command::new(program)
     }
+}
+
+/// Runs a PostgreSQL program as the cluster's owner.
+fn pg_command(program: &str) -> Command {
+    as_owner(bindir().join(program))
 }
 
 fn run(mut cmd: Command, what: &str) -> Result<Output, String> {
@@ -82,13 +87,7 @@ impl Cluster {
     /// server process (e.g. RUST_BACKTRACE).
     pub fn start_with_env(settings: &[&str], env: &[(&str, &str)]) -> Result<Cluster, String> {
         // mktemp as the cluster's owner, so the directory is theirs.
-        let mut mk = if is_root() {
-            let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--", "mktemp"]);
-            c
-        } else {
-            Command::new("mktemp")
-        };
+        let mut mk = as_owner("mktemp");
         mk.args(["-d", "/tmp/pg_webhooks-test.XXXXXX"]);
         let out = run(mk, "mktemp")?;
         let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
@@ -164,13 +163,7 @@ impl Cluster {
     pub fn write_file(&self, name: &str, contents: &[u8], mode: u32) -> Result<PathBuf, String> {
         use std::io::Write;
         let path = self.data_dir().join(name);
-        let mut cmd = if is_root() {
-            let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--", "sh"]);
-            c
-        } else {
-            Command::new("sh")
-        };
+        let mut cmd = as_owner("sh");
         cmd.args(["-c", "umask 077 && cat > \"$1\" && chmod \"$2\" \"$1\"", "sh"])
             .arg(&path)
             .arg(format!("{mode:o}"))

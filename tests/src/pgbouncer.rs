@@ -4,7 +4,7 @@
 //! the cluster's owner (PgBouncer refuses root) on a private port; stopped
 //! on drop.
 
-use crate::cluster::{free_port, Cluster};
+use crate::cluster::{as_owner, free_port, Cluster};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -15,16 +15,6 @@ pub struct Bouncer {
     dir: PathBuf,
     pub port: u16,
     child: Child,
-}
-
-fn as_owner(program: &str) -> Command {
-    if crate::cluster::is_root() {
-        let mut c = Command::new("runuser");
-        c.args(["-u", "postgres", "--", program]);
-        c
-    } else {
-        Command::new(program)
-    }
 }
 
 impl Bouncer {
