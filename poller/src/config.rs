@@ -15,10 +15,21 @@ pub enum LogFormat {
 #[command(name = "pg-webhooks-poller", version)]
 pub struct Config {
     /// Database with the pg_webhooks extension, e.g. postgres://poller@db/erp
-    /// (sslmode, sslrootcert, sslcert and sslkey as libpq reads them, also
-    /// from PGSSLMODE, PGSSLROOTCERT, PGSSLCERT and PGSSLKEY).
+    /// or key=value pairs, read as libpq reads them: what it leaves out comes
+    /// from PGHOST, PGPORT, PGUSER, PGDATABASE, PGSSLMODE..., the password
+    /// from PGPASSWORD or ~/.pgpass (PGPASSFILE). Default: all from those.
     #[arg(long, env = "DATABASE_URL")]
-    pub database_url: String,
+    pub database_url: Option<String>,
+
+    /// Read the database URL from this file instead (a systemd credential,
+    /// a mounted secret), so that no password is on a command line.
+    #[arg(
+        long,
+        env = "PG_WEBHOOKS_DATABASE_URL_FILE",
+        value_name = "PATH",
+        conflicts_with = "database_url"
+    )]
+    pub database_url_file: Option<std::path::PathBuf>,
 
     /// Connection for LISTEN, which needs a session of its own: behind a
     /// pooler in transaction mode (PgBouncer), the server's own URL; `off`
@@ -74,6 +85,29 @@ pub struct Config {
     /// Name recorded with each attempt (default: hostname:pid).
     #[arg(long)]
     pub poller_id: Option<String>,
+}
+
+impl Config {
+    /// The connection string: --database-url, the file --database-url-file
+    /// names (its first line), or empty (libpq's environment alone).
+    pub fn connection_string(&self) -> Result<String, String> {
+        match (&self.database_url, &self.database_url_file) {
+            (Some(_), Some(_)) => Err(
+                "give the database URL once: --database-url (DATABASE_URL) or --database-url-file, not both".to_owned(),
+            ),
+            (Some(url), None) => Ok(url.clone()),
+            (None, Some(path)) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("cannot read --database-url-file {}: {e}", path.display()))?;
+                let line = text.lines().next().unwrap_or("").trim();
+                if line.is_empty() {
+                    return Err(format!("--database-url-file {} is empty", path.display()));
+                }
+                Ok(line.to_owned())
+            }
+            (None, None) => Ok(String::new()),
+        }
+    }
 }
 
 /// Parses `250ms`, `1s`, `1.5s`, `2m`, `1h`, or a bare number of seconds.

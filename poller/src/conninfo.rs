@@ -11,6 +11,13 @@
 //! tokio-postgres knows only disable/prefer/require and no certificate
 //! options, so those are taken out of the string here and turned into a
 //! rustls configuration; the rest goes to tokio-postgres as it was.
+//!
+//! What the string leaves out comes from libpq's environment variables
+//! (`PGHOST`, `PGHOSTADDR`, `PGPORT`, `PGUSER`, `PGPASSWORD`, `PGDATABASE`,
+//! `PGAPPNAME`, `PGOPTIONS`, `PGCONNECT_TIMEOUT`, `PGTARGETSESSIONATTRS`),
+//! then the password file (`~/.pgpass` or `PGPASSFILE`), so a password need
+//! never be on a command line. `PGSERVICE` (pg_service.conf) is refused
+//! rather than ignored: ignoring it could connect somewhere else.
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
@@ -20,7 +27,9 @@ use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStor
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
-use tokio_postgres::config::SslMode;
+use std::time::Duration;
+use tokio_postgres::config::{Host, SslMode, TargetSessionAttrs};
+use tokio_postgres::Config;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 /// libpq's sslmode values.
@@ -192,11 +201,153 @@ fn split(conn: &str) -> Result<Split, String> {
     Ok(out)
 }
 
+/// The environment, as a function so that tests can give their own.
+type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
+
 /// Where libpq looks for a file the string and the environment do not name.
-fn default_file(name: &str) -> Option<PathBuf> {
-    let home = std::env::var_os("HOME")?;
+fn default_file(env: Env<'_>, name: &str) -> Option<PathBuf> {
+    let home = env("HOME")?;
     let path = Path::new(&home).join(".postgresql").join(name);
     path.exists().then_some(path)
+}
+
+/// Fills in, as libpq does, what the connection string leaves out: from the
+/// environment, then defaults (the default socket directory, the operating
+/// system's user name, a database named as the user), then the password file.
+fn environment_defaults(config: &mut Config, rest: &str, env: Env<'_>) -> Result<(), String> {
+    if env("PGSERVICE").is_some() {
+        return Err("PGSERVICE is set, but service files (pg_service.conf) are not supported: name the server in the URL or with PGHOST".to_owned());
+    }
+    if config.get_hosts().is_empty() && config.get_hostaddrs().is_empty() {
+        if let Some(hosts) = env("PGHOST") {
+            for host in hosts.split(',') {
+                config.host(host.trim());
+            }
+        }
+        if let Some(addrs) = env("PGHOSTADDR") {
+            for addr in addrs.split(',') {
+                let addr = addr
+                    .trim()
+                    .parse()
+                    .map_err(|_| format!("invalid PGHOSTADDR {addr:?}: not an IP address"))?;
+                config.hostaddr(addr);
+            }
+        }
+        if config.get_hosts().is_empty() && config.get_hostaddrs().is_empty() {
+            config.host(crate::pgpass::DEFAULT_SOCKET_DIR);
+        }
+    }
+    if config.get_ports().is_empty() {
+        if let Some(ports) = env("PGPORT") {
+            for port in ports.split(',') {
+                let port = port
+                    .trim()
+                    .parse()
+                    .map_err(|_| format!("invalid PGPORT {port:?}: not a port number"))?;
+                config.port(port);
+            }
+        }
+    }
+    let user = match config.get_user() {
+        Some(user) => user.to_owned(),
+        None => match env("PGUSER") {
+            Some(user) => user,
+            None => whoami::username()
+                .map_err(|e| format!("no user given (PGUSER) and the operating system's user name is unknown: {e}"))?,
+        },
+    };
+    config.user(&user);
+    if config.get_dbname().is_none() {
+        config.dbname(env("PGDATABASE").unwrap_or_else(|| user.clone()));
+    }
+    if config.get_application_name().is_none() {
+        if let Some(name) = env("PGAPPNAME") {
+            config.application_name(name);
+        }
+    }
+    if config.get_options().is_none() {
+        if let Some(options) = env("PGOPTIONS") {
+            config.options(options);
+        }
+    }
+    if config.get_connect_timeout().is_none() {
+        if let Some(secs) = env("PGCONNECT_TIMEOUT") {
+            let secs: u64 = secs
+                .trim()
+                .parse()
+                .map_err(|_| format!("invalid PGCONNECT_TIMEOUT {secs:?}: not a number of seconds"))?;
+            // libpq: 0 waits forever, and less than 2 seconds is 2.
+            if secs > 0 {
+                config.connect_timeout(Duration::from_secs(secs.max(2)));
+            }
+        }
+    }
+    if !rest.contains("target_session_attrs") {
+        if let Some(attrs) = env("PGTARGETSESSIONATTRS") {
+            config.target_session_attrs(match attrs.as_str() {
+                "any" => TargetSessionAttrs::Any,
+                "read-write" => TargetSessionAttrs::ReadWrite,
+                "read-only" => TargetSessionAttrs::ReadOnly,
+                other => {
+                    return Err(format!(
+                        "PGTARGETSESSIONATTRS {other:?} is not supported (use any, read-write or read-only)"
+                    ))
+                }
+            });
+        }
+    }
+    if config.get_password().is_none() {
+        if let Some(password) = env("PGPASSWORD") {
+            config.password(password);
+        } else if let Some(file) = crate::pgpass::default_path(env) {
+            if let Some(password) = password_from_file(config, &file)? {
+                config.password(password);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The password file's password for the hosts of `config`; one connection
+/// has one password, so a multi-host string whose hosts have different ones
+/// is an error rather than a guess.
+fn password_from_file(config: &Config, file: &Path) -> Result<Option<String>, String> {
+    let hosts: Vec<String> = if config.get_hosts().is_empty() {
+        config.get_hostaddrs().iter().map(|a| a.to_string()).collect()
+    } else {
+        config
+            .get_hosts()
+            .iter()
+            .map(|h| match h {
+                Host::Tcp(name) => name.clone(),
+                Host::Unix(path) => path.display().to_string(),
+            })
+            .collect()
+    };
+    let ports = config.get_ports();
+    let (user, database) = (config.get_user().unwrap_or(""), config.get_dbname().unwrap_or(""));
+    let mut found: Vec<String> = Vec::new();
+    for (i, host) in hosts.iter().enumerate() {
+        let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+        let key = crate::pgpass::Key {
+            host,
+            port,
+            database,
+            user,
+        };
+        if let Some(password) = crate::pgpass::lookup(file, &key) {
+            if !found.contains(&password) {
+                found.push(password);
+            }
+        }
+    }
+    if found.len() > 1 {
+        return Err(format!(
+            "{} holds different passwords for the hosts of the connection string; the poller sends one password: give it with PGPASSWORD or in the URL file",
+            file.display()
+        ));
+    }
+    Ok(found.pop())
 }
 
 fn read_certs(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>, String> {
@@ -294,23 +445,26 @@ impl ServerCertVerifier for ChainOnly {
 /// A connection string made ready to connect: tokio-postgres's config and
 /// the TLS connector its sslmode calls for.
 pub struct Target {
-    pub config: tokio_postgres::Config,
+    pub config: Config,
     pub tls: MakeRustlsConnect,
     pub mode: Mode,
 }
 
-/// Reads a connection string (and the PGSSL* environment) as libpq would;
+/// Reads a connection string (and the PG* environment) as libpq would;
 /// certificate files are read now, so a bad one is one clear error at once.
 pub fn target(conn: &str) -> Result<Target, String> {
+    target_in(conn, &|name: &str| std::env::var(name).ok().filter(|v| !v.is_empty()))
+}
+
+fn target_in(conn: &str, env: Env<'_>) -> Result<Target, String> {
     let parts = split(conn)?;
-    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
     let mode: Mode = parts
         .sslmode
         .or_else(|| env("PGSSLMODE"))
         .as_deref()
         .unwrap_or("prefer")
         .parse()?;
-    let mut config = tokio_postgres::Config::from_str(&parts.rest).map_err(|e| {
+    let mut config = Config::from_str(&parts.rest).map_err(|e| {
         // The cause names the option (key=value form) that is wrong, never
         // a value; a URL's is left out (its user info could be in it).
         match std::error::Error::source(&e) {
@@ -323,6 +477,7 @@ pub fn target(conn: &str) -> Result<Target, String> {
     if config.get_ssl_mode() != SslMode::Prefer {
         return Err("invalid database URL: its sslmode could not be read".to_owned());
     }
+    environment_defaults(&mut config, &parts.rest, env)?;
     // Seen in pg_stat_activity; a startup parameter, which a pooler keeps
     // per client (a SET would stay on the server connection).
     if config.get_application_name().is_none() {
@@ -334,11 +489,7 @@ pub fn target(conn: &str) -> Result<Target, String> {
             config.host(addr.to_string());
         }
     }
-    let sockets_only = !config.get_hosts().is_empty()
-        && config
-            .get_hosts()
-            .iter()
-            .all(|h| !matches!(h, tokio_postgres::config::Host::Tcp(_)));
+    let sockets_only = !config.get_hosts().is_empty() && config.get_hosts().iter().all(|h| !matches!(h, Host::Tcp(_)));
     config.ssl_mode(match mode {
         // libpq ignores sslmode on Unix sockets: there is nothing to encrypt.
         _ if sockets_only => SslMode::Disable,
@@ -349,11 +500,11 @@ pub fn target(conn: &str) -> Result<Target, String> {
         Mode::Require | Mode::VerifyCa | Mode::VerifyFull => SslMode::Require,
     });
     let given = |v: Option<String>, var: &str| v.filter(|v| !v.is_empty()).or_else(|| env(var)).map(PathBuf::from);
-    let rootcert = given(parts.sslrootcert, "PGSSLROOTCERT").or_else(|| default_file("root.crt"));
+    let rootcert = given(parts.sslrootcert, "PGSSLROOTCERT").or_else(|| default_file(env, "root.crt"));
     if rootcert.as_deref() == Some(Path::new("system")) {
         return Err("sslrootcert=system is not supported: name a PEM file of the CA certificates to trust".to_owned());
     }
-    let crl = given(parts.sslcrl, "PGSSLCRL").or_else(|| default_file("root.crl"));
+    let crl = given(parts.sslcrl, "PGSSLCRL").or_else(|| default_file(env, "root.crl"));
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -400,8 +551,8 @@ pub fn target(conn: &str) -> Result<Target, String> {
             }
         }
     };
-    let cert = given(parts.sslcert, "PGSSLCERT").or_else(|| default_file("postgresql.crt"));
-    let key = given(parts.sslkey, "PGSSLKEY").or_else(|| default_file("postgresql.key"));
+    let cert = given(parts.sslcert, "PGSSLCERT").or_else(|| default_file(env, "postgresql.crt"));
+    let key = given(parts.sslkey, "PGSSLKEY").or_else(|| default_file(env, "postgresql.key"));
     let mut tls = match (cert, key) {
         (Some(cert), Some(key)) => {
             let chain = read_certs(&cert, "sslcert")?;
@@ -474,5 +625,89 @@ mod tests {
         // Unix sockets: no TLS whatever sslmode says, as libpq.
         let t = target("host=/var/run/postgresql sslmode=require").unwrap();
         assert_eq!(t.config.get_ssl_mode(), SslMode::Disable);
+    }
+
+    fn env_of(vars: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |name| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string())
+    }
+
+    #[test]
+    fn what_the_string_leaves_out_comes_from_the_environment() {
+        let env = env_of(&[
+            ("PGHOST", "db1,db2"),
+            ("PGPORT", "5433,5434"),
+            ("PGUSER", "poller"),
+            ("PGPASSWORD", "from-env"),
+            ("PGDATABASE", "erp"),
+            ("PGAPPNAME", "pw-east"),
+            ("PGCONNECT_TIMEOUT", "1"),
+            ("PGTARGETSESSIONATTRS", "read-write"),
+        ]);
+        let t = target_in("", &env).unwrap();
+        let c = &t.config;
+        assert_eq!(c.get_hosts(), [Host::Tcp("db1".into()), Host::Tcp("db2".into())]);
+        assert_eq!(c.get_ports(), [5433, 5434]);
+        assert_eq!(c.get_user(), Some("poller"));
+        assert_eq!(c.get_password(), Some(&b"from-env"[..]));
+        assert_eq!(c.get_dbname(), Some("erp"));
+        assert_eq!(c.get_application_name(), Some("pw-east"));
+        assert_eq!(c.get_connect_timeout(), Some(&Duration::from_secs(2)));
+        assert_eq!(c.get_target_session_attrs(), TargetSessionAttrs::ReadWrite);
+        // The string wins over the environment.
+        let t = target_in(
+            "postgres://u:p@h:6000/d?target_session_attrs=any&application_name=a",
+            &env,
+        )
+        .unwrap();
+        let c = &t.config;
+        assert_eq!(c.get_hosts(), [Host::Tcp("h".into())]);
+        assert_eq!(c.get_ports(), [6000]);
+        assert_eq!((c.get_user(), c.get_password()), (Some("u"), Some(&b"p"[..])));
+        assert_eq!(c.get_dbname(), Some("d"));
+        assert_eq!(c.get_application_name(), Some("a"));
+        assert_eq!(c.get_target_session_attrs(), TargetSessionAttrs::Any);
+        // Nothing at all: the default socket, a database named as the user.
+        let t = target_in("user=u", &env_of(&[])).unwrap();
+        assert_eq!(
+            t.config.get_hosts(),
+            [Host::Unix(crate::pgpass::DEFAULT_SOCKET_DIR.into())]
+        );
+        assert_eq!(t.config.get_dbname(), Some("u"));
+        assert!(target_in("", &env_of(&[("PGSERVICE", "erp")]))
+            .err()
+            .unwrap()
+            .contains("PGSERVICE"));
+        assert!(target_in("", &env_of(&[("PGPORT", "x")]))
+            .err()
+            .unwrap()
+            .contains("invalid PGPORT"));
+        assert!(target_in("", &env_of(&[("PGTARGETSESSIONATTRS", "primary")]))
+            .err()
+            .unwrap()
+            .contains("not supported"));
+    }
+
+    #[test]
+    fn the_password_file_gives_one_password_per_connection() {
+        use std::os::unix::fs::PermissionsExt;
+        let path = std::env::temp_dir().join(format!("pg_webhooks-conninfo-pgpass-{}", std::process::id()));
+        std::fs::write(
+            &path,
+            "a:5432:erp:poller:pw-a-9f3\nb:5432:erp:poller:pw-b-7c1\n*:*:*:poller:pw-any\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let file = path.display().to_string();
+        let leaked: &'static str = Box::leak(file.into_boxed_str());
+        let vars: &'static [(&'static str, &'static str)] = Box::leak(Box::new([("PGPASSFILE", leaked)]));
+        let env = env_of(vars);
+        let one = target_in("postgres://poller@a/erp", &env).unwrap();
+        assert_eq!(one.config.get_password(), Some(&b"pw-a-9f3"[..]));
+        let other = target_in("postgres://poller@c:7000/x", &env).unwrap();
+        assert_eq!(other.config.get_password(), Some(&b"pw-any"[..]));
+        let e = target_in("postgres://poller@a,b/erp", &env).err().unwrap();
+        assert!(e.contains("different passwords"), "{e}");
+        assert!(!e.contains("pw-"), "{e}");
+        std::fs::remove_file(&path).unwrap();
     }
 }

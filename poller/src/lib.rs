@@ -18,6 +18,7 @@ pub mod conninfo;
 pub mod db;
 pub mod listen;
 pub mod metrics;
+pub mod pgpass;
 pub mod send;
 pub mod ssrf;
 
@@ -258,8 +259,9 @@ async fn maintain_every_minute(url: String) {
 /// Runs until `shutdown` turns true (or, with `--once`, until nothing is due).
 /// Errors only on bad set-up at start; later database trouble is retried.
 pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<Summary, DbError> {
-    let db = Db::open(&config.database_url, Commit::Durable).await?;
-    let outcomes_db = Db::open(&config.database_url, Commit::Async).await?;
+    let url = config.connection_string().map_err(DbError::Setup)?;
+    let db = Db::open(&url, Commit::Durable).await?;
+    let outcomes_db = Db::open(&url, Commit::Async).await?;
     let metrics = Arc::new(Metrics::default());
     metrics.db_up.store(1, Ordering::Relaxed);
     let mut background = JoinSet::new();
@@ -282,8 +284,8 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
     if config.metrics_addr.is_some() {
         background.spawn(watch_backlog(shared.clone()));
     }
-    maintain(&config.database_url).await;
-    background.spawn(maintain_every_minute(config.database_url.clone()));
+    maintain(&url).await;
+    background.spawn(maintain_every_minute(url.clone()));
     let wake = Arc::new(Notify::new());
     match config.listen_url.as_deref() {
         Some("off") => tracing::info!(
@@ -292,7 +294,7 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
         ),
         listen_url => {
             background.spawn(listen::listen(
-                listen_url.unwrap_or(&config.database_url).to_owned(),
+                listen_url.unwrap_or(&url).to_owned(),
                 wake.clone(),
                 shutdown.clone(),
             ));
