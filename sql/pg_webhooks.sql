@@ -24,6 +24,9 @@ COMMENT ON FUNCTION webhooks.sign_hex(text, text) IS
 COMMENT ON FUNCTION webhooks.check_secret(text) IS 'Raise 22023 unless the secret can sign; return it.';
 COMMENT ON FUNCTION webhooks.generate_secret() IS 'A new whsec_ secret: base64 of 32 bytes from the OS CSPRNG.';
 COMMENT ON FUNCTION webhooks.uuid_v7() IS 'A time-ordered UUID (version 7).';
+COMMENT ON FUNCTION webhooks.delivery_id(uuid, bigint) IS
+  'The id fan-out gives the delivery of an event to an endpoint: a UUIDv7 with the event''s time, the rest '
+  'derived from both ids, so a fan-out made again (after a failover lost the first) sends the same webhook-id.';
 COMMENT ON FUNCTION webhooks.url_parts(text) IS
   'Scheme and host of an endpoint URL as the poller parses it; raises 22023 for a URL the poller could not send to.';
 COMMENT ON FUNCTION webhooks.check_patterns(text[]) IS 'Raise 22023 unless every element is a valid event pattern.';
@@ -1547,8 +1550,11 @@ BEGIN
                                  'ffffffff-ffff-ffff-ffff-ffffffffffff')
         RETURNING ev AS r
     ), created AS (
-        INSERT INTO webhooks.delivery (event_id, endpoint_id, ordering_key, created_at, next_attempt_at)
-        SELECT (m.r).id, e.id, webhooks.ordering_key(e, m.r), (m.r).created_at, now()
+        -- Derived ids: a fan-out made again (after a failover lost the first)
+        -- makes the same ones, hence the same webhook-ids.
+        INSERT INTO webhooks.delivery (id, event_id, endpoint_id, ordering_key, created_at, next_attempt_at)
+        SELECT webhooks.delivery_id((m.r).id, e.id), (m.r).id, e.id, webhooks.ordering_key(e, m.r),
+               (m.r).created_at, now()
           FROM marked m
           JOIN webhooks.endpoint e ON webhooks.endpoint_matches(e, m.r)
          ORDER BY (m.r).id

@@ -11,6 +11,7 @@ use std::cell::Cell;
 pub mod capture_json;
 pub mod capture_trigger;
 pub mod endpoint_url;
+pub mod ids;
 pub mod pattern;
 pub mod sign;
 
@@ -144,6 +145,12 @@ fn generate_secret() -> String {
 #[pg_extern(volatile, parallel_safe)]
 fn uuid_v7() -> pgrx::Uuid {
     pgrx::Uuid::from_bytes(*uuid::Uuid::now_v7().as_bytes())
+}
+
+/// The id fan-out gives the delivery of an event to an endpoint (see ids.rs).
+#[pg_extern(immutable, strict, parallel_safe)]
+fn delivery_id(event_id: pgrx::Uuid, endpoint_id: i64) -> pgrx::Uuid {
+    pgrx::Uuid::from_bytes(ids::delivery_id(*event_id.as_bytes(), endpoint_id))
 }
 
 /// Raises 22023 unless every element is a valid event pattern; returns the array.

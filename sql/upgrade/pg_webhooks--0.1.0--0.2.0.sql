@@ -40,6 +40,9 @@
 -- - webhooks.source_changed() also refuses settings for a table the role
 --   may not put triggers on, and re-checks the payload function on every
 --   write (signature, owner's rights, a search_path ending with pg_temp).
+-- - Fan-out derives each delivery's id from its event and endpoint
+--   (webhooks.delivery_id()): a fan-out made again after a failover lost
+--   the first (asynchronous replication) sends the same webhook-ids.
 -- Tracked tables keep their settings; their triggers are made again below.
 
 \echo Use "ALTER EXTENSION pg_webhooks UPDATE TO '0.2.0'" to load this file. \quit
@@ -111,6 +114,44 @@ CREATE FUNCTION webhooks.refused_address(url text) RETURNS text
 IMMUTABLE STRICT PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'refused_address_wrapper';
 CREATE FUNCTION webhooks.search_path_ends_with_pg_temp(path text) RETURNS boolean
 IMMUTABLE STRICT PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'search_path_ends_with_pg_temp_wrapper';
+CREATE FUNCTION webhooks.delivery_id(event_id uuid, endpoint_id bigint) RETURNS uuid
+IMMUTABLE STRICT PARALLEL SAFE LANGUAGE c AS 'MODULE_PATHNAME', 'delivery_id_wrapper';
+COMMENT ON FUNCTION webhooks.delivery_id(uuid, bigint) IS
+  'The id fan-out gives the delivery of an event to an endpoint: a UUIDv7 with the event''s time, the rest '
+  'derived from both ids, so a fan-out made again (after a failover lost the first) sends the same webhook-id.';
+
+-- Fan-out with derived delivery ids (the rest as in 0.1.0).
+CREATE OR REPLACE FUNCTION webhooks.fan_out(max_events integer DEFAULT 1000) RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+    n integer;
+BEGIN
+    IF NOT pg_try_advisory_xact_lock(hashtext('pg_webhooks.fan_out')) THEN
+        RETURN 0;
+    END IF;
+    -- A range, not a join with the ids: the partial index answers it in each
+    -- partition, and partitions past the bound are pruned.
+    WITH marked AS (
+        UPDATE webhooks.event ev SET fanned_out = true
+         WHERE NOT ev.fanned_out
+           AND ev.id <= coalesce((SELECT t.id FROM webhooks.event t WHERE NOT t.fanned_out
+                                   ORDER BY t.id OFFSET greatest(max_events, 1) - 1 LIMIT 1),
+                                 'ffffffff-ffff-ffff-ffff-ffffffffffff')
+        RETURNING ev AS r
+    ), created AS (
+        -- Derived ids: a fan-out made again (after a failover lost the first)
+        -- makes the same ones, hence the same webhook-ids.
+        INSERT INTO webhooks.delivery (id, event_id, endpoint_id, ordering_key, created_at, next_attempt_at)
+        SELECT webhooks.delivery_id((m.r).id, e.id), (m.r).id, e.id, webhooks.ordering_key(e, m.r),
+               (m.r).created_at, now()
+          FROM marked m
+          JOIN webhooks.endpoint e ON webhooks.endpoint_matches(e, m.r)
+         ORDER BY (m.r).id
+        RETURNING 1
+    )
+    SELECT count(*) INTO n FROM created;
+    RETURN n;
+END $$;
 
 COMMENT ON FUNCTION webhooks.redacted_url(text) IS
   'An endpoint URL as readers see it: scheme, host and port as the poller parses them; any path, query or '
@@ -1099,7 +1140,8 @@ REVOKE ALL ON FUNCTION webhooks.capture_event(), webhooks.invalidate_capture(reg
                        webhooks.redacted_headers(jsonb, text[]), webhooks.set_public_headers(bigint, text[]),
                        webhooks.commit_staged(regclass), webhooks.tracked_table(regclass),
                        webhooks.normalized_url(text), webhooks.search_path_ends_with_pg_temp(text),
-                       webhooks.refused_address(text), webhooks.add_capture_triggers(webhooks.source, regclass)
+                       webhooks.refused_address(text), webhooks.add_capture_triggers(webhooks.source, regclass),
+                       webhooks.delivery_id(uuid, bigint)
   FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION webhooks.capture_event(), webhooks.invalidate_capture(regclass),
                           webhooks.source_changed(), webhooks.install_capture(webhooks.source),
@@ -1108,7 +1150,8 @@ GRANT EXECUTE ON FUNCTION webhooks.capture_event(), webhooks.invalidate_capture(
                           webhooks.redacted_url(text), webhooks.redacted_headers(jsonb, text[]),
                           webhooks.set_public_headers(bigint, text[]), webhooks.tracked_table(regclass),
                           webhooks.normalized_url(text), webhooks.search_path_ends_with_pg_temp(text),
-                          webhooks.refused_address(text), webhooks.add_capture_triggers(webhooks.source, regclass)
+                          webhooks.refused_address(text), webhooks.add_capture_triggers(webhooks.source, regclass),
+                          webhooks.delivery_id(uuid, bigint)
    TO webhooks_admin;
 REVOKE CREATE ON SCHEMA webhooks FROM webhooks_admin;
 -- 0.1.0 granted ALL (on PostgreSQL 17 and later, MAINTAIN too); a fresh
