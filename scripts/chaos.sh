@@ -2,7 +2,8 @@
 # Fault injection: 10,000 committed changes while pollers are SIGKILLed,
 # Postgres restarts with -m immediate, the receiver fails and times out, and
 # three pollers run at once; prints whether every delivery guarantee held.
-# Options pass through (see `target/debug/chaos --help`), e.g. --seed 7.
+# Then a standby is promoted under load, with synchronous and asynchronous
+# replication (--no-failover skips it). Options pass through (see `target/debug/chaos --help`), e.g. --seed 7.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"

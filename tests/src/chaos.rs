@@ -279,7 +279,7 @@ fn sequence(r: &Received) -> Option<(i64, i64)> {
 
 /// Connects, retrying while the server restarts (backoff, not synchronisation:
 /// there is nothing to wait on but the server accepting connections).
-async fn connect_retrying(url: &str, deadline: Instant) -> Result<Client, String> {
+pub(crate) async fn connect_retrying(url: &str, deadline: Instant) -> Result<Client, String> {
     loop {
         match connect_url(url).await {
             Ok(c) => return Ok(c),
@@ -290,7 +290,7 @@ async fn connect_retrying(url: &str, deadline: Instant) -> Result<Client, String
 }
 
 /// A lost connection (server restarting) rather than a refused statement.
-fn connection_lost(client: &Client, e: &tokio_postgres::Error) -> bool {
+pub(crate) fn connection_lost(client: &Client, e: &tokio_postgres::Error) -> bool {
     client.is_closed()
         || e.as_db_error().is_none()
         || e.code()

@@ -122,6 +122,44 @@ impl Cluster {
         Err(last)
     }
 
+    /// A streaming standby of `primary` (`pg_basebackup -R`), started on a
+    /// port of its own with extra `settings`.
+    pub fn standby_of(primary: &Cluster, settings: &[&str]) -> Result<Cluster, String> {
+        let mut mk = as_owner("mktemp");
+        mk.args(["-d", "/tmp/pg_webhooks-standby.XXXXXX"]);
+        let out = run(mk, "mktemp")?;
+        let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        let mut standby = Cluster {
+            dir,
+            port: 0,
+            options: settings.iter().map(|s| s.to_string()).collect(),
+            env: Vec::new(),
+        };
+        let mut backup = pg_command("pg_basebackup");
+        backup
+            .arg("-D")
+            .arg(standby.data_dir())
+            .args(["-h", "127.0.0.1", "-p", &primary.port.to_string(), "-U", "postgres"])
+            .args(["-R", "-X", "stream", "-c", "fast", "--no-sync"]);
+        run(backup, "pg_basebackup")?;
+        let mut last = String::new();
+        for _ in 0..5 {
+            standby.port = free_port();
+            match standby.pg_ctl_start() {
+                Ok(()) => return Ok(standby),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    /// Promotes a standby and waits until it accepts writes.
+    pub fn promote(&self) -> Result<(), String> {
+        let mut ctl = pg_command("pg_ctl");
+        ctl.arg("-D").arg(self.data_dir()).args(["-w", "-t", "60", "promote"]);
+        run(ctl, "pg_ctl promote").map(|_| ())
+    }
+
     fn data_dir(&self) -> PathBuf {
         self.dir.join("data")
     }

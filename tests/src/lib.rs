@@ -4,6 +4,7 @@
 pub mod catalog;
 pub mod chaos;
 pub mod cluster;
+pub mod failover;
 pub mod fixture;
 pub mod pgbouncer;
 pub mod poller;
