@@ -189,8 +189,8 @@ LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
     SELECT (lpad(to_hex(floor(extract(epoch FROM at) * 1000)::bigint), 12, '0') || repeat('0', 20))::uuid
 $$;
 COMMENT ON FUNCTION webhooks.uuid_v7_floor(timestamptz) IS
-  'The smallest UUIDv7 created at or after a time: event and delivery ids sort by creation, so '
-  'id >= webhooks.uuid_v7_floor(t) selects rows created since t (and bounds the partitions).';
+  'The smallest UUIDv7 created at or after a time: event and delivery ids sort by creation (a delivery made '
+  'by fan-out by its event''s), so id >= webhooks.uuid_v7_floor(t) selects rows created since t (and bounds the partitions).';
 
 CREATE FUNCTION webhooks.uuid_v7_time(id uuid) RETURNS timestamptz
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
@@ -1558,6 +1558,10 @@ BEGIN
           FROM marked m
           JOIN webhooks.endpoint e ON webhooks.endpoint_matches(e, m.r)
          ORDER BY (m.r).id
+        -- An event fanned out again while its deliveries exist (fanned_out
+        -- reset by hand, a partial restore) adds nothing rather than
+        -- failing every claim.
+            ON CONFLICT (id) DO NOTHING
         RETURNING 1
     )
     SELECT count(*) INTO n FROM created;

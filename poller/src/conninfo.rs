@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio_postgres::config::{Host, SslMode, TargetSessionAttrs};
+use tokio_postgres::config::{ChannelBinding, Host, LoadBalanceHosts, SslMode, SslNegotiation, TargetSessionAttrs};
 use tokio_postgres::Config;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
@@ -66,6 +66,10 @@ impl FromStr for Mode {
 #[derive(Debug, Default, PartialEq, Eq)]
 struct Split {
     rest: String,
+    /// Every option the string gives (TLS ones too), by name.
+    keys: Vec<String>,
+    /// Where a URL's host list is in `rest` (libpq's `host1:port1,host2`).
+    hosts: Option<std::ops::Range<usize>>,
     sslmode: Option<String>,
     sslrootcert: Option<String>,
     sslcert: Option<String>,
@@ -102,6 +106,10 @@ fn split(conn: &str) -> Result<Split, String> {
             Some(i) if after.as_bytes()[i] == b'@' => scheme.len() + i + 1,
             _ => scheme.len(),
         };
+        let hosts_end = trimmed[hosts_at..]
+            .find(['/', '?'])
+            .map_or(trimmed.len(), |i| hosts_at + i);
+        out.hosts = Some(hosts_at..hosts_end);
         let Some(q) = trimmed[hosts_at..].find('?').map(|i| hosts_at + i) else {
             out.rest = trimmed.to_owned();
             return Ok(out);
@@ -118,6 +126,7 @@ fn split(conn: &str) -> Result<Split, String> {
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
             let key = decode(k)?;
+            out.keys.push(key.clone());
             if TLS_KEYS.contains(&key.as_str()) {
                 take(&mut out, &key, decode(v)?);
             } else {
@@ -191,6 +200,7 @@ fn split(conn: &str) -> Result<Split, String> {
                 }
             }
         }
+        out.keys.push(key.clone());
         if TLS_KEYS.contains(&key.as_str()) {
             take(&mut out, &key, value);
         } else {
@@ -214,9 +224,21 @@ fn default_file(env: Env<'_>, name: &str) -> Option<PathBuf> {
 /// Fills in, as libpq does, what the connection string leaves out: from the
 /// environment, then defaults (the default socket directory, the operating
 /// system's user name, a database named as the user), then the password file.
-fn environment_defaults(config: &mut Config, rest: &str, env: Env<'_>) -> Result<(), String> {
-    if env("PGSERVICE").is_some() {
-        return Err("PGSERVICE is set, but service files (pg_service.conf) are not supported: name the server in the URL or with PGHOST".to_owned());
+fn environment_defaults(config: &mut Config, keys: &[String], env: Env<'_>) -> Result<(), String> {
+    let given = |key: &str| keys.iter().any(|k| k == key);
+    // Settings that would weaken or change the connection if ignored.
+    for (var, what) in [
+        ("PGSERVICE", "service files (pg_service.conf)"),
+        ("PGREQUIREAUTH", "require_auth"),
+    ] {
+        if env(var).is_some() {
+            return Err(format!(
+                "{var} is set, but {what} is not supported: unset it, and name the server in the URL or with PGHOST"
+            ));
+        }
+    }
+    if env("PGGSSENCMODE").as_deref() == Some("require") {
+        return Err("PGGSSENCMODE=require: GSSAPI encryption is not supported (use sslmode)".to_owned());
     }
     if config.get_hosts().is_empty() && config.get_hostaddrs().is_empty() {
         if let Some(hosts) = env("PGHOST") {
@@ -224,6 +246,8 @@ fn environment_defaults(config: &mut Config, rest: &str, env: Env<'_>) -> Result
                 config.host(host.trim());
             }
         }
+    }
+    if config.get_hostaddrs().is_empty() {
         if let Some(addrs) = env("PGHOSTADDR") {
             for addr in addrs.split(',') {
                 let addr = addr
@@ -233,9 +257,9 @@ fn environment_defaults(config: &mut Config, rest: &str, env: Env<'_>) -> Result
                 config.hostaddr(addr);
             }
         }
-        if config.get_hosts().is_empty() && config.get_hostaddrs().is_empty() {
-            config.host(crate::pgpass::DEFAULT_SOCKET_DIR);
-        }
+    }
+    if config.get_hosts().is_empty() && config.get_hostaddrs().is_empty() {
+        config.host(crate::pgpass::DEFAULT_SOCKET_DIR);
     }
     if config.get_ports().is_empty() {
         if let Some(ports) = env("PGPORT") {
@@ -270,7 +294,7 @@ fn environment_defaults(config: &mut Config, rest: &str, env: Env<'_>) -> Result
             config.options(options);
         }
     }
-    if config.get_connect_timeout().is_none() {
+    if !given("connect_timeout") {
         if let Some(secs) = env("PGCONNECT_TIMEOUT") {
             let secs: u64 = secs
                 .trim()
@@ -282,7 +306,39 @@ fn environment_defaults(config: &mut Config, rest: &str, env: Env<'_>) -> Result
             }
         }
     }
-    if !rest.contains("target_session_attrs") {
+    if !given("channel_binding") {
+        if let Some(value) = env("PGCHANNELBINDING") {
+            config.channel_binding(match value.as_str() {
+                "disable" => ChannelBinding::Disable,
+                "prefer" => ChannelBinding::Prefer,
+                "require" => ChannelBinding::Require,
+                other => {
+                    return Err(format!(
+                        "invalid PGCHANNELBINDING {other:?} (use disable, prefer or require)"
+                    ))
+                }
+            });
+        }
+    }
+    if !given("load_balance_hosts") {
+        if let Some(value) = env("PGLOADBALANCEHOSTS") {
+            config.load_balance_hosts(match value.as_str() {
+                "disable" => LoadBalanceHosts::Disable,
+                "random" => LoadBalanceHosts::Random,
+                other => return Err(format!("invalid PGLOADBALANCEHOSTS {other:?} (use disable or random)")),
+            });
+        }
+    }
+    if !given("sslnegotiation") {
+        if let Some(value) = env("PGSSLNEGOTIATION") {
+            config.ssl_negotiation(match value.as_str() {
+                "postgres" => SslNegotiation::Postgres,
+                "direct" => SslNegotiation::Direct,
+                other => return Err(format!("invalid PGSSLNEGOTIATION {other:?} (use postgres or direct)")),
+            });
+        }
+    }
+    if !given("target_session_attrs") {
         if let Some(attrs) = env("PGTARGETSESSIONATTRS") {
             config.target_session_attrs(match attrs.as_str() {
                 "any" => TargetSessionAttrs::Any,
@@ -308,6 +364,41 @@ fn environment_defaults(config: &mut Config, rest: &str, env: Env<'_>) -> Result
     Ok(())
 }
 
+/// A URL whose hosts name no port gets PGPORT's: tokio-postgres would give
+/// each one 5432, libpq gives PGPORT.
+fn with_env_ports(parts: &Split, env: Env<'_>) -> Result<String, String> {
+    let rest = parts.rest.clone();
+    let (Some(range), Some(ports)) = (parts.hosts.clone(), env("PGPORT")) else {
+        return Ok(rest);
+    };
+    let hosts: Vec<&str> = rest[range.clone()].split(',').collect();
+    let has_port = |h: &str| match h.strip_prefix('[') {
+        Some(v6) => v6.contains("]:"),
+        None => h.contains(':'),
+    };
+    if rest[range.clone()].is_empty() || parts.keys.iter().any(|k| k == "port") || hosts.iter().any(|h| has_port(h)) {
+        return Ok(rest);
+    }
+    let ports: Vec<&str> = ports.split(',').map(str::trim).collect();
+    if let Some(bad) = ports.iter().find(|p| p.parse::<u16>().is_err()) {
+        return Err(format!("invalid PGPORT {bad:?}: not a port number"));
+    }
+    if ports.len() != 1 && ports.len() != hosts.len() {
+        return Err(format!("PGPORT lists {} ports for {} hosts", ports.len(), hosts.len()));
+    }
+    let with_ports: Vec<String> = hosts
+        .iter()
+        .enumerate()
+        .map(|(i, h)| format!("{h}:{}", ports.get(i).unwrap_or(&ports[0])))
+        .collect();
+    Ok(format!(
+        "{}{}{}",
+        &rest[..range.start],
+        with_ports.join(","),
+        &rest[range.end..]
+    ))
+}
+
 /// The password file's password for the hosts of `config`; one connection
 /// has one password, so a multi-host string whose hosts have different ones
 /// is an error rather than a guess.
@@ -326,7 +417,7 @@ fn password_from_file(config: &Config, file: &Path) -> Result<Option<String>, St
     };
     let ports = config.get_ports();
     let (user, database) = (config.get_user().unwrap_or(""), config.get_dbname().unwrap_or(""));
-    let mut found: Vec<String> = Vec::new();
+    let mut found: Vec<Option<String>> = Vec::new();
     for (i, host) in hosts.iter().enumerate() {
         let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
         let key = crate::pgpass::Key {
@@ -335,19 +426,22 @@ fn password_from_file(config: &Config, file: &Path) -> Result<Option<String>, St
             database,
             user,
         };
-        if let Some(password) = crate::pgpass::lookup(file, &key) {
-            if !found.contains(&password) {
-                found.push(password);
-            }
+        let password = crate::pgpass::lookup(file, &key);
+        if !found.contains(&password) {
+            found.push(password);
         }
     }
-    if found.len() > 1 {
-        return Err(format!(
-            "{} holds different passwords for the hosts of the connection string; the poller sends one password: give it with PGPASSWORD or in the URL file",
+    // One password goes to whichever host answers: never one host's to
+    // another that has none, nor a choice between two.
+    match found.as_slice() {
+        [] | [None] => Ok(None),
+        [Some(password)] => Ok(Some(password.clone())),
+        _ => Err(format!(
+            "{} gives the hosts of the connection string different passwords (or some none); the poller sends one \
+             password to whichever host answers: give it with PGPASSWORD or in the URL file",
             file.display()
-        ));
+        )),
     }
-    Ok(found.pop())
 }
 
 fn read_certs(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>, String> {
@@ -458,13 +552,14 @@ pub fn target(conn: &str) -> Result<Target, String> {
 
 fn target_in(conn: &str, env: Env<'_>) -> Result<Target, String> {
     let parts = split(conn)?;
+    let rest = with_env_ports(&parts, env)?;
     let mode: Mode = parts
         .sslmode
         .or_else(|| env("PGSSLMODE"))
         .as_deref()
         .unwrap_or("prefer")
         .parse()?;
-    let mut config = Config::from_str(&parts.rest).map_err(|e| {
+    let mut config = Config::from_str(&rest).map_err(|e| {
         // The cause names the option (key=value form) that is wrong, never
         // a value; a URL's is left out (its user info could be in it).
         match std::error::Error::source(&e) {
@@ -477,7 +572,7 @@ fn target_in(conn: &str, env: Env<'_>) -> Result<Target, String> {
     if config.get_ssl_mode() != SslMode::Prefer {
         return Err("invalid database URL: its sslmode could not be read".to_owned());
     }
-    environment_defaults(&mut config, &parts.rest, env)?;
+    environment_defaults(&mut config, &parts.keys, env)?;
     // Seen in pg_stat_activity; a startup parameter, which a pooler keeps
     // per client (a SET would stay on the server connection).
     if config.get_application_name().is_none() {
@@ -708,6 +803,63 @@ mod tests {
         let e = target_in("postgres://poller@a,b/erp", &env).err().unwrap();
         assert!(e.contains("different passwords"), "{e}");
         assert!(!e.contains("pw-"), "{e}");
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn pgport_fills_in_the_ports_a_url_leaves_out() {
+        let env = env_of(&[("PGPORT", "6432")]);
+        let ports = |url: &str, env: &dyn Fn(&str) -> Option<String>| {
+            target_in(url, env).map(|t| t.config.get_ports().to_vec())
+        };
+        assert_eq!(ports("postgres://poller@db/erp", &env), Ok(vec![6432]));
+        assert_eq!(ports("postgres://poller@db1,[::1]/erp", &env), Ok(vec![6432, 6432]));
+        assert_eq!(ports("postgres://poller@db:5433/erp", &env), Ok(vec![5433]));
+        assert_eq!(ports("postgres://poller@[::1]:5433/erp", &env), Ok(vec![5433]));
+        assert_eq!(ports("host=db", &env), Ok(vec![6432]));
+        let two = env_of(&[("PGPORT", "6432,6433")]);
+        assert_eq!(
+            ports("postgres://u:p@db1,db2/erp?sslmode=disable", &two),
+            Ok(vec![6432, 6433])
+        );
+        assert!(ports("postgres://poller@a,b,c/erp", &two)
+            .unwrap_err()
+            .contains("2 ports for 3 hosts"));
+        assert_eq!(ports("postgres://poller@db/erp", &env_of(&[])), Ok(vec![5432]));
+        // A URL's own connect_timeout=0 (wait for ever) is not overridden.
+        let t = target_in(
+            "postgres://db/erp?connect_timeout=0",
+            &env_of(&[("PGCONNECT_TIMEOUT", "9")]),
+        )
+        .unwrap();
+        assert_eq!(t.config.get_connect_timeout(), None);
+        assert!(target_in("", &env_of(&[("PGREQUIREAUTH", "scram-sha-256")]))
+            .err()
+            .unwrap()
+            .contains("PGREQUIREAUTH"));
+        let t = target_in("", &env_of(&[("PGCHANNELBINDING", "require")])).unwrap();
+        assert_eq!(t.config.get_channel_binding(), ChannelBinding::Require);
+    }
+
+    #[test]
+    fn no_host_gets_a_password_the_file_gives_another() {
+        use std::os::unix::fs::PermissionsExt;
+        let path = std::env::temp_dir().join(format!("pg_webhooks-conninfo-pgpass-some-{}", std::process::id()));
+        std::fs::write(&path, "a:5432:erp:poller:pw-a-9f3\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let leaked: &'static str = Box::leak(path.display().to_string().into_boxed_str());
+        let vars: &'static [(&'static str, &'static str)] = Box::leak(Box::new([("PGPASSFILE", leaked)]));
+        let env = env_of(vars);
+        let e = target_in("postgres://poller@a,z/erp", &env).err().unwrap();
+        assert!(e.contains("or some none"), "{e}");
+        assert!(!e.contains("pw-"), "{e}");
+        assert_eq!(
+            target_in("postgres://poller@z/erp", &env)
+                .unwrap()
+                .config
+                .get_password(),
+            None
+        );
         std::fs::remove_file(&path).unwrap();
     }
 }

@@ -1,7 +1,7 @@
 //! libpq's password file (`~/.pgpass`, or the file `PGPASSFILE` names):
-//! lines of `hostname:port:database:username:password`, `*` matching
-//! anything, `\:` and `\\` escaping, `#` starting a comment; the first line
-//! that matches wins. As libpq, a file readable by group or others is not
+//! lines of `hostname:port:database:username:password`, a field of just
+//! `*` matching anything, `\:` and `\\` escaping, `#` starting a comment;
+//! the first line that matches wins. As libpq, a file readable by group or others is not
 //! read (one warning says why), and a host that is the default socket
 //! directory matches `localhost`.
 
@@ -35,10 +35,14 @@ pub fn lookup(path: &Path, key: &Key<'_>) -> Option<String> {
         return None;
     }
     if meta.permissions().mode() & 0o077 != 0 {
-        tracing::warn!(
-            file = %path.display(),
-            "password file has group or world access and is not read; permissions should be u=rw (0600) or less"
-        );
+        // Once: the poller connects again and again.
+        static WARNED: std::sync::Once = std::sync::Once::new();
+        WARNED.call_once(|| {
+            tracing::warn!(
+                file = %path.display(),
+                "password file has group or world access and is not read; permissions should be u=rw (0600) or less"
+            )
+        });
         return None;
     }
     let text = std::fs::read_to_string(path).ok()?;
@@ -57,30 +61,55 @@ pub fn find(text: &str, key: &Key<'_>) -> Option<String> {
     text.lines()
         .filter(|line| !line.starts_with('#'))
         .filter_map(fields)
-        .find(|f| {
-            f[..4]
-                .iter()
-                .zip(wanted)
-                .all(|(have, want)| have == "*" || have == want)
-        })
-        .map(|mut f| f.swap_remove(4))
+        .find(|f| f[..4].iter().zip(wanted).all(|(have, want)| have.matches(want)))
+        .map(|f| f[4].text.clone())
 }
 
-/// The five fields of a line, unescaped; none for a line with fewer. A
-/// password may hold unescaped colons (libpq reads the rest of the line).
-fn fields(line: &str) -> Option<Vec<String>> {
+/// A field, unescaped; `any` for one that is just an unescaped `*`.
+struct Field {
+    text: String,
+    any: bool,
+}
+
+impl Field {
+    fn matches(&self, want: &str) -> bool {
+        self.any || self.text == want
+    }
+}
+
+/// The five fields of a line, unescaped; none for a line with fewer. As
+/// libpq, the password ends at the next unescaped colon.
+fn fields(line: &str) -> Option<Vec<Field>> {
     let line = line.strip_suffix('\r').unwrap_or(line);
     let mut out = Vec::with_capacity(5);
-    let mut field = String::new();
+    let (mut text, mut raw) = (String::new(), String::new());
     let mut chars = line.chars();
     while let Some(c) = chars.next() {
         match c {
-            '\\' => field.extend(chars.next()),
-            ':' if out.len() < 4 => out.push(std::mem::take(&mut field)),
-            c => field.push(c),
+            '\\' => {
+                raw.push('\\');
+                if let Some(next) = chars.next() {
+                    raw.push(next);
+                    text.push(next);
+                }
+            }
+            ':' => {
+                out.push(Field {
+                    any: raw == "*",
+                    text: std::mem::take(&mut text),
+                });
+                raw.clear();
+                if out.len() == 5 {
+                    return Some(out);
+                }
+            }
+            c => {
+                raw.push(c);
+                text.push(c);
+            }
         }
     }
-    out.push(field);
+    out.push(Field { any: raw == "*", text });
     (out.len() == 5).then_some(out)
 }
 
@@ -102,7 +131,8 @@ mod tests {
         let text = "# comment\n\
                     db1:5432:erp:poller:first\n\
                     *:5432:*:poller:any\\:host\n\
-                    db2:*:erp:poller:pa\\\\ss:with:colons\n\
+                    db2:*:erp:poller:pa\\\\ss\\:with:colons\n\
+                    \\*:5432:erp:literal:star\n\
                     short:line\n";
         assert_eq!(find(text, &key("db1", 5432, "erp", "poller")).as_deref(), Some("first"));
         assert_eq!(
@@ -111,8 +141,11 @@ mod tests {
         );
         assert_eq!(
             find(text, &key("db2", 6432, "erp", "poller")).as_deref(),
-            Some("pa\\ss:with:colons")
+            Some("pa\\ss:with")
         );
+        // Only a bare * is a wildcard; an escaped one is the character.
+        assert_eq!(find(text, &key("*", 5432, "erp", "literal")).as_deref(), Some("star"));
+        assert_eq!(find(text, &key("db9", 5432, "erp", "literal")), None);
         assert_eq!(find(text, &key("db2", 6432, "erp", "other")), None);
         assert_eq!(
             find("localhost:5432:erp:u:s\n", &key(DEFAULT_SOCKET_DIR, 5432, "erp", "u")).as_deref(),

@@ -120,6 +120,10 @@ COMMENT ON FUNCTION webhooks.delivery_id(uuid, bigint) IS
   'The id fan-out gives the delivery of an event to an endpoint: a UUIDv7 with the event''s time, the rest '
   'derived from both ids, so a fan-out made again (after a failover lost the first) sends the same webhook-id.';
 
+COMMENT ON FUNCTION webhooks.uuid_v7_floor(timestamptz) IS
+  'The smallest UUIDv7 created at or after a time: event and delivery ids sort by creation (a delivery made '
+  'by fan-out by its event''s), so id >= webhooks.uuid_v7_floor(t) selects rows created since t (and bounds the partitions).';
+
 -- Fan-out with derived delivery ids (the rest as in 0.1.0).
 CREATE OR REPLACE FUNCTION webhooks.fan_out(max_events integer DEFAULT 1000) RETURNS integer
 LANGUAGE plpgsql AS $$
@@ -147,6 +151,10 @@ BEGIN
           FROM marked m
           JOIN webhooks.endpoint e ON webhooks.endpoint_matches(e, m.r)
          ORDER BY (m.r).id
+        -- An event fanned out again while its deliveries exist (fanned_out
+        -- reset by hand, a partial restore) adds nothing rather than
+        -- failing every claim.
+            ON CONFLICT (id) DO NOTHING
         RETURNING 1
     )
     SELECT count(*) INTO n FROM created;

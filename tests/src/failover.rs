@@ -77,6 +77,12 @@ pub struct Report {
     pub writer_reconnects: usize,
     /// Kill to the standby accepting writes (`pg_ctl promote -w`).
     pub kill_to_promoted: Duration,
+    /// Kill to the first attempt recorded on the new primary: the pollers
+    /// found it, sent, and recorded the outcome there.
+    pub kill_to_first_attempt: Option<Duration>,
+    /// Changes whose commit the kill cut off (neither acknowledged nor
+    /// retried).
+    pub in_doubt: usize,
     /// Kill to the first delivery of a change committed on the new primary.
     pub kill_to_first_delivery: Option<Duration>,
     /// That change's acknowledgement to its delivery.
@@ -151,17 +157,18 @@ impl fmt::Display for Report {
         )?;
         writeln!(
             f,
-            "kill -> standby promoted {:.2} s; kill -> first delivery of a change committed on the new primary {}; \
+            "kill -> standby promoted {:.2} s; kill -> first attempt recorded on the new primary {}; kill -> first delivery of a change committed on the new primary {}; \
              that change's commit -> its delivery {}; the slowest change from commit to delivery {}",
             self.kill_to_promoted.as_secs_f64(),
+            secs(self.kill_to_first_attempt),
             secs(self.kill_to_first_delivery),
             secs(self.first_commit_to_delivery),
             secs(self.slowest_delivery)
         )?;
         writeln!(
             f,
-            "{} requests received, {} duplicates (same webhook-id), {} for changes the failover lost",
-            self.requests, self.duplicates, self.delivered_then_lost
+            "{} requests received, {} duplicates (same webhook-id), {} for changes the failover lost; {} changes in doubt",
+            self.requests, self.duplicates, self.delivered_then_lost, self.in_doubt
         )?;
         for (what, n) in [
             ("every change on the new primary delivered", self.missing + self.phantom),
@@ -192,13 +199,16 @@ impl fmt::Display for Report {
 #[derive(Default)]
 struct Acks {
     at: HashMap<i64, Instant>,
+    /// Keys whose commit the failover cut off: committed or not, never
+    /// written again (a second INSERT would be a second event).
+    in_doubt: HashSet<i64>,
     reconnects: usize,
 }
 
-/// Inserts keys `first, first + step, ...` until `stop`, each one exactly
-/// once across the failover: after a lost connection the new primary's
-/// `chaos_log` says whether the commit happened (then it is in doubt, not
-/// acknowledged).
+/// Inserts keys `first, first + step, ...` until `stop`, each one once:
+/// a key whose connection was lost before the acknowledgement is in doubt
+/// (the new primary's `chaos_log` says at the end whether it was
+/// committed) and the writer goes on with the next one.
 async fn write(
     url: String,
     (first, step): (i64, i64),
@@ -224,16 +234,13 @@ async fn write(
             }
             Err(e) if !connection_lost(&client, &e) => return Err(format!("insert {k}: {}", db_message(&e))),
             Err(_) => {
-                acks.lock().unwrap().reconnects += 1;
-                client = connect_retrying(&url, deadline).await?;
-                let done: bool = client
-                    .query_one("SELECT EXISTS (SELECT 1 FROM chaos_log WHERE k = $1)", &[&k])
-                    .await
-                    .map_err(|e| db_message(&e))?
-                    .get(0);
-                if done {
-                    k += step;
+                {
+                    let mut acks = acks.lock().unwrap();
+                    acks.reconnects += 1;
+                    acks.in_doubt.insert(k);
                 }
+                k += step;
+                client = connect_retrying(&url, deadline).await?;
             }
         }
     }
@@ -358,6 +365,10 @@ pub async fn run(plan: &Plan) -> Result<Report, String> {
         return Err(format!("writers did not reach {} changes before the kill", plan.before));
     }
     let killed = Instant::now();
+    let killed_wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|e| e.to_string())?
+        .as_secs_f64();
     {
         let p = primary.clone();
         let s = Arc::new(standby);
@@ -405,12 +416,24 @@ pub async fn run(plan: &Plan) -> Result<Report, String> {
             .iter()
             .map(|r| r.get(0))
             .collect();
+        // Same machine, same clock: the server's timestamps against ours.
+        let first_attempt: Option<f64> = db
+            .query_one(
+                "SELECT extract(epoch FROM min(created_at))::float8 - $1 FROM webhooks.attempt
+                  WHERE created_at > to_timestamp($1)",
+                &[&killed_wall],
+            )
+            .await
+            .map_err(|e| db_message(&e))?
+            .get(0);
+        report.kill_to_first_attempt = first_attempt.map(|s| Duration::from_secs_f64(s.max(0.0)));
         let acks = std::mem::take(&mut *acks.lock().unwrap());
         report.writer_reconnects = acks.reconnects;
+        report.in_doubt = acks.in_doubt.len();
         check(
             &mut report,
             &committed,
-            &acks.at,
+            &acks,
             (killed, promoted_at),
             receiver.received(),
         );
@@ -423,10 +446,11 @@ pub async fn run(plan: &Plan) -> Result<Report, String> {
 fn check(
     report: &mut Report,
     committed: &HashSet<i64>,
-    acked: &HashMap<i64, Instant>,
+    acks: &Acks,
     (killed, promoted): (Instant, Instant),
     received: Vec<crate::receiver::Received>,
 ) {
+    let acked = &acks.at;
     report.acknowledged = acked.len();
     report.committed = committed.len();
     let lost: HashSet<i64> = acked.keys().filter(|k| !committed.contains(k)).copied().collect();
@@ -463,7 +487,7 @@ fn check(
     }
     for (k, n) in &delivered {
         report.duplicates += n.saturating_sub(1);
-        if lost.contains(k) {
+        if lost.contains(k) || acks.in_doubt.contains(k) && !committed.contains(k) {
             report.delivered_then_lost += 1;
         } else if !committed.contains(k) {
             report.phantom += 1;
