@@ -78,6 +78,23 @@ pub struct Config {
     #[arg(long, env = "PG_WEBHOOKS_ALLOW_PRIVATE_NETWORKS")]
     pub allow_private_networks: bool,
 
+    /// Send every request to receivers through this HTTP proxy (CONNECT for
+    /// https receivers), e.g. http://proxy.corp:3128; user:password@ in it
+    /// for a proxy that asks (better from the environment variable than the
+    /// command line). HTTP_PROXY and friends are never read.
+    #[arg(long, env = "PG_WEBHOOKS_PROXY", value_name = "URL", value_parser = parse_proxy)]
+    pub proxy: Option<reqwest::Url>,
+
+    /// Receivers reached without --proxy: comma-separated host names (each
+    /// matching its subdomains too), IP addresses and CIDR blocks.
+    #[arg(long, env = "PG_WEBHOOKS_NO_PROXY", value_name = "LIST", requires = "proxy")]
+    pub no_proxy: Option<String>,
+
+    /// Trust the CA certificates in this PEM file for receivers too (a
+    /// private CA), besides the built-in Mozilla roots.
+    #[arg(long, env = "PG_WEBHOOKS_RECEIVER_CA_FILE", value_name = "PATH")]
+    pub receiver_ca_file: Option<std::path::PathBuf>,
+
     /// Serve Prometheus /metrics and /healthz on this address, e.g. 127.0.0.1:9187.
     #[arg(long)]
     pub metrics_addr: Option<std::net::SocketAddr>,
@@ -108,6 +125,17 @@ impl Config {
             (None, None) => Ok(String::new()),
         }
     }
+}
+
+/// An http:// or https:// proxy URL with a host; errors never show its
+/// user info.
+pub fn parse_proxy(s: &str) -> Result<reqwest::Url, String> {
+    let url = reqwest::Url::parse(s.trim())
+        .map_err(|e| format!("invalid proxy URL: {e} (use e.g. http://proxy.corp:3128)"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err("a proxy URL is http://host:port or https://host:port".to_owned());
+    }
+    Ok(url)
 }
 
 /// Parses `250ms`, `1s`, `1.5s`, `2m`, `1h`, or a bare number of seconds.

@@ -256,10 +256,38 @@ async fn maintain_every_minute(url: String) {
     }
 }
 
+/// The egress settings, checked at start: the CA file is read, and the
+/// proxy must accept a connection (a wrong --proxy is one line at start,
+/// not an error on every attempt).
+async fn egress(config: &Config) -> Result<send::Egress, String> {
+    let roots = match &config.receiver_ca_file {
+        Some(path) => send::Egress::read_roots(path)?,
+        None => Vec::new(),
+    };
+    if let Some(proxy) = &config.proxy {
+        let shown = send::shown_proxy(proxy);
+        let host = proxy.host_str().unwrap_or_default().trim_matches(['[', ']']);
+        let port = proxy.port_or_known_default().unwrap_or(80);
+        match tokio::time::timeout(Duration::from_secs(10), tokio::net::TcpStream::connect((host, port))).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(format!("cannot reach --proxy {shown}: {e}")),
+            Err(_) => return Err(format!("cannot reach --proxy {shown}: no answer in 10 s")),
+        }
+        tracing::info!(proxy = %shown, no_proxy = config.no_proxy.as_deref().unwrap_or(""), "requests to receivers go through the proxy");
+    }
+    Ok(send::Egress {
+        allow_private_networks: config.allow_private_networks,
+        proxy: config.proxy.clone(),
+        no_proxy: config.no_proxy.clone(),
+        roots,
+    })
+}
+
 /// Runs until `shutdown` turns true (or, with `--once`, until nothing is due).
 /// Errors only on bad set-up at start; later database trouble is retried.
 pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<Summary, DbError> {
     let url = config.connection_string().map_err(DbError::Setup)?;
+    let egress = egress(&config).await.map_err(DbError::Setup)?;
     let db = Db::open(&url, Commit::Durable).await?;
     let outcomes_db = Db::open(&url, Commit::Async).await?;
     let metrics = Arc::new(Metrics::default());
@@ -274,7 +302,7 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
     let shared = Arc::new(Shared {
         db,
         outcomes_db,
-        clients: send::Clients::new(config.allow_private_networks),
+        clients: send::Clients::new(egress),
         poller_id: config.poller_id.clone().unwrap_or_else(default_poller_id),
         metrics,
         leased: Mutex::new(HashSet::new()),

@@ -14,18 +14,59 @@ pub const RESPONSE_BODY_LIMIT: usize = 8 * 1024;
 /// on top of the ones the claim names.
 const REDACTED: &[&str] = &["authorization", "proxy-authorization", "cookie"];
 
+/// How requests leave this host: the SSRF guard, an explicit proxy, and
+/// extra CA certificates for receivers.
+#[derive(Clone, Default)]
+pub struct Egress {
+    pub allow_private_networks: bool,
+    /// Every request through this proxy (CONNECT for https receivers),
+    /// except to the hosts of `no_proxy`.
+    pub proxy: Option<reqwest::Url>,
+    /// As NO_PROXY: comma-separated names (each matching its subdomains
+    /// too), IP addresses and CIDR blocks.
+    pub no_proxy: Option<String>,
+    /// Trusted for receivers besides the built-in (Mozilla) roots.
+    pub roots: Vec<reqwest::Certificate>,
+}
+
+impl Egress {
+    /// Reads `--receiver-ca-file`: one or more PEM certificates.
+    pub fn read_roots(path: &std::path::Path) -> Result<Vec<reqwest::Certificate>, String> {
+        let pem = std::fs::read(path).map_err(|e| format!("cannot read --receiver-ca-file {}: {e}", path.display()))?;
+        let roots = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| format!("--receiver-ca-file {}: {e}", path.display()))?;
+        if roots.is_empty() {
+            return Err(format!(
+                "--receiver-ca-file {} holds no PEM certificate",
+                path.display()
+            ));
+        }
+        Ok(roots)
+    }
+}
+
+/// A proxy URL as it may be shown: without its user info.
+pub fn shown_proxy(url: &reqwest::Url) -> String {
+    let mut shown = url.clone();
+    let _ = shown.set_username("");
+    let _ = shown.set_password(None);
+    shown.to_string()
+}
+
 /// reqwest sets connect timeouts per client, so keep one client (and its
 /// connection pool) per distinct connect timeout; endpoints rarely differ.
 pub struct Clients {
     by_connect_timeout: Mutex<HashMap<Duration, reqwest::Client>>,
+    egress: Egress,
     allow_private_networks: bool,
 }
 
 impl Clients {
-    pub fn new(allow_private_networks: bool) -> Clients {
+    pub fn new(egress: Egress) -> Clients {
         Clients {
             by_connect_timeout: Mutex::new(HashMap::new()),
-            allow_private_networks,
+            allow_private_networks: egress.allow_private_networks,
+            egress,
         }
     }
 
@@ -36,12 +77,27 @@ impl Clients {
         }
         let mut builder = reqwest::Client::builder();
         if !self.allow_private_networks {
-            builder = builder.dns_resolver(std::sync::Arc::new(crate::ssrf::GuardedResolver));
+            // The proxy's own name is ours to trust (it is often private);
+            // receivers' names are resolved by the proxy, not here.
+            let exempt = self.egress.proxy.as_ref().and_then(|p| p.host_str()).map(str::to_owned);
+            builder = builder.dns_resolver(std::sync::Arc::new(crate::ssrf::GuardedResolver { exempt }));
         }
-        // No proxy from HTTP(S)_PROXY/ALL_PROXY: a proxy would resolve the
-        // receivers' names itself, where the SSRF guard never sees them.
+        for root in &self.egress.roots {
+            builder = builder.add_root_certificate(root.clone());
+        }
+        // Never a proxy from HTTP(S)_PROXY/ALL_PROXY: only the one asked for.
+        builder = match &self.egress.proxy {
+            Some(url) => {
+                let mut proxy = reqwest::Proxy::all(url.clone())
+                    .map_err(|e| format!("invalid --proxy {}: {e}", shown_proxy(url)))?;
+                if let Some(list) = &self.egress.no_proxy {
+                    proxy = proxy.no_proxy(reqwest::NoProxy::from_string(list));
+                }
+                builder.proxy(proxy)
+            }
+            None => builder.no_proxy(),
+        };
         let client = builder
-            .no_proxy()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(connect_timeout)
             .pool_idle_timeout(Duration::from_secs(60))

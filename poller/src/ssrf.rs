@@ -14,13 +14,24 @@ pub fn refusal(host: &str, ip: IpAddr, why: &str) -> String {
 }
 
 /// A resolver that drops forbidden addresses and fails if none is left.
-pub struct GuardedResolver;
+/// `exempt`: the one name it resolves unchecked (the configured proxy's).
+pub struct GuardedResolver {
+    pub exempt: Option<String>,
+}
 
 impl Resolve for GuardedResolver {
     fn resolve(&self, name: Name) -> Resolving {
+        let exempt = self
+            .exempt
+            .as_deref()
+            .is_some_and(|e| e.eq_ignore_ascii_case(name.as_str()));
         Box::pin(async move {
             let host = name.as_str().to_owned();
             let resolved: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            if exempt {
+                let addrs: Addrs = Box::new(resolved.into_iter());
+                return Ok(addrs);
+            }
             let mut allowed = Vec::new();
             let mut first_refusal = None;
             for addr in resolved {

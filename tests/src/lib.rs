@@ -8,6 +8,7 @@ pub mod failover;
 pub mod fixture;
 pub mod pgbouncer;
 pub mod poller;
+pub mod proxy;
 pub mod receiver;
 pub mod verify;
 

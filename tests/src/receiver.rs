@@ -152,6 +152,8 @@ struct State {
 
 pub struct Receiver {
     pub addr: SocketAddr,
+    /// Serves https (with the acceptor's certificate) rather than http.
+    tls: bool,
     state: Arc<State>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -280,8 +282,19 @@ impl Receiver {
 
     /// Binds 127.0.0.1:`port` (0: any free port).
     pub async fn start_on(port: u16) -> std::io::Result<Receiver> {
+        Self::start_with(port, None).await
+    }
+
+    /// An https receiver on 127.0.0.1:0: TLS with `acceptor` (its
+    /// certificate, and client certificates if it asks for them).
+    pub async fn start_tls(acceptor: tokio_rustls::TlsAcceptor) -> std::io::Result<Receiver> {
+        Self::start_with(0, Some(acceptor)).await
+    }
+
+    async fn start_with(port: u16, acceptor: Option<tokio_rustls::TlsAcceptor>) -> std::io::Result<Receiver> {
         let listener = TcpListener::bind(("127.0.0.1", port)).await?;
         let addr = listener.local_addr()?;
+        let acceptor_given = acceptor.is_some();
         let state = Arc::new(State {
             received: Mutex::new(Vec::new()),
             script: Mutex::new(VecDeque::new()),
@@ -298,19 +311,36 @@ impl Receiver {
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 let state = shared.clone();
+                let acceptor = acceptor.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |req| handle(state.clone(), req));
-                    let _ = http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
+                    let http = http1::Builder::new();
+                    match acceptor {
+                        None => {
+                            let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                        }
+                        // A failed handshake (no or a wrong client
+                        // certificate) is no request: nothing is recorded.
+                        Some(acceptor) => {
+                            if let Ok(tls) = acceptor.accept(stream).await {
+                                let _ = http.serve_connection(TokioIo::new(tls), service).await;
+                            }
+                        }
+                    }
                 });
             }
         });
-        Ok(Receiver { addr, state, task })
+        Ok(Receiver {
+            addr,
+            tls: acceptor_given,
+            state,
+            task,
+        })
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}{}", self.addr, path)
     }
 
     /// Replies used, in order, before falling back to the default.

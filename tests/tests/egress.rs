@@ -1,0 +1,207 @@
+//! Egress: receivers reached through an explicit forward proxy (CONNECT for
+//! https, started here, asking for Basic credentials), a private CA for
+//! receivers (--receiver-ca-file), --no-proxy, and the SSRF guard under a
+//! proxy; bad egress settings are one line at start.
+
+use base64::{engine::general_purpose::STANDARD, Engine};
+use pg_webhooks_tests::cluster::free_port;
+use pg_webhooks_tests::fixture::{Env, WAIT};
+use pg_webhooks_tests::poller::binary;
+use pg_webhooks_tests::proxy::Proxy;
+use pg_webhooks_tests::receiver::Receiver;
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::sync::Arc;
+use tokio_rustls::rustls;
+
+/// A CA, and an https receiver whose certificate it signed for
+/// `hooks.example.com` and 127.0.0.1; the CA's PEM file.
+async fn private_ca_receiver(dir: &std::path::Path) -> (Receiver, PathBuf) {
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, "pg_webhooks test receivers CA");
+    let ca_key = KeyPair::generate().unwrap();
+    let ca = ca.self_signed(&ca_key).unwrap();
+    let mut leaf = CertificateParams::new(vec!["hooks.example.com".to_owned(), "127.0.0.1".to_owned()]).unwrap();
+    leaf.distinguished_name.push(DnType::CommonName, "hooks.example.com");
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf = leaf.signed_by(&leaf_key, &ca, &ca_key).unwrap();
+    let ca_file = dir.join("receivers-ca.pem");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![leaf.der().clone()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into()),
+        )
+        .unwrap();
+    let receiver = Receiver::start_tls(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+        .await
+        .unwrap();
+    (receiver, ca_file)
+}
+
+async fn poller(env: &Env, args: &[&str]) -> Output {
+    let mut cmd = Command::new(binary().unwrap());
+    cmd.args(["--database-url", &env.url(), "--once"]).args(args);
+    for var in [
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "all_proxy",
+    ] {
+        cmd.env_remove(var);
+    }
+    tokio::task::spawn_blocking(move || cmd.output().expect("run poller"))
+        .await
+        .unwrap()
+}
+
+/// The newest attempt: (status code, error).
+async fn newest_attempt(env: &Env) -> (Option<i32>, Option<String>) {
+    let row = env
+        .db
+        .query_one(
+            "SELECT status_code, error FROM webhooks.attempt ORDER BY id DESC LIMIT 1",
+            &[],
+        )
+        .await
+        .unwrap();
+    (row.get(0), row.get(1))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receivers_through_a_connect_proxy_with_a_private_ca() {
+    let dir = std::env::temp_dir().join(format!("pg_webhooks-egress-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let env = Env::orders("retry_schedule => '{1h}'").await;
+    let (receiver, ca_file) = private_ca_receiver(&dir).await;
+    let ca = ca_file.display().to_string();
+    // The proxy resolves receivers' names itself: hooks.example.com is the
+    // receiver for it, and for no one else on this machine.
+    let proxy = Proxy::start(Some(STANDARD.encode("poller:Pr0xy-s3cret")))
+        .await
+        .unwrap()
+        .routing_to(receiver.addr);
+    let by_name = format!("https://hooks.example.com:{}/hooks", receiver.addr.port());
+    env.db
+        .execute(
+            "SELECT webhooks.update_endpoint($1, url => $2)",
+            &[&env.endpoint_id, &by_name],
+        )
+        .await
+        .unwrap();
+    let with_credentials = format!("http://poller:Pr0xy-s3cret@localhost:{}", proxy.port);
+
+    // 1. Through the proxy (its own name is loopback: allowed, while the
+    //    SSRF guard stays on), trusting the private CA.
+    env.insert_orders([1]).await;
+    let out = poller(&env, &["--proxy", &with_credentials, "--receiver-ca-file", &ca]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    receiver.wait_for(1, WAIT).await.unwrap();
+    let asked = proxy.asked();
+    assert_eq!(asked.len(), 1, "{asked:?}");
+    assert_eq!(asked[0].method, "CONNECT");
+    assert_eq!(asked[0].target, format!("hooks.example.com:{}", receiver.addr.port()));
+    assert!(asked[0].allowed);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("requests to receivers go through the proxy"), "{log}");
+    assert!(!log.contains("Pr0xy-s3cret"), "{log}");
+
+    // 2. Without the CA: the certificate is refused, and said so.
+    env.insert_orders([2]).await;
+    let out = poller(&env, &["--proxy", &with_credentials]).await;
+    assert!(out.status.success());
+    let (code, error) = newest_attempt(&env).await;
+    assert_eq!(code, None);
+    let error = error.unwrap_or_default();
+    assert!(error.contains("invalid peer certificate: UnknownIssuer"), "{error}");
+
+    // 3. Wrong proxy credentials: the proxy's 407 is the attempt's error
+    //    (retried as any failure), without the password.
+    env.insert_orders([3]).await;
+    let wrong = format!("http://poller:Wr0ng-s3cret@localhost:{}", proxy.port);
+    let out = poller(&env, &["--proxy", &wrong, "--receiver-ca-file", &ca]).await;
+    assert!(out.status.success());
+    let (_, error) = newest_attempt(&env).await;
+    let error = error.unwrap_or_default();
+    assert!(error.contains("proxy authorization required"), "{error}");
+    assert!(!error.contains("Wr0ng"), "{error}");
+    assert!(!proxy.asked().last().unwrap().allowed);
+
+    // 4. The SSRF guard under a proxy: an address literal is still refused
+    //    here, before the proxy is asked.
+    let literal = receiver.url("/hooks");
+    env.db
+        .execute(
+            "SELECT webhooks.update_endpoint($1, url => $2)",
+            &[&env.endpoint_id, &literal],
+        )
+        .await
+        .unwrap();
+    let asked_before = proxy.asked().len();
+    env.insert_orders([4]).await;
+    let out = poller(&env, &["--proxy", &with_credentials, "--receiver-ca-file", &ca]).await;
+    assert!(out.status.success());
+    let (_, error) = newest_attempt(&env).await;
+    assert!(error.unwrap_or_default().contains("refused by the SSRF guard"));
+    assert_eq!(proxy.asked().len(), asked_before);
+
+    // 5. --no-proxy: straight to the receiver.
+    env.insert_orders([5]).await;
+    let out = poller(
+        &env,
+        &[
+            "--proxy",
+            &with_credentials,
+            "--no-proxy",
+            "127.0.0.1",
+            "--receiver-ca-file",
+            &ca,
+            "--allow-private-networks",
+        ],
+    )
+    .await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    receiver.wait_for(2, WAIT).await.unwrap();
+    assert_eq!(proxy.asked().len(), asked_before);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn one_line(out: &Output) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(stderr.trim_end().lines().count(), 1, "exactly one line: {stderr:?}");
+    stderr
+}
+
+#[tokio::test]
+async fn bad_egress_settings_are_one_line_at_start() {
+    let env = Env::orders("").await;
+    let nobody = format!("http://poller:Pr0xy-s3cret@127.0.0.1:{}", free_port());
+    let out = poller(&env, &["--proxy", &nobody]).await;
+    assert_eq!(out.status.code(), Some(1));
+    let err = one_line(&out);
+    assert!(err.contains("cannot reach --proxy http://127.0.0.1:"), "{err}");
+    assert!(!err.contains("Pr0xy-s3cret"), "{err}");
+    let out = poller(&env, &["--proxy", "ftp://proxy.example.com"]).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("a proxy URL is http://host:port"));
+    let out = poller(&env, &["--no-proxy", "example.com"]).await;
+    assert_eq!(out.status.code(), Some(2));
+    let out = poller(&env, &["--receiver-ca-file", "/nonexistent/ca.pem"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(one_line(&out).contains("cannot read --receiver-ca-file /nonexistent/ca.pem"));
+    let empty = std::env::temp_dir().join(format!("pg_webhooks-empty-ca-{}", std::process::id()));
+    std::fs::write(&empty, "not a certificate\n").unwrap();
+    let out = poller(&env, &["--receiver-ca-file", &empty.display().to_string()]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(one_line(&out).contains("holds no PEM certificate"));
+    let _ = std::fs::remove_file(&empty);
+}
