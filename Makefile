@@ -1,4 +1,4 @@
-.PHONY: demo test bench chaos
+.PHONY: demo test bench chaos package
 
 # Local Postgres + extension + poller + receiver; prints real deliveries and the log.
 demo:
@@ -15,3 +15,7 @@ bench:
 # Kills, restarts, failing receivers, three pollers: does any guarantee break?
 chaos:
 	bash scripts/chaos.sh
+
+# Debian packages (target/debian/): the extension for PostgreSQL 15 and the poller.
+package:
+	bash scripts/package.sh

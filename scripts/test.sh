@@ -42,3 +42,13 @@ for v in "${versions[@]}"; do
     say "PostgreSQL $v: end-to-end tests"
     PG_BINDIR="$(pg_bindir_of "$v")" cargo test -p pg_webhooks_tests
 done
+
+# Debian packages: built, installed with dpkg -i, used, purged (needs root:
+# dpkg); the source install of the extension is put back afterwards.
+if [ "$(id -u)" -eq 0 ] && [[ " ${versions[*]} " == *" 15 "* ]]; then
+    say "Debian packages (make package, then dpkg -i, use, purge)"
+    bash scripts/package.sh
+    bash scripts/package-test.sh
+else
+    say "Debian packages: skipped (needs root and PostgreSQL 15)"
+fi

@@ -77,8 +77,8 @@ pub struct Report {
     pub writer_reconnects: usize,
     /// Kill to the standby accepting writes (`pg_ctl promote -w`).
     pub kill_to_promoted: Duration,
-    /// Kill to the first attempt recorded on the new primary: the pollers
-    /// found it, sent, and recorded the outcome there.
+    /// Kill to the first attempt recorded on the new primary once it took
+    /// writes: the pollers found it, sent, and recorded the outcome there.
     pub kill_to_first_attempt: Option<Duration>,
     /// Changes whose commit the kill cut off (neither acknowledged nor
     /// retried).
@@ -377,6 +377,7 @@ pub async fn run(plan: &Plan) -> Result<Report, String> {
             .await
             .map_err(|e| e.to_string())??;
         let promoted_at = Instant::now();
+        let promoted_wall = killed_wall + (promoted_at - killed).as_secs_f64();
         let promoted = promoted_at - killed;
         let acked_at_kill = *count_rx.borrow();
         let finished = reached(acked_at_kill + plan.after, &mut count_rx).await;
@@ -417,11 +418,13 @@ pub async fn run(plan: &Plan) -> Result<Report, String> {
             .map(|r| r.get(0))
             .collect();
         // Same machine, same clock: the server's timestamps against ours.
+        // Attempts recorded since the standby took writes (the old primary
+        // may record some in the moment its kill takes).
         let first_attempt: Option<f64> = db
             .query_one(
                 "SELECT extract(epoch FROM min(created_at))::float8 - $1 FROM webhooks.attempt
-                  WHERE created_at > to_timestamp($1)",
-                &[&killed_wall],
+                  WHERE created_at > to_timestamp($2)",
+                &[&killed_wall, &promoted_wall],
             )
             .await
             .map_err(|e| db_message(&e))?
