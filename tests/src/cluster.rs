@@ -86,17 +86,7 @@ impl Cluster {
     /// initdb + start with extra settings and environment variables of the
     /// server process (e.g. RUST_BACKTRACE).
     pub fn start_with_env(settings: &[&str], env: &[(&str, &str)]) -> Result<Cluster, String> {
-        // mktemp as the cluster's owner, so the directory is theirs.
-        let mut mk = as_owner("mktemp");
-        mk.args(["-d", "/tmp/pg_webhooks-test.XXXXXX"]);
-        let out = run(mk, "mktemp")?;
-        let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-        let mut cluster = Cluster {
-            dir,
-            port: 0,
-            options: settings.iter().map(|s| s.to_string()).collect(),
-            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-        };
+        let cluster = Cluster::new_dir("pg_webhooks-test", settings, env)?;
         let mut initdb = pg_command("initdb");
         initdb.arg("-D").arg(cluster.data_dir()).args([
             "-A",
@@ -109,32 +99,41 @@ impl Cluster {
             "--locale=C",
         ]);
         run(initdb, "initdb")?;
-        // A port picked from the OS can be taken by someone else before the
-        // server binds it; try a few.
+        cluster.start_on_a_free_port()
+    }
+
+    /// A port picked from the OS can be taken by someone else before the
+    /// server binds it; tries a few.
+    fn start_on_a_free_port(mut self) -> Result<Cluster, String> {
         let mut last = String::new();
         for _ in 0..5 {
-            cluster.port = free_port();
-            match cluster.pg_ctl_start() {
-                Ok(()) => return Ok(cluster),
+            self.port = free_port();
+            match self.pg_ctl_start() {
+                Ok(()) => return Ok(self),
                 Err(e) => last = e,
             }
         }
         Err(last)
     }
 
+    /// A cluster directory made by the cluster's owner (mktemp as them, so
+    /// the directory is theirs); not started.
+    fn new_dir(prefix: &str, settings: &[&str], env: &[(&str, &str)]) -> Result<Cluster, String> {
+        let mut mk = as_owner("mktemp");
+        mk.args(["-d", &format!("/tmp/{prefix}.XXXXXX")]);
+        let out = run(mk, "mktemp")?;
+        Ok(Cluster {
+            dir: PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()),
+            port: 0,
+            options: settings.iter().map(|s| s.to_string()).collect(),
+            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        })
+    }
+
     /// A streaming standby of `primary` (`pg_basebackup -R`), started on a
     /// port of its own with extra `settings`.
     pub fn standby_of(primary: &Cluster, settings: &[&str]) -> Result<Cluster, String> {
-        let mut mk = as_owner("mktemp");
-        mk.args(["-d", "/tmp/pg_webhooks-standby.XXXXXX"]);
-        let out = run(mk, "mktemp")?;
-        let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-        let mut standby = Cluster {
-            dir,
-            port: 0,
-            options: settings.iter().map(|s| s.to_string()).collect(),
-            env: Vec::new(),
-        };
+        let standby = Cluster::new_dir("pg_webhooks-standby", settings, &[])?;
         let mut backup = pg_command("pg_basebackup");
         backup
             .arg("-D")
@@ -142,15 +141,7 @@ impl Cluster {
             .args(["-h", "127.0.0.1", "-p", &primary.port.to_string(), "-U", "postgres"])
             .args(["-R", "-X", "stream", "-c", "fast", "--no-sync"]);
         run(backup, "pg_basebackup")?;
-        let mut last = String::new();
-        for _ in 0..5 {
-            standby.port = free_port();
-            match standby.pg_ctl_start() {
-                Ok(()) => return Ok(standby),
-                Err(e) => last = e,
-            }
-        }
-        Err(last)
+        standby.start_on_a_free_port()
     }
 
     /// Promotes a standby and waits until it accepts writes.
