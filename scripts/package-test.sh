@@ -26,19 +26,28 @@ done
 files="$(mktemp)"
 trap 'rm -f "$files"; dpkg --purge "${names[@]}" >/dev/null 2>&1 || true; PG_VERSIONS=15 bash scripts/setup.sh >/dev/null' EXIT
 for deb in "$ext" "$pol"; do
-    dpkg-deb -c "$deb" | awk '$1 !~ /^d/ {sub("^\\.", "", $6); print $6}' >>"$files"
+    # One path per line (spaces kept), directories left out.
+    dpkg-deb --fsys-tarfile "$deb" | tar -t | sed -n 's|^\./|/|; /[^/]$/p' >>"$files"
 done
+grep -qx /usr/bin/pg-webhooks-poller "$files" || { echo "package-test: no file list" >&2; exit 1; }
 
 say "dpkg -i $ext $pol"
 dpkg -i "$ext" "$pol" >/dev/null
 getent passwd pg-webhooks >/dev/null || { echo "no pg-webhooks system user" >&2; exit 1; }
-[ "$(stat -c %a /etc/pg-webhooks-poller)" = 700 ] || { echo "/etc/pg-webhooks-poller is not 0700" >&2; exit 1; }
-if command -v systemd-analyze >/dev/null; then
+[ "$(stat -c '%a %U:%G' /etc/pg-webhooks-poller)" = "750 root:pg-webhooks" ] || { echo "/etc/pg-webhooks-poller is not 0750 root:pg-webhooks" >&2; exit 1; }
+[ "$(stat -c %a /etc/default/pg-webhooks-poller)" = 600 ] || { echo "/etc/default/pg-webhooks-poller is not 0600" >&2; exit 1; }
+if ! command -v systemd-analyze >/dev/null; then
+    say "systemd-analyze not found: the unit is not verified"
+else
     say "systemd-analyze verify pg-webhooks-poller.service"
     systemd-analyze verify /lib/systemd/system/pg-webhooks-poller.service
     # Exposure score (lower is better); informative, shown in the log.
     systemd-analyze security --offline=true /lib/systemd/system/pg-webhooks-poller.service 2>/dev/null | tail -1 || true
 fi
+
+# As `systemctl enable` would: purge must take the symlink away too.
+deb-systemd-helper enable pg-webhooks-poller.service
+[ -L /etc/systemd/system/multi-user.target.wants/pg-webhooks-poller.service ] || { echo "not enabled" >&2; exit 1; }
 
 say "the packaged extension and poller in a fresh cluster"
 PG_BINDIR=/usr/lib/postgresql/15/bin cargo test --quiet -p pg_webhooks_tests --test package -- --include-ignored
@@ -49,7 +58,8 @@ left=0
 while read -r f; do
     if [ -e "$f" ]; then echo "left behind: $f" >&2; left=1; fi
 done <"$files"
-for f in /etc/pg-webhooks-poller /etc/default/pg-webhooks-poller; do
+for f in /etc/pg-webhooks-poller /etc/default/pg-webhooks-poller \
+    /etc/systemd/system/multi-user.target.wants/pg-webhooks-poller.service /etc/systemd/system/pg-webhooks-poller.service; do
     if [ -e "$f" ]; then echo "left behind: $f" >&2; left=1; fi
 done
 [ "$left" = 0 ] || exit 1

@@ -9,7 +9,10 @@ cd "$root"
 . scripts/pg.sh
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
-PG_VERSIONS=15 bash scripts/setup.sh >/dev/null
+umask 022
+# The tools (cargo-pgrx, PostgreSQL 15's headers), not a source install:
+# that would overwrite an installed package's files.
+PG_VERSIONS=15 SETUP_INSTALL_EXTENSION=no bash scripts/setup.sh >/dev/null
 version="$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)"
 arch="$(dpkg --print-architecture)"
 out="$root/target/debian"
@@ -30,11 +33,28 @@ docs() {
     local dir="$1/usr/share/doc/$2"
     install -d "$dir"
     install -m 0644 README.md UPGRADING.md SECURITY.md "$dir/"
-    cat >"$dir/copyright" <<COPY
+    cat >"$dir/copyright" <<'COPY'
 Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
 Upstream-Name: pg_webhooks
+
 Files: *
+Copyright: the pg_webhooks developers
 License: PostgreSQL
+ Permission to use, copy, modify, and distribute this software and its
+ documentation for any purpose, without fee, and without a written agreement
+ is hereby granted, provided that the above copyright notice and this
+ paragraph and the following two paragraphs appear in all copies.
+ .
+ IN NO EVENT SHALL THE AUTHORS BE LIABLE TO ANY PARTY FOR DIRECT, INDIRECT,
+ SPECIAL, INCIDENTAL, OR CONSEQUENTIAL DAMAGES, INCLUDING LOST PROFITS,
+ ARISING OUT OF THE USE OF THIS SOFTWARE AND ITS DOCUMENTATION, EVEN IF THE
+ AUTHORS HAVE BEEN ADVISED OF THE POSSIBILITY OF SUCH DAMAGE.
+ .
+ THE AUTHORS SPECIFICALLY DISCLAIM ANY WARRANTIES, INCLUDING, BUT NOT LIMITED
+ TO, THE IMPLIED WARRANTIES OF MERCHANTABILITY AND FITNESS FOR A PARTICULAR
+ PURPOSE. THE SOFTWARE PROVIDED HEREUNDER IS ON AN "AS IS" BASIS, AND THE
+ AUTHORS HAVE NO OBLIGATIONS TO PROVIDE MAINTENANCE, SUPPORT, UPDATES,
+ ENHANCEMENTS, OR MODIFICATIONS.
 COPY
 }
 
@@ -54,7 +74,7 @@ Package: postgresql-15-pg-webhooks
 Version: $version
 Architecture: $arch
 Maintainer: $maintainer
-Depends: postgresql-15, libc6, libgcc-s1
+Depends: postgresql-15, libc6 (>= 2.36), libgcc-s1
 Section: database
 Priority: optional
 Installed-Size: $(du -sk "$ext" | cut -f1)
@@ -70,7 +90,8 @@ cargo build --quiet --release -p pg-webhooks-poller
 pol="$stage/pg-webhooks-poller"
 install -D -m 0755 -s target/release/pg-webhooks-poller "$pol/usr/bin/pg-webhooks-poller"
 install -D -m 0644 packaging/pg-webhooks-poller.service "$pol/lib/systemd/system/pg-webhooks-poller.service"
-install -D -m 0644 packaging/pg-webhooks-poller.default "$pol/etc/default/pg-webhooks-poller"
+# 0600: systemd reads it as root, and it may hold a proxy's password.
+install -D -m 0600 packaging/pg-webhooks-poller.default "$pol/etc/default/pg-webhooks-poller"
 docs "$pol" pg-webhooks-poller
 install -d "$pol/DEBIAN"
 install -m 0755 packaging/poller.postinst "$pol/DEBIAN/postinst"
@@ -82,7 +103,7 @@ Package: pg-webhooks-poller
 Version: $version
 Architecture: $arch
 Maintainer: $maintainer
-Depends: libc6, libgcc-s1, adduser
+Depends: libc6 (>= 2.36), libgcc-s1, adduser, init-system-helpers
 Recommends: systemd
 Section: database
 Priority: optional

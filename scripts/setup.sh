@@ -89,6 +89,8 @@ fi
 # A no-op rebuild when nothing changed. PROFILE=release for benchmarks.
 # One target directory per version: pgrx's bindings are built for one
 # PostgreSQL at a time, and sharing a directory rebuilds them at each switch.
+# (package.sh needs the tools, not a source install over the system's.)
+[ "${SETUP_INSTALL_EXTENSION:-yes}" = no ] && exit 0
 cd "$root/extension"
 for v in "${versions[@]}"; do
     pg_config="$(pg_config_of "$v")"

@@ -18,7 +18,7 @@ pub struct Config {
     /// or key=value pairs, read as libpq reads them: what it leaves out comes
     /// from PGHOST, PGPORT, PGUSER, PGDATABASE, PGSSLMODE..., the password
     /// from PGPASSWORD or ~/.pgpass (PGPASSFILE). Default: all from those.
-    #[arg(long, env = "DATABASE_URL")]
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
 
     /// Read the database URL from this file instead (a systemd credential,
@@ -34,7 +34,7 @@ pub struct Config {
     /// Connection for LISTEN, which needs a session of its own: behind a
     /// pooler in transaction mode (PgBouncer), the server's own URL; `off`
     /// to find new work by polling alone. Default: --database-url.
-    #[arg(long, env = "PG_WEBHOOKS_LISTEN_URL")]
+    #[arg(long, env = "PG_WEBHOOKS_LISTEN_URL", hide_env_values = true)]
     pub listen_url: Option<String>,
 
     /// Maximum concurrent HTTP requests from this poller.
@@ -82,8 +82,10 @@ pub struct Config {
     /// https receivers), e.g. http://proxy.corp:3128; user:password@ in it
     /// for a proxy that asks (better from the environment variable than the
     /// command line). HTTP_PROXY and friends are never read.
-    #[arg(long, env = "PG_WEBHOOKS_PROXY", value_name = "URL", value_parser = parse_proxy)]
-    pub proxy: Option<reqwest::Url>,
+    // A String, checked at start: clap's own error would print the value,
+    // password and all.
+    #[arg(long, env = "PG_WEBHOOKS_PROXY", value_name = "URL", hide_env_values = true)]
+    pub proxy: Option<String>,
 
     /// Receivers reached without --proxy: comma-separated host names (each
     /// matching its subdomains too), IP addresses and CIDR blocks.

@@ -264,7 +264,8 @@ async fn egress(config: &Config) -> Result<send::Egress, String> {
         Some(path) => send::Egress::read_roots(path)?,
         None => Vec::new(),
     };
-    if let Some(proxy) = &config.proxy {
+    let proxy = config.proxy.as_deref().map(config::parse_proxy).transpose()?;
+    if let Some(proxy) = &proxy {
         let shown = send::shown_proxy(proxy);
         let host = proxy.host_str().unwrap_or_default().trim_matches(['[', ']']);
         let port = proxy.port_or_known_default().unwrap_or(80);
@@ -277,7 +278,7 @@ async fn egress(config: &Config) -> Result<send::Egress, String> {
     }
     Ok(send::Egress {
         allow_private_networks: config.allow_private_networks,
-        proxy: config.proxy.clone(),
+        proxy,
         no_proxy: config.no_proxy.clone(),
         roots,
     })

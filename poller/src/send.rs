@@ -199,9 +199,13 @@ pub async fn send(clients: &Clients, c: &Claimed) -> Outcome {
         Ok(u) => u,
         Err(e) => return fail(format!("invalid URL: {e}")),
     };
-    // reqwest connects to IP-literal hosts without asking the resolver.
+    // reqwest connects to IP-literal hosts without asking the resolver;
+    // names a proxy resolves, or the proxy's own (exempt from the guard),
+    // never reach the resolver's check either.
     if !clients.allow_private_networks {
-        if let Err(refused) = crate::ssrf::check_literal(&url) {
+        if let Err(refused) =
+            crate::ssrf::check_literal(&url).and_then(|()| crate::ssrf::check_name(&url, clients.egress.proxy.as_ref()))
+        {
             return fail(refused);
         }
     }

@@ -66,6 +66,30 @@ pub fn check_literal(url: &reqwest::Url) -> Result<(), String> {
     }
 }
 
+/// Names the resolver's check cannot judge: `localhost` and its
+/// subdomains (a proxy on this host would resolve them to loopback), and
+/// the proxy's own name (its resolution is exempt from the guard).
+pub fn check_name(url: &reqwest::Url, proxy: Option<&reqwest::Url>) -> Result<(), String> {
+    let Some(url::Host::Domain(host)) = url.host() else {
+        return Ok(());
+    };
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    if host == "localhost" || host.ends_with(".localhost") {
+        return Err(format!(
+            "refused by the SSRF guard: {host} is this host's loopback (allow with --allow-private-networks)"
+        ));
+    }
+    let proxy_host = proxy
+        .and_then(|p| p.host_str())
+        .map(|h| h.trim_end_matches('.').to_ascii_lowercase());
+    if proxy_host.as_deref() == Some(host.as_str()) {
+        return Err(format!(
+            "refused by the SSRF guard: {host} is the proxy's host (allow with --allow-private-networks)"
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -77,6 +101,20 @@ mod tests {
         assert!(check_literal(&"https://169.254.169.254/latest".parse().unwrap()).is_err());
         assert!(check_literal(&"https://example.com/x".parse().unwrap()).is_ok());
         assert!(check_literal(&"https://1.1.1.1/x".parse().unwrap()).is_ok());
+    }
+
+    #[test]
+    fn loopback_names_and_the_proxys_own_name_are_refused() {
+        let proxy: reqwest::Url = "http://Proxy.Corp:3128".parse().unwrap();
+        let check = |u: &str| check_name(&u.parse().unwrap(), Some(&proxy));
+        assert!(check("http://localhost:9187/metrics").is_err());
+        assert!(check("http://LOCALHOST./x").is_err());
+        assert!(check("https://db.localhost/x").is_err());
+        assert!(check("https://proxy.corp/x").is_err());
+        assert!(check("https://proxy.corp.:8443/x").is_err());
+        assert!(check("https://example.com/x").is_ok());
+        assert!(check("https://notlocalhost.example/x").is_ok());
+        assert!(check_name(&"https://proxy.corp/x".parse().unwrap(), None).is_ok());
     }
 
     mod properties {

@@ -47,6 +47,11 @@ async fn private_ca_receiver(dir: &std::path::Path) -> (Receiver, PathBuf) {
 }
 
 async fn poller(env: &Env, args: &[&str]) -> Output {
+    poller_with_env(env, args, &[]).await
+}
+
+/// The poller run --once with no proxy in its environment but `vars`.
+async fn poller_with_env(env: &Env, args: &[&str], vars: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(binary().unwrap());
     cmd.args(["--database-url", &env.url(), "--once"]).args(args);
     for var in [
@@ -59,6 +64,7 @@ async fn poller(env: &Env, args: &[&str]) -> Output {
     ] {
         cmd.env_remove(var);
     }
+    cmd.envs(vars.iter().copied());
     tokio::task::spawn_blocking(move || cmd.output().expect("run poller"))
         .await
         .unwrap()
@@ -136,8 +142,53 @@ async fn receivers_through_a_connect_proxy_with_a_private_ca() {
     assert!(!error.contains("Wr0ng"), "{error}");
     assert!(!proxy.asked().last().unwrap().allowed);
 
-    // 4. The SSRF guard under a proxy: an address literal is still refused
-    //    here, before the proxy is asked.
+    // 4. The environment's proxy is never taken: without --proxy the
+    //    poller resolves the name itself (here it cannot) and the proxy in
+    //    HTTPS_PROXY is not asked.
+    let asked_before = proxy.asked().len();
+    env.insert_orders([40]).await;
+    let out = poller_with_env(
+        &env,
+        &["--receiver-ca-file", &ca],
+        &[
+            ("HTTPS_PROXY", proxy.url().as_str()),
+            ("ALL_PROXY", proxy.url().as_str()),
+        ],
+    )
+    .await;
+    assert!(out.status.success());
+    let (code, _) = newest_attempt(&env).await;
+    assert_eq!(code, None);
+    assert_eq!(proxy.asked().len(), asked_before);
+
+    // 5. The SSRF guard under a proxy: loopback names and the proxy's own
+    //    name are refused, and so is an address literal, before the proxy
+    //    is asked.
+    for (n, url) in [
+        format!("https://localhost:{}/hooks", receiver.addr.port()),
+        format!("https://LOCALHOST:{}/hooks", proxy.port),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        env.db
+            .execute(
+                "SELECT webhooks.update_endpoint($1, url => $2)",
+                &[&env.endpoint_id, &url],
+            )
+            .await
+            .unwrap();
+        env.insert_orders([41 + n as i64]).await;
+        let out = poller(&env, &["--proxy", &with_credentials, "--receiver-ca-file", &ca]).await;
+        assert!(out.status.success());
+        let (_, error) = newest_attempt(&env).await;
+        let error = error.unwrap_or_default();
+        assert!(
+            error.contains("refused by the SSRF guard: localhost is"),
+            "{url}: {error}"
+        );
+        assert_eq!(proxy.asked().len(), asked_before);
+    }
     let literal = receiver.url("/hooks");
     env.db
         .execute(
@@ -154,7 +205,7 @@ async fn receivers_through_a_connect_proxy_with_a_private_ca() {
     assert!(error.unwrap_or_default().contains("refused by the SSRF guard"));
     assert_eq!(proxy.asked().len(), asked_before);
 
-    // 5. --no-proxy: straight to the receiver.
+    // 6. --no-proxy: straight to the receiver.
     env.insert_orders([5]).await;
     let out = poller(
         &env,
@@ -190,9 +241,15 @@ async fn bad_egress_settings_are_one_line_at_start() {
     let err = one_line(&out);
     assert!(err.contains("cannot reach --proxy http://127.0.0.1:"), "{err}");
     assert!(!err.contains("Pr0xy-s3cret"), "{err}");
-    let out = poller(&env, &["--proxy", "ftp://proxy.example.com"]).await;
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("a proxy URL is http://host:port"));
+    // Checked by the poller, not clap: clap's error would print the value.
+    let out = poller(&env, &["--proxy", "ftp://poller:Pr0xy-s3cret@proxy.example.com"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    let err = one_line(&out);
+    assert!(err.contains("a proxy URL is http://host:port"), "{err}");
+    assert!(!err.contains("Pr0xy-s3cret"), "{err}");
+    let out = poller(&env, &["--proxy", "http://poller:Pr0xy-s3cret@proxy example/"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(!one_line(&out).contains("Pr0xy-s3cret"));
     let out = poller(&env, &["--no-proxy", "example.com"]).await;
     assert_eq!(out.status.code(), Some(2));
     let out = poller(&env, &["--receiver-ca-file", "/nonexistent/ca.pem"]).await;
