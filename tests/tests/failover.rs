@@ -48,6 +48,19 @@ async fn a_fan_out_made_again_makes_the_same_delivery_ids() {
         .unwrap();
     env.db.execute(fan_out, &[]).await.unwrap();
     assert_eq!(ids(&env.db).await, first);
+    // Fanned out again while its deliveries exist (fanned_out reset by
+    // hand): nothing added, and claims keep working.
+    env.db
+        .batch_execute("UPDATE webhooks.event SET fanned_out = false")
+        .await
+        .unwrap();
+    let added: i32 = env.scalar(fan_out).await;
+    assert_eq!(added, 0);
+    env.db
+        .execute("SELECT count(*) FROM webhooks.claim(10, '1s')", &[])
+        .await
+        .unwrap();
+    assert_eq!(ids(&env.db).await.len(), first.len());
     let resent: String = env
         .scalar(&format!("SELECT webhooks.resend('{}')::text", first[0].0))
         .await;
