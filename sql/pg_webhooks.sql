@@ -110,6 +110,9 @@ CREATE TABLE webhooks.endpoint (
     updated_at           timestamptz NOT NULL DEFAULT now(),
     deleted_at           timestamptz,
     public_headers       text[] NOT NULL DEFAULT '{}',
+    client_cert          text,
+    client_key           text,
+    ca_cert              text,
     CONSTRAINT endpoint_headers_object CHECK (jsonb_typeof(headers) = 'object'),
     CONSTRAINT endpoint_method CHECK (method IN ('POST', 'PUT', 'PATCH')),
     CONSTRAINT endpoint_signature CHECK (signature IN ('standard', 'hex', 'sha256', 'none')),
@@ -122,6 +125,15 @@ COMMENT ON TABLE webhooks.endpoint IS
 COMMENT ON COLUMN webhooks.endpoint.public_headers IS
   'Custom headers whose values readers may see (webhooks.endpoints, attempts); every other custom header''s value '
   'is shown as [redacted]. Set with webhooks.set_public_headers().';
+COMMENT ON COLUMN webhooks.endpoint.client_cert IS
+  'PEM certificate chain the poller presents to this endpoint''s receiver (mutual TLS); set with '
+  'webhooks.set_endpoint_tls().';
+COMMENT ON COLUMN webhooks.endpoint.client_key IS
+  'PEM private key of client_cert (unencrypted PKCS#8, RSA or EC): a secret, like secret. Never shown to readers; '
+  'the poller gets it with each claim.';
+COMMENT ON COLUMN webhooks.endpoint.ca_cert IS
+  'PEM CA certificates trusted for this endpoint''s receiver, besides the poller''s (Mozilla roots and '
+  '--receiver-ca-file).';
 -- A deleted endpoint keeps its history and frees its name.
 CREATE UNIQUE INDEX endpoint_name ON webhooks.endpoint (name) WHERE deleted_at IS NULL;
 
@@ -1292,6 +1304,10 @@ BEGIN
     IF fresh OR NEW.retry_schedule IS DISTINCT FROM OLD.retry_schedule THEN
         PERFORM webhooks.check_retry_schedule(NEW.retry_schedule);
     END IF;
+    IF fresh OR (NEW.client_cert, NEW.client_key, NEW.ca_cert)
+                IS DISTINCT FROM (OLD.client_cert, OLD.client_key, OLD.ca_cert) THEN
+        PERFORM webhooks.check_endpoint_tls(NEW.client_cert, NEW.client_key, NEW.ca_cert);
+    END IF;
     RETURN NEW;
 END $$;
 COMMENT ON FUNCTION webhooks.endpoint_checked() IS
@@ -1299,6 +1315,56 @@ COMMENT ON FUNCTION webhooks.endpoint_checked() IS
   'whoever writes (22023 and friends, as there).';
 CREATE TRIGGER endpoint_checked BEFORE INSERT OR UPDATE ON webhooks.endpoint
     FOR EACH ROW EXECUTE FUNCTION webhooks.endpoint_checked();
+
+-- Mutual TLS for one endpoint. The shapes are checked here (both parts or
+-- neither, PEM of the right kind, an unencrypted key); the poller parses
+-- them when it builds the endpoint's client, and a bad one is that
+-- endpoint's attempt error, never another's. No message shows a value.
+CREATE FUNCTION webhooks.check_endpoint_tls(client_cert text, client_key text, ca_cert text) RETURNS void
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF (client_cert IS NULL) <> (client_key IS NULL) THEN
+        RAISE EXCEPTION 'client_cert and client_key go together: give both or neither'
+          USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF client_cert IS NOT NULL AND client_cert !~ '-----BEGIN CERTIFICATE-----' THEN
+        RAISE EXCEPTION 'client_cert is not a PEM certificate (-----BEGIN CERTIFICATE-----)'
+          USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF client_key IS NOT NULL AND client_key ~ '-----BEGIN ENCRYPTED PRIVATE KEY-----' THEN
+        RAISE EXCEPTION 'client_key is encrypted: the poller needs it unencrypted (it is stored like a secret)'
+          USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF client_key IS NOT NULL AND client_key !~ '-----BEGIN (RSA |EC )?PRIVATE KEY-----' THEN
+        RAISE EXCEPTION 'client_key is not a PEM private key (-----BEGIN PRIVATE KEY-----)'
+          USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF ca_cert IS NOT NULL AND ca_cert !~ '-----BEGIN CERTIFICATE-----' THEN
+        RAISE EXCEPTION 'ca_cert is not a PEM certificate (-----BEGIN CERTIFICATE-----)'
+          USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+END $$;
+COMMENT ON FUNCTION webhooks.check_endpoint_tls(text, text, text) IS
+  'Internal: raise 22023 unless client_cert and client_key are both PEM (or both NULL) and ca_cert is PEM '
+  'certificates (or NULL); never shows a value.';
+
+CREATE FUNCTION webhooks.set_endpoint_tls(id bigint, client_cert text, client_key text, ca_cert text DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM webhooks.endpoint_row(set_endpoint_tls.id);
+    -- Checked again by the endpoint's trigger; first here for the order of
+    -- the messages.
+    PERFORM webhooks.check_endpoint_tls(set_endpoint_tls.client_cert, set_endpoint_tls.client_key,
+                                        set_endpoint_tls.ca_cert);
+    UPDATE webhooks.endpoint e
+       SET client_cert = set_endpoint_tls.client_cert, client_key = set_endpoint_tls.client_key,
+           ca_cert = set_endpoint_tls.ca_cert, updated_at = now()
+     WHERE e.id = set_endpoint_tls.id;
+END $$;
+COMMENT ON FUNCTION webhooks.set_endpoint_tls(bigint, text, text, text) IS
+  'Set (or, with NULLs, remove) the client certificate and key the poller presents to this endpoint, and CA '
+  'certificates trusted for it. Rotation: call it with the new pair; claims from then on use it.';
 
 CREATE FUNCTION webhooks.endpoint_row(id bigint) RETURNS webhooks.endpoint
 LANGUAGE plpgsql STABLE AS $$
@@ -1479,7 +1545,8 @@ SELECT id, name,
        auth ->> 'type' AS auth_type, signature,
        signature_header, method, retry_schedule, timeout, connect_timeout, success_codes,
        max_in_flight, ordered, pause_after, active, paused_at, paused_reason, description, metadata,
-       consecutive_failures, previous_secret_until AS rotation_grace_until, created_at, updated_at
+       consecutive_failures, previous_secret_until AS rotation_grace_until, created_at, updated_at,
+       client_cert IS NOT NULL AS client_cert_set, ca_cert IS NOT NULL AS ca_cert_set
   FROM webhooks.endpoint
  WHERE deleted_at IS NULL;
 COMMENT ON VIEW webhooks.endpoints IS
@@ -1591,7 +1658,10 @@ RETURNS TABLE (
     timeout_ms         bigint,
     connect_timeout_ms bigint,
     redact             text[],
-    event_created_at   double precision
+    event_created_at   double precision,
+    client_cert        text,
+    client_key         text,
+    ca_cert            text
 )
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -1693,7 +1763,8 @@ BEGIN
                                   ELSE '{}'::text[] END
              || ARRAY(SELECT h FROM jsonb_object_keys(e.headers) h
                        WHERE lower(h) NOT IN (SELECT lower(p) FROM unnest(e.public_headers) p)),
-           extract(epoch FROM ev.created_at)::double precision
+           extract(epoch FROM ev.created_at)::double precision,
+           e.client_cert, e.client_key, e.ca_cert
       FROM claimed c
       JOIN webhooks.endpoint e ON e.id = c.endpoint_id
       JOIN webhooks.event ev ON ev.id = c.event_id

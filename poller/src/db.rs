@@ -85,6 +85,28 @@ pub struct Claimed {
     pub redact: Vec<String>,
     /// When the event was captured (unix seconds), for the lag metric.
     pub event_created_at: f64,
+    /// The endpoint's TLS client identity and CA certificates, if any.
+    pub tls: Option<EndpointTls>,
+}
+
+/// What an endpoint's receiver is reached with besides the poller's own
+/// settings: a client certificate (mutual TLS) and CA certificates. The key
+/// is a secret: its Debug form never shows it.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct EndpointTls {
+    pub client_cert: Option<String>,
+    pub client_key: Option<String>,
+    pub ca_cert: Option<String>,
+}
+
+impl std::fmt::Debug for EndpointTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EndpointTls")
+            .field("client_cert", &self.client_cert.is_some())
+            .field("client_key", &self.client_key.as_ref().map(|_| "[redacted]"))
+            .field("ca_cert", &self.ca_cert.is_some())
+            .finish()
+    }
 }
 
 /// What happened to one attempt, as reported to webhooks.complete().
@@ -226,15 +248,17 @@ impl Db {
         let client = self.client().await;
         let params: [(&(dyn tokio_postgres::types::ToSql + Sync), Type); 2] =
             [(&(batch as i32), Type::INT4), (&lease.as_secs_f64(), Type::FLOAT8)];
-        let rows = client
-            .query_typed_raw(
-                "SELECT delivery_id, attempt, endpoint_id, event, url, method, headers, body, \
-                        timeout_ms, connect_timeout_ms, redact, event_created_at \
-                   FROM webhooks.claim($1, make_interval(secs => $2))",
-                params,
-            )
-            .await
-            .map_err(DbError::Query)?;
+        // 0.1 extensions have no TLS columns in the claim.
+        let sql = if self.gives_back {
+            "SELECT delivery_id, attempt, endpoint_id, event, url, method, headers, body, \
+                    timeout_ms, connect_timeout_ms, redact, event_created_at, client_cert, client_key, ca_cert \
+               FROM webhooks.claim($1, make_interval(secs => $2))"
+        } else {
+            "SELECT delivery_id, attempt, endpoint_id, event, url, method, headers, body, \
+                    timeout_ms, connect_timeout_ms, redact, event_created_at, NULL::text, NULL::text, NULL::text \
+               FROM webhooks.claim($1, make_interval(secs => $2))"
+        };
+        let rows = client.query_typed_raw(sql, params).await.map_err(DbError::Query)?;
         futures_util::pin_mut!(rows);
         let mut kept = Vec::new();
         let mut over = Vec::new();
@@ -265,6 +289,14 @@ impl Db {
                 connect_timeout: Duration::from_millis(r.get::<_, i64>(9).max(1) as u64),
                 redact: r.get(10),
                 event_created_at: r.get(11),
+                tls: {
+                    let tls = EndpointTls {
+                        client_cert: r.get(12),
+                        client_key: r.get(13),
+                        ca_cert: r.get(14),
+                    };
+                    (tls.client_cert.is_some() || tls.ca_cert.is_some()).then_some(tls)
+                },
             });
         }
         Ok((kept, over, need))
@@ -349,5 +381,22 @@ impl Db {
             .await
             .map_err(DbError::Query)?;
         Ok(row.get(0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::EndpointTls;
+
+    #[test]
+    fn an_endpoints_client_key_never_shows_in_debug_output() {
+        let tls = EndpointTls {
+            client_cert: Some("-----BEGIN CERTIFICATE-----\nMIIcert".into()),
+            client_key: Some("-----BEGIN PRIVATE KEY-----\nMIIs3cr3t".into()),
+            ca_cert: None,
+        };
+        let shown = format!("{tls:?}");
+        assert!(!shown.contains("s3cr3t") && !shown.contains("MIIcert"), "{shown}");
+        assert!(shown.contains("[redacted]"), "{shown}");
     }
 }

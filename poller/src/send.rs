@@ -1,7 +1,7 @@
 //! One HTTP attempt: send exactly the claimed bytes, never follow redirects,
 //! keep at most RESPONSE_BODY_LIMIT bytes of the answer.
 
-use crate::db::{Claimed, Outcome};
+use crate::db::{Claimed, EndpointTls, Outcome};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -53,10 +53,11 @@ pub fn shown_proxy(url: &reqwest::Url) -> String {
     shown.to_string()
 }
 
-/// reqwest sets connect timeouts per client, so keep one client (and its
-/// connection pool) per distinct connect timeout; endpoints rarely differ.
+/// reqwest sets connect timeouts and TLS identities per client, so keep
+/// one client (and its connection pool) per distinct connect timeout and
+/// endpoint TLS settings; most endpoints share one.
 pub struct Clients {
-    by_connect_timeout: Mutex<HashMap<Duration, reqwest::Client>>,
+    by_settings: Mutex<HashMap<(Duration, Option<EndpointTls>), reqwest::Client>>,
     egress: Egress,
     allow_private_networks: bool,
 }
@@ -64,18 +65,26 @@ pub struct Clients {
 impl Clients {
     pub fn new(egress: Egress) -> Clients {
         Clients {
-            by_connect_timeout: Mutex::new(HashMap::new()),
+            by_settings: Mutex::new(HashMap::new()),
             allow_private_networks: egress.allow_private_networks,
             egress,
         }
     }
 
-    fn get(&self, connect_timeout: Duration) -> Result<reqwest::Client, String> {
-        let mut map = self.by_connect_timeout.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(c) = map.get(&connect_timeout) {
+    fn get(&self, connect_timeout: Duration, tls: Option<&EndpointTls>) -> Result<reqwest::Client, String> {
+        let key = (connect_timeout, tls.cloned());
+        let mut map = self.by_settings.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = map.get(&key) {
             return Ok(c.clone());
         }
+        // Bounded: settings that changed (rotated certificates) are not kept for ever.
+        if map.len() >= MAX_CLIENTS {
+            map.clear();
+        }
         let mut builder = reqwest::Client::builder();
+        if let Some(tls) = tls {
+            builder = with_endpoint_tls(builder, tls)?;
+        }
         if !self.allow_private_networks {
             // The proxy's own name is ours to trust (it is often private);
             // receivers' names are resolved by the proxy, not here.
@@ -104,9 +113,30 @@ impl Clients {
             .user_agent(concat!("pg_webhooks/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| format!("cannot build HTTP client: {e}"))?;
-        map.insert(connect_timeout, client.clone());
+        map.insert(key, client.clone());
         Ok(client)
     }
+}
+
+/// Distinct HTTP clients kept at once (each has its own connection pool).
+const MAX_CLIENTS: usize = 256;
+
+/// An endpoint's client certificate and CA certificates on a client
+/// builder; errors name what is wrong, never a value.
+fn with_endpoint_tls(mut builder: reqwest::ClientBuilder, tls: &EndpointTls) -> Result<reqwest::ClientBuilder, String> {
+    if let (Some(cert), Some(key)) = (&tls.client_cert, &tls.client_key) {
+        let identity = reqwest::Identity::from_pem(format!("{cert}\n{key}\n").as_bytes())
+            .map_err(|_| "this endpoint's client_cert and client_key do not make a TLS client identity".to_owned())?;
+        builder = builder.identity(identity);
+    }
+    if let Some(ca) = &tls.ca_cert {
+        let roots = reqwest::Certificate::from_pem_bundle(ca.as_bytes())
+            .map_err(|_| "this endpoint's ca_cert is not PEM certificates".to_owned())?;
+        for root in roots {
+            builder = builder.add_root_certificate(root);
+        }
+    }
+    Ok(builder)
 }
 
 fn header_map(headers: &serde_json::Value) -> Result<HeaderMap, String> {
@@ -183,7 +213,7 @@ pub async fn send(clients: &Clients, c: &Claimed) -> Outcome {
         request_headers: request_headers.clone(),
         ..Outcome::default()
     };
-    let client = match clients.get(c.connect_timeout) {
+    let client = match clients.get(c.connect_timeout, c.tls.as_ref()) {
         Ok(client) => client,
         Err(e) => return fail(e),
     };

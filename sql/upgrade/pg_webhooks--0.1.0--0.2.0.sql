@@ -40,6 +40,9 @@
 -- - webhooks.source_changed() also refuses settings for a table the role
 --   may not put triggers on, and re-checks the payload function on every
 --   write (signature, owner's rights, a search_path ending with pg_temp).
+-- - Endpoints can present a TLS client certificate and trust CA
+--   certificates of their own (webhooks.set_endpoint_tls()); claim()
+--   returns them to the poller.
 -- - Fan-out derives each delivery's id from its event and endpoint
 --   (webhooks.delivery_id()): a fan-out made again after a failover lost
 --   the first (asynchronous replication) sends the same webhook-ids.
@@ -104,6 +107,16 @@ ALTER TABLE webhooks.endpoint ADD COLUMN public_headers text[] NOT NULL DEFAULT 
 COMMENT ON COLUMN webhooks.endpoint.public_headers IS
   'Custom headers whose values readers may see (webhooks.endpoints, attempts); every other custom header''s value '
   'is shown as [redacted]. Set with webhooks.set_public_headers().';
+ALTER TABLE webhooks.endpoint ADD COLUMN client_cert text, ADD COLUMN client_key text, ADD COLUMN ca_cert text;
+COMMENT ON COLUMN webhooks.endpoint.client_cert IS
+  'PEM certificate chain the poller presents to this endpoint''s receiver (mutual TLS); set with '
+  'webhooks.set_endpoint_tls().';
+COMMENT ON COLUMN webhooks.endpoint.client_key IS
+  'PEM private key of client_cert (unencrypted PKCS#8, RSA or EC): a secret, like secret. Never shown to readers; '
+  'the poller gets it with each claim.';
+COMMENT ON COLUMN webhooks.endpoint.ca_cert IS
+  'PEM CA certificates trusted for this endpoint''s receiver, besides the poller''s (Mozilla roots and '
+  '--receiver-ca-file).';
 
 -- (Declared by the Rust library, as a fresh install's script does.)
 CREATE FUNCTION webhooks.redacted_url(url text) RETURNS text
@@ -339,7 +352,8 @@ SELECT id, name,
        auth ->> 'type' AS auth_type, signature,
        signature_header, method, retry_schedule, timeout, connect_timeout, success_codes,
        max_in_flight, ordered, pause_after, active, paused_at, paused_reason, description, metadata,
-       consecutive_failures, previous_secret_until AS rotation_grace_until, created_at, updated_at
+       consecutive_failures, previous_secret_until AS rotation_grace_until, created_at, updated_at,
+       client_cert IS NOT NULL AS client_cert_set, ca_cert IS NOT NULL AS ca_cert_set
   FROM webhooks.endpoint
  WHERE deleted_at IS NULL;
 COMMENT ON VIEW webhooks.endpoints IS
@@ -429,6 +443,10 @@ BEGIN
     IF fresh OR NEW.retry_schedule IS DISTINCT FROM OLD.retry_schedule THEN
         PERFORM webhooks.check_retry_schedule(NEW.retry_schedule);
     END IF;
+    IF fresh OR (NEW.client_cert, NEW.client_key, NEW.ca_cert)
+                IS DISTINCT FROM (OLD.client_cert, OLD.client_key, OLD.ca_cert) THEN
+        PERFORM webhooks.check_endpoint_tls(NEW.client_cert, NEW.client_key, NEW.ca_cert);
+    END IF;
     RETURN NEW;
 END $$;
 COMMENT ON FUNCTION webhooks.endpoint_checked() IS
@@ -436,6 +454,56 @@ COMMENT ON FUNCTION webhooks.endpoint_checked() IS
   'whoever writes (22023 and friends, as there).';
 CREATE TRIGGER endpoint_checked BEFORE INSERT OR UPDATE ON webhooks.endpoint
     FOR EACH ROW EXECUTE FUNCTION webhooks.endpoint_checked();
+
+-- Mutual TLS for one endpoint. The shapes are checked here (both parts or
+-- neither, PEM of the right kind, an unencrypted key); the poller parses
+-- them when it builds the endpoint's client, and a bad one is that
+-- endpoint's attempt error, never another's. No message shows a value.
+CREATE FUNCTION webhooks.check_endpoint_tls(client_cert text, client_key text, ca_cert text) RETURNS void
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF (client_cert IS NULL) <> (client_key IS NULL) THEN
+        RAISE EXCEPTION 'client_cert and client_key go together: give both or neither'
+          USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF client_cert IS NOT NULL AND client_cert !~ '-----BEGIN CERTIFICATE-----' THEN
+        RAISE EXCEPTION 'client_cert is not a PEM certificate (-----BEGIN CERTIFICATE-----)'
+          USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF client_key IS NOT NULL AND client_key ~ '-----BEGIN ENCRYPTED PRIVATE KEY-----' THEN
+        RAISE EXCEPTION 'client_key is encrypted: the poller needs it unencrypted (it is stored like a secret)'
+          USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF client_key IS NOT NULL AND client_key !~ '-----BEGIN (RSA |EC )?PRIVATE KEY-----' THEN
+        RAISE EXCEPTION 'client_key is not a PEM private key (-----BEGIN PRIVATE KEY-----)'
+          USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF ca_cert IS NOT NULL AND ca_cert !~ '-----BEGIN CERTIFICATE-----' THEN
+        RAISE EXCEPTION 'ca_cert is not a PEM certificate (-----BEGIN CERTIFICATE-----)'
+          USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+END $$;
+COMMENT ON FUNCTION webhooks.check_endpoint_tls(text, text, text) IS
+  'Internal: raise 22023 unless client_cert and client_key are both PEM (or both NULL) and ca_cert is PEM '
+  'certificates (or NULL); never shows a value.';
+
+CREATE FUNCTION webhooks.set_endpoint_tls(id bigint, client_cert text, client_key text, ca_cert text DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM webhooks.endpoint_row(set_endpoint_tls.id);
+    -- Checked again by the endpoint's trigger; first here for the order of
+    -- the messages.
+    PERFORM webhooks.check_endpoint_tls(set_endpoint_tls.client_cert, set_endpoint_tls.client_key,
+                                        set_endpoint_tls.ca_cert);
+    UPDATE webhooks.endpoint e
+       SET client_cert = set_endpoint_tls.client_cert, client_key = set_endpoint_tls.client_key,
+           ca_cert = set_endpoint_tls.ca_cert, updated_at = now()
+     WHERE e.id = set_endpoint_tls.id;
+END $$;
+COMMENT ON FUNCTION webhooks.set_endpoint_tls(bigint, text, text, text) IS
+  'Set (or, with NULLs, remove) the client certificate and key the poller presents to this endpoint, and CA '
+  'certificates trusted for it. Rotation: call it with the new pair; claims from then on use it.';
 CREATE FUNCTION webhooks.add_capture_triggers(src webhooks.source, rel regclass) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -903,7 +971,10 @@ COMMENT ON FUNCTION webhooks.send_test(bigint, text, jsonb) IS
   'matches (its tenant and filter), else a sample. '
   'Returns the delivery id (follow it in webhooks.delivery_log).';
 
-CREATE OR REPLACE FUNCTION webhooks.claim(batch_size integer DEFAULT 100, lease interval DEFAULT '60s')
+-- The claim returns each endpoint's TLS client identity too: a new row
+-- type, so the function is made again (its grants and settings below).
+DROP FUNCTION webhooks.claim(integer, interval);
+CREATE FUNCTION webhooks.claim(batch_size integer DEFAULT 100, lease interval DEFAULT '60s')
 RETURNS TABLE (
     delivery_id        uuid,
     attempt            integer,
@@ -916,7 +987,10 @@ RETURNS TABLE (
     timeout_ms         bigint,
     connect_timeout_ms bigint,
     redact             text[],
-    event_created_at   double precision
+    event_created_at   double precision,
+    client_cert        text,
+    client_key         text,
+    ca_cert            text
 )
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -1018,7 +1092,8 @@ BEGIN
                                   ELSE '{}'::text[] END
              || ARRAY(SELECT h FROM jsonb_object_keys(e.headers) h
                        WHERE lower(h) NOT IN (SELECT lower(p) FROM unnest(e.public_headers) p)),
-           extract(epoch FROM ev.created_at)::double precision
+           extract(epoch FROM ev.created_at)::double precision,
+           e.client_cert, e.client_key, e.ca_cert
       FROM claimed c
       JOIN webhooks.endpoint e ON e.id = c.endpoint_id
       JOIN webhooks.event ev ON ev.id = c.event_id
@@ -1149,7 +1224,8 @@ REVOKE ALL ON FUNCTION webhooks.capture_event(), webhooks.invalidate_capture(reg
                        webhooks.commit_staged(regclass), webhooks.tracked_table(regclass),
                        webhooks.normalized_url(text), webhooks.search_path_ends_with_pg_temp(text),
                        webhooks.refused_address(text), webhooks.add_capture_triggers(webhooks.source, regclass),
-                       webhooks.delivery_id(uuid, bigint)
+                       webhooks.delivery_id(uuid, bigint), webhooks.claim(integer, interval),
+                       webhooks.check_endpoint_tls(text, text, text), webhooks.set_endpoint_tls(bigint, text, text, text)
   FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION webhooks.capture_event(), webhooks.invalidate_capture(regclass),
                           webhooks.source_changed(), webhooks.install_capture(webhooks.source),
@@ -1159,8 +1235,10 @@ GRANT EXECUTE ON FUNCTION webhooks.capture_event(), webhooks.invalidate_capture(
                           webhooks.set_public_headers(bigint, text[]), webhooks.tracked_table(regclass),
                           webhooks.normalized_url(text), webhooks.search_path_ends_with_pg_temp(text),
                           webhooks.refused_address(text), webhooks.add_capture_triggers(webhooks.source, regclass),
-                          webhooks.delivery_id(uuid, bigint)
+                          webhooks.delivery_id(uuid, bigint), webhooks.claim(integer, interval),
+                          webhooks.check_endpoint_tls(text, text, text), webhooks.set_endpoint_tls(bigint, text, text, text)
    TO webhooks_admin;
+GRANT EXECUTE ON FUNCTION webhooks.claim(integer, interval) TO webhooks_poller;
 REVOKE CREATE ON SCHEMA webhooks FROM webhooks_admin;
 -- 0.1.0 granted ALL (on PostgreSQL 17 and later, MAINTAIN too); a fresh
 -- install grants these four.

@@ -262,3 +262,174 @@ async fn bad_egress_settings_are_one_line_at_start() {
     assert!(one_line(&out).contains("holds no PEM certificate"));
     let _ = std::fs::remove_file(&empty);
 }
+
+/// A CA and a certificate it signed (for `sans`, or a client's for `cn`).
+struct Issued {
+    cert: String,
+    key: String,
+}
+
+fn ca(name: &str) -> (rcgen::Certificate, KeyPair) {
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.distinguished_name.push(DnType::CommonName, name);
+    let key = KeyPair::generate().unwrap();
+    (params.self_signed(&key).unwrap(), key)
+}
+
+fn issue(sans: &[&str], cn: &str, by: &(rcgen::Certificate, KeyPair)) -> (Issued, rcgen::Certificate, KeyPair) {
+    let mut params = CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+    params.distinguished_name.push(DnType::CommonName, cn);
+    let key = KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, &by.0, &by.1).unwrap();
+    (
+        Issued {
+            cert: cert.pem(),
+            key: key.serialize_pem(),
+        },
+        cert,
+        key,
+    )
+}
+
+/// Mutual TLS per endpoint: a receiver that trusts only client
+/// certificates of its partner CA, with a server certificate of a private
+/// CA; the endpoint's CA and client identity set with set_endpoint_tls(),
+/// rotated, never shown to readers, never in an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoints_present_their_own_client_certificates() {
+    let env = Env::orders("retry_schedule => '{1h}'").await;
+    let server_ca = ca("receivers CA");
+    let partner_ca = ca("partner's client CA");
+    let (_, server_cert, server_key) = issue(&["127.0.0.1"], "receiver", &server_ca);
+    let (client, _, _) = issue(&[], "erp-poller", &partner_ca);
+    let (stranger, _, _) = issue(&[], "erp-poller", &ca("some other CA"));
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut client_roots = rustls::RootCertStore::empty();
+    client_roots.add(partner_ca.0.der().clone()).unwrap();
+    let verifier =
+        rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(client_roots), provider.clone())
+            .build()
+            .unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(
+            vec![server_cert.der().clone()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(server_key.serialize_der().into()),
+        )
+        .unwrap();
+    let receiver = Receiver::start_tls(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+        .await
+        .unwrap();
+    env.db
+        .execute(
+            "SELECT webhooks.update_endpoint($1, url => $2)",
+            &[&env.endpoint_id, &receiver.url("/hooks")],
+        )
+        .await
+        .unwrap();
+    let server_ca_pem = server_ca.0.pem();
+    let set = |cert: Option<String>, key: Option<String>| {
+        let db = &env.db;
+        let id = env.endpoint_id;
+        let ca = server_ca_pem.clone();
+        async move {
+            db.execute(
+                "SELECT webhooks.set_endpoint_tls($1, $2, $3, $4)",
+                &[&id, &cert, &key, &ca],
+            )
+            .await
+            .map_err(|e| pg_webhooks_tests::cluster::db_message(&e))
+        }
+    };
+    let send = |n: i64| {
+        let env = &env;
+        async move {
+            env.insert_orders([n]).await;
+            let out = poller(env, &["--allow-private-networks"]).await;
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            newest_attempt(env).await
+        }
+    };
+
+    // The endpoint's CA, no client certificate: the receiver refuses.
+    set(None, None).await.unwrap();
+    let (code, error) = send(1).await;
+    assert_eq!(code, None);
+    let error = error.unwrap_or_default();
+    assert!(error.contains("CertificateRequired"), "{error}");
+    assert_eq!(receiver.count(), 0);
+
+    // Its own client certificate: delivered.
+    set(Some(client.cert.clone()), Some(client.key.clone())).await.unwrap();
+    let (code, error) = send(2).await;
+    assert_eq!((code, error), (Some(200), None));
+    assert_eq!(receiver.count(), 1);
+
+    // Rotated to a certificate the receiver does not trust: refused, so the
+    // new pair is the one used; and back.
+    set(Some(stranger.cert.clone()), Some(stranger.key.clone()))
+        .await
+        .unwrap();
+    let (code, _) = send(3).await;
+    assert_eq!(code, None);
+    set(Some(client.cert.clone()), Some(client.key.clone())).await.unwrap();
+    let (code, _) = send(4).await;
+    assert_eq!(code, Some(200));
+
+    // Bad input: 22023, and no message shows a value.
+    let key_body = client.key.lines().nth(1).unwrap_or_default().to_owned();
+    for (cert, key, expect) in [
+        (Some(client.cert.clone()), None, "go together"),
+        (
+            Some("garbage-c3rt".to_owned()),
+            Some(client.key.clone()),
+            "client_cert is not a PEM certificate",
+        ),
+        (
+            Some(client.cert.clone()),
+            Some(client.key.replace("PRIVATE KEY", "ENCRYPTED PRIVATE KEY")),
+            "is encrypted",
+        ),
+    ] {
+        let e = set(cert, key).await.unwrap_err();
+        assert!(e.contains(expect) && e.contains("[22023]"), "{e}");
+        assert!(!e.contains("garbage-c3rt") && !e.contains(&key_body), "{e}");
+    }
+    // Whoever writes the row.
+    let e = pg_webhooks_tests::cluster::refused(
+        &env.db,
+        &format!(
+            "UPDATE webhooks.endpoint SET client_key = 'x' WHERE id = {}",
+            env.endpoint_id
+        ),
+        "22023",
+    )
+    .await;
+    assert!(e.contains("client_key"), "{e}");
+
+    // Readers see that a certificate is set, never the key.
+    env.db
+        .batch_execute("CREATE ROLE tls_reader LOGIN IN ROLE webhooks_reader")
+        .await
+        .unwrap();
+    let reader =
+        pg_webhooks_tests::cluster::connect_url(&format!("postgres://tls_reader@127.0.0.1:{}/erp", env.cluster.port))
+            .await
+            .unwrap();
+    let shown: bool = reader
+        .query_one("SELECT client_cert_set FROM webhooks.endpoints", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(shown);
+    let row = reader
+        .query_one("SELECT to_jsonb(e) FROM webhooks.endpoints e", &[])
+        .await
+        .unwrap();
+    let all: serde_json::Value = row.get(0);
+    assert!(!all.to_string().contains(&key_body), "{all}");
+    pg_webhooks_tests::cluster::refused(&reader, "SELECT client_key FROM webhooks.endpoint", "42501").await;
+}
