@@ -7,6 +7,7 @@ pub mod cluster;
 pub mod failover;
 pub mod fixture;
 pub mod pgbouncer;
+pub mod pki;
 pub mod poller;
 pub mod proxy;
 pub mod receiver;

@@ -6,43 +6,21 @@
 use base64::{engine::general_purpose::STANDARD, Engine};
 use pg_webhooks_tests::cluster::free_port;
 use pg_webhooks_tests::fixture::{Env, WAIT};
+use pg_webhooks_tests::pki::{self, Ca};
 use pg_webhooks_tests::poller::binary;
 use pg_webhooks_tests::proxy::Proxy;
 use pg_webhooks_tests::receiver::Receiver;
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 use std::path::PathBuf;
 use std::process::{Command, Output};
-use std::sync::Arc;
-use tokio_rustls::rustls;
 
 /// A CA, and an https receiver whose certificate it signed for
 /// `hooks.example.com` and 127.0.0.1; the CA's PEM file.
 async fn private_ca_receiver(dir: &std::path::Path) -> (Receiver, PathBuf) {
-    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name
-        .push(DnType::CommonName, "pg_webhooks test receivers CA");
-    let ca_key = KeyPair::generate().unwrap();
-    let ca = ca.self_signed(&ca_key).unwrap();
-    let mut leaf = CertificateParams::new(vec!["hooks.example.com".to_owned(), "127.0.0.1".to_owned()]).unwrap();
-    leaf.distinguished_name.push(DnType::CommonName, "hooks.example.com");
-    let leaf_key = KeyPair::generate().unwrap();
-    let leaf = leaf.signed_by(&leaf_key, &ca, &ca_key).unwrap();
+    let ca = Ca::new("pg_webhooks test receivers CA");
+    let server = ca.issue(&["hooks.example.com", "127.0.0.1"], "hooks.example.com");
     let ca_file = dir.join("receivers-ca.pem");
     std::fs::write(&ca_file, ca.pem()).unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![leaf.der().clone()],
-            rustls::pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into()),
-        )
-        .unwrap();
-    let receiver = Receiver::start_tls(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
-        .await
-        .unwrap();
+    let receiver = Receiver::start_tls(pki::acceptor(&server, None)).await.unwrap();
     (receiver, ca_file)
 }
 
@@ -263,35 +241,6 @@ async fn bad_egress_settings_are_one_line_at_start() {
     let _ = std::fs::remove_file(&empty);
 }
 
-/// A CA and a certificate it signed (for `sans`, or a client's for `cn`).
-struct Issued {
-    cert: String,
-    key: String,
-}
-
-fn ca(name: &str) -> (rcgen::Certificate, KeyPair) {
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.distinguished_name.push(DnType::CommonName, name);
-    let key = KeyPair::generate().unwrap();
-    (params.self_signed(&key).unwrap(), key)
-}
-
-fn issue(sans: &[&str], cn: &str, by: &(rcgen::Certificate, KeyPair)) -> (Issued, rcgen::Certificate, KeyPair) {
-    let mut params = CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
-    params.distinguished_name.push(DnType::CommonName, cn);
-    let key = KeyPair::generate().unwrap();
-    let cert = params.signed_by(&key, &by.0, &by.1).unwrap();
-    (
-        Issued {
-            cert: cert.pem(),
-            key: key.serialize_pem(),
-        },
-        cert,
-        key,
-    )
-}
-
 /// Mutual TLS per endpoint: a receiver that trusts only client
 /// certificates of its partner CA, with a server certificate of a private
 /// CA; the endpoint's CA and client identity set with set_endpoint_tls(),
@@ -299,28 +248,12 @@ fn issue(sans: &[&str], cn: &str, by: &(rcgen::Certificate, KeyPair)) -> (Issued
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn endpoints_present_their_own_client_certificates() {
     let env = Env::orders("retry_schedule => '{1h}'").await;
-    let server_ca = ca("receivers CA");
-    let partner_ca = ca("partner's client CA");
-    let (_, server_cert, server_key) = issue(&["127.0.0.1"], "receiver", &server_ca);
-    let (client, _, _) = issue(&[], "erp-poller", &partner_ca);
-    let (stranger, _, _) = issue(&[], "erp-poller", &ca("some other CA"));
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut client_roots = rustls::RootCertStore::empty();
-    client_roots.add(partner_ca.0.der().clone()).unwrap();
-    let verifier =
-        rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(client_roots), provider.clone())
-            .build()
-            .unwrap();
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(
-            vec![server_cert.der().clone()],
-            rustls::pki_types::PrivateKeyDer::Pkcs8(server_key.serialize_der().into()),
-        )
-        .unwrap();
-    let receiver = Receiver::start_tls(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+    let server_ca = Ca::new("receivers CA");
+    let partner_ca = Ca::new("partner's client CA");
+    let client = partner_ca.issue(&[], "erp-poller");
+    let stranger = Ca::new("some other CA").issue(&[], "erp-poller");
+    let server = server_ca.issue(&["127.0.0.1"], "receiver");
+    let receiver = Receiver::start_tls(pki::acceptor(&server, Some(&partner_ca)))
         .await
         .unwrap();
     env.db
@@ -330,7 +263,7 @@ async fn endpoints_present_their_own_client_certificates() {
         )
         .await
         .unwrap();
-    let server_ca_pem = server_ca.0.pem();
+    let server_ca_pem = server_ca.pem();
     let set = |cert: Option<String>, key: Option<String>| {
         let db = &env.db;
         let id = env.endpoint_id;
@@ -363,34 +296,32 @@ async fn endpoints_present_their_own_client_certificates() {
     assert_eq!(receiver.count(), 0);
 
     // Its own client certificate: delivered.
-    set(Some(client.cert.clone()), Some(client.key.clone())).await.unwrap();
+    set(Some(client.cert_pem()), Some(client.key_pem())).await.unwrap();
     let (code, error) = send(2).await;
     assert_eq!((code, error), (Some(200), None));
     assert_eq!(receiver.count(), 1);
 
     // Rotated to a certificate the receiver does not trust: refused, so the
     // new pair is the one used; and back.
-    set(Some(stranger.cert.clone()), Some(stranger.key.clone()))
-        .await
-        .unwrap();
+    set(Some(stranger.cert_pem()), Some(stranger.key_pem())).await.unwrap();
     let (code, _) = send(3).await;
     assert_eq!(code, None);
-    set(Some(client.cert.clone()), Some(client.key.clone())).await.unwrap();
+    set(Some(client.cert_pem()), Some(client.key_pem())).await.unwrap();
     let (code, _) = send(4).await;
     assert_eq!(code, Some(200));
 
     // Bad input: 22023, and no message shows a value.
-    let key_body = client.key.lines().nth(1).unwrap_or_default().to_owned();
+    let key_body = client.key_pem().lines().nth(1).unwrap_or_default().to_owned();
     for (cert, key, expect) in [
-        (Some(client.cert.clone()), None, "go together"),
+        (Some(client.cert_pem()), None, "go together"),
         (
             Some("garbage-c3rt".to_owned()),
-            Some(client.key.clone()),
+            Some(client.key_pem()),
             "client_cert is not a PEM certificate",
         ),
         (
-            Some(client.cert.clone()),
-            Some(client.key.replace("PRIVATE KEY", "ENCRYPTED PRIVATE KEY")),
+            Some(client.cert_pem()),
+            Some(client.key_pem().replace("PRIVATE KEY", "ENCRYPTED PRIVATE KEY")),
             "is encrypted",
         ),
     ] {

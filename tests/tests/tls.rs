@@ -6,9 +6,9 @@
 use pg_webhooks_poller::db::connect;
 use pg_webhooks_tests::cluster::Cluster;
 use pg_webhooks_tests::fixture::WAIT;
+use pg_webhooks_tests::pki::Ca;
 use pg_webhooks_tests::poller::{binary, Poller};
 use pg_webhooks_tests::receiver::Receiver;
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 use std::path::{Path, PathBuf};
 
 struct Pki {
@@ -27,38 +27,24 @@ impl Drop for Pki {
     }
 }
 
-fn ca(name: &str) -> (rcgen::Certificate, KeyPair) {
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.distinguished_name.push(DnType::CommonName, name);
-    let key = KeyPair::generate().unwrap();
-    (params.self_signed(&key).unwrap(), key)
-}
-
-fn leaf(sans: &[&str], cn: &str, issuer: &(rcgen::Certificate, KeyPair)) -> (String, String) {
-    let mut params = CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
-    params.distinguished_name.push(DnType::CommonName, cn);
-    let key = KeyPair::generate().unwrap();
-    let cert = params.signed_by(&key, &issuer.0, &issuer.1).unwrap();
-    (cert.pem(), key.serialize_pem())
-}
-
 /// Turns the cluster into a TLS-only one and writes the client's files.
 fn tls_only(cluster: &Cluster) -> Pki {
     let dir = std::env::temp_dir().join(format!("pg_webhooks-tls-{}-{}", std::process::id(), cluster.port));
     std::fs::create_dir_all(&dir).unwrap();
-    let root = ca("pg_webhooks test CA");
-    let other = ca("some other CA");
-    let (server_cert, server_key) = leaf(&["127.0.0.1"], "127.0.0.1", &root);
-    let (client_cert, client_key) = leaf(&[], "certuser", &root);
+    let root = Ca::new("pg_webhooks test CA");
+    let other = Ca::new("some other CA");
+    let server = root.issue(&["127.0.0.1"], "127.0.0.1");
+    let client = root.issue(&[], "certuser");
+    let (server_cert, server_key) = (server.cert_pem(), server.key_pem());
+    let (client_cert, client_key) = (client.cert_pem(), client.key_pem());
     let write = |name: &str, body: &str| std::fs::write(dir.join(name), body).unwrap();
-    write("root.crt", &root.0.pem());
-    write("other.crt", &other.0.pem());
+    write("root.crt", &root.pem());
+    write("other.crt", &other.pem());
     write("client.crt", &client_cert);
     write("client.key", &client_key);
     cluster.write_file("server.crt", server_cert.as_bytes(), 0o600).unwrap();
     cluster.write_file("server.key", server_key.as_bytes(), 0o600).unwrap();
-    cluster.write_file("root.crt", root.0.pem().as_bytes(), 0o600).unwrap();
+    cluster.write_file("root.crt", root.pem().as_bytes(), 0o600).unwrap();
     cluster
         .write_file(
             "pg_hba.conf",
