@@ -73,14 +73,23 @@ impl Clients {
 
     fn get(&self, connect_timeout: Duration, tls: Option<&EndpointTls>) -> Result<reqwest::Client, String> {
         let key = (connect_timeout, tls.cloned());
-        let mut map = self.by_settings.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(c) = map.get(&key) {
+        if let Some(c) = self.by_settings.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
             return Ok(c.clone());
         }
-        // Bounded: settings that changed (rotated certificates) are not kept for ever.
+        // Built without the lock (parsing certificates takes a moment);
+        // two senders may build the same one, and one of them is kept.
+        let client = self.build(connect_timeout, tls)?;
+        let mut map = self.by_settings.lock().unwrap_or_else(|p| p.into_inner());
+        // Bounded: settings that changed (rotated certificates) are not
+        // kept for ever; the clients of endpoints without TLS settings of
+        // their own (most) are never dropped.
         if map.len() >= MAX_CLIENTS {
-            map.clear();
+            map.retain(|(_, tls), _| tls.is_none());
         }
+        Ok(map.entry(key).or_insert(client).clone())
+    }
+
+    fn build(&self, connect_timeout: Duration, tls: Option<&EndpointTls>) -> Result<reqwest::Client, String> {
         let mut builder = reqwest::Client::builder();
         if let Some(tls) = tls {
             builder = with_endpoint_tls(builder, tls)?;
@@ -112,8 +121,14 @@ impl Clients {
             .pool_idle_timeout(Duration::from_secs(60))
             .user_agent(concat!("pg_webhooks/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| format!("cannot build HTTP client: {e}"))?;
-        map.insert(key, client.clone());
+            .map_err(|e| match tls {
+                // (reqwest checks the pair only here.)
+                Some(t) if t.client_cert.is_some() => "this endpoint's client_cert and client_key do not make a TLS \
+                                                       client identity (not the certificate's key, or a key type rustls \
+                                                       does not take)"
+                    .to_owned(),
+                _ => format!("cannot build HTTP client: {e}"),
+            })?;
         Ok(client)
     }
 }

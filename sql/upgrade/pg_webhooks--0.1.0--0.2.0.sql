@@ -443,9 +443,9 @@ BEGIN
     IF fresh OR NEW.retry_schedule IS DISTINCT FROM OLD.retry_schedule THEN
         PERFORM webhooks.check_retry_schedule(NEW.retry_schedule);
     END IF;
-    IF fresh OR (NEW.client_cert, NEW.client_key, NEW.ca_cert)
-                IS DISTINCT FROM (OLD.client_cert, OLD.client_key, OLD.ca_cert) THEN
-        PERFORM webhooks.check_endpoint_tls(NEW.client_cert, NEW.client_key, NEW.ca_cert);
+    IF fresh OR (NEW.url, NEW.client_cert, NEW.client_key, NEW.ca_cert)
+                IS DISTINCT FROM (OLD.url, OLD.client_cert, OLD.client_key, OLD.ca_cert) THEN
+        PERFORM webhooks.check_endpoint_tls(NEW.url, NEW.client_cert, NEW.client_key, NEW.ca_cert);
     END IF;
     RETURN NEW;
 END $$;
@@ -459,9 +459,14 @@ CREATE TRIGGER endpoint_checked BEFORE INSERT OR UPDATE ON webhooks.endpoint
 -- neither, PEM of the right kind, an unencrypted key); the poller parses
 -- them when it builds the endpoint's client, and a bad one is that
 -- endpoint's attempt error, never another's. No message shows a value.
-CREATE FUNCTION webhooks.check_endpoint_tls(client_cert text, client_key text, ca_cert text) RETURNS void
+CREATE FUNCTION webhooks.check_endpoint_tls(url text, client_cert text, client_key text, ca_cert text)
+RETURNS void
 LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
+    IF (client_cert IS NOT NULL OR ca_cert IS NOT NULL) AND url !~* '^https:' THEN
+        RAISE EXCEPTION 'client_cert and ca_cert are for https endpoints: this endpoint''s URL is not https'
+          USING ERRCODE = 'invalid_parameter_value';
+    END IF;
     IF (client_cert IS NULL) <> (client_key IS NULL) THEN
         RAISE EXCEPTION 'client_cert and client_key go together: give both or neither'
           USING ERRCODE = 'invalid_parameter_value';
@@ -470,7 +475,7 @@ BEGIN
         RAISE EXCEPTION 'client_cert is not a PEM certificate (-----BEGIN CERTIFICATE-----)'
           USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF client_key IS NOT NULL AND client_key ~ '-----BEGIN ENCRYPTED PRIVATE KEY-----' THEN
+    IF client_key IS NOT NULL AND client_key ~ '-----BEGIN ENCRYPTED PRIVATE KEY-----|Proc-Type: *4, *ENCRYPTED' THEN
         RAISE EXCEPTION 'client_key is encrypted: the poller needs it unencrypted (it is stored like a secret)'
           USING ERRCODE = 'invalid_parameter_value';
     END IF;
@@ -483,18 +488,18 @@ BEGIN
           USING ERRCODE = 'invalid_parameter_value';
     END IF;
 END $$;
-COMMENT ON FUNCTION webhooks.check_endpoint_tls(text, text, text) IS
-  'Internal: raise 22023 unless client_cert and client_key are both PEM (or both NULL) and ca_cert is PEM '
-  'certificates (or NULL); never shows a value.';
+COMMENT ON FUNCTION webhooks.check_endpoint_tls(text, text, text, text) IS
+  'Internal: raise 22023 unless client_cert and client_key are both PEM (the key unencrypted) or both NULL, '
+  'ca_cert is PEM certificates or NULL, and the URL is https if either is set; never shows a value.';
 
 CREATE FUNCTION webhooks.set_endpoint_tls(id bigint, client_cert text, client_key text, ca_cert text DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM webhooks.endpoint_row(set_endpoint_tls.id);
     -- Checked again by the endpoint's trigger; first here for the order of
     -- the messages.
-    PERFORM webhooks.check_endpoint_tls(set_endpoint_tls.client_cert, set_endpoint_tls.client_key,
+    PERFORM webhooks.check_endpoint_tls((webhooks.endpoint_row(set_endpoint_tls.id)).url,
+                                        set_endpoint_tls.client_cert, set_endpoint_tls.client_key,
                                         set_endpoint_tls.ca_cert);
     UPDATE webhooks.endpoint e
        SET client_cert = set_endpoint_tls.client_cert, client_key = set_endpoint_tls.client_key,
@@ -1225,7 +1230,7 @@ REVOKE ALL ON FUNCTION webhooks.capture_event(), webhooks.invalidate_capture(reg
                        webhooks.normalized_url(text), webhooks.search_path_ends_with_pg_temp(text),
                        webhooks.refused_address(text), webhooks.add_capture_triggers(webhooks.source, regclass),
                        webhooks.delivery_id(uuid, bigint), webhooks.claim(integer, interval),
-                       webhooks.check_endpoint_tls(text, text, text), webhooks.set_endpoint_tls(bigint, text, text, text)
+                       webhooks.check_endpoint_tls(text, text, text, text), webhooks.set_endpoint_tls(bigint, text, text, text)
   FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION webhooks.capture_event(), webhooks.invalidate_capture(regclass),
                           webhooks.source_changed(), webhooks.install_capture(webhooks.source),
@@ -1236,7 +1241,7 @@ GRANT EXECUTE ON FUNCTION webhooks.capture_event(), webhooks.invalidate_capture(
                           webhooks.normalized_url(text), webhooks.search_path_ends_with_pg_temp(text),
                           webhooks.refused_address(text), webhooks.add_capture_triggers(webhooks.source, regclass),
                           webhooks.delivery_id(uuid, bigint), webhooks.claim(integer, interval),
-                          webhooks.check_endpoint_tls(text, text, text), webhooks.set_endpoint_tls(bigint, text, text, text)
+                          webhooks.check_endpoint_tls(text, text, text, text), webhooks.set_endpoint_tls(bigint, text, text, text)
    TO webhooks_admin;
 GRANT EXECUTE ON FUNCTION webhooks.claim(integer, interval) TO webhooks_poller;
 REVOKE CREATE ON SCHEMA webhooks FROM webhooks_admin;

@@ -8,6 +8,7 @@ use pg_webhooks_tests::cluster::free_port;
 use pg_webhooks_tests::fixture::{Env, WAIT};
 use pg_webhooks_tests::pki::{self, Ca};
 use pg_webhooks_tests::poller::binary;
+use pg_webhooks_tests::poller::Poller;
 use pg_webhooks_tests::proxy::Proxy;
 use pg_webhooks_tests::receiver::Receiver;
 use std::path::PathBuf;
@@ -277,13 +278,43 @@ async fn endpoints_present_their_own_client_certificates() {
             .map_err(|e| pg_webhooks_tests::cluster::db_message(&e))
         }
     };
+    // One poller throughout (its clients are cached per TLS setting), and a
+    // second, plain endpoint in the same claims: what one endpoint's TLS
+    // does never touches the other.
+    let plain = Receiver::start().await.unwrap();
+    env.db
+        .execute(
+            "SELECT webhooks.create_endpoint($1, events => '{order.*}', retry_schedule => '{1h}')",
+            &[&plain.url("/plain")],
+        )
+        .await
+        .unwrap();
+    let poller = Poller::start(&env.url(), &["--poll-interval", "100ms"]).unwrap();
     let send = |n: i64| {
         let env = &env;
+        let plain = &plain;
         async move {
             env.insert_orders([n]).await;
-            let out = poller(env, &["--allow-private-networks"]).await;
-            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-            newest_attempt(env).await
+            pg_webhooks_tests::wait_for_count(
+                &env.db,
+                "both endpoints' attempts",
+                WAIT,
+                "SELECT count(*) FROM webhooks.attempt",
+                |c| c == 2 * n,
+            )
+            .await
+            .unwrap();
+            plain.wait_for(n as usize, WAIT).await.unwrap();
+            let row = env
+                .db
+                .query_one(
+                    "SELECT a.status_code, a.error FROM webhooks.attempt a JOIN webhooks.delivery d ON d.id = a.delivery_id
+                      WHERE d.endpoint_id = $1 ORDER BY a.id DESC LIMIT 1",
+                    &[&env.endpoint_id],
+                )
+                .await
+                .unwrap();
+            (row.get::<_, Option<i32>>(0), row.get::<_, Option<String>>(1))
         }
     };
 
@@ -301,14 +332,27 @@ async fn endpoints_present_their_own_client_certificates() {
     assert_eq!((code, error), (Some(200), None));
     assert_eq!(receiver.count(), 1);
 
-    // Rotated to a certificate the receiver does not trust: refused, so the
-    // new pair is the one used; and back.
+    // Rotated to a certificate the receiver does not trust: refused (the
+    // poller uses the new pair at once), and back.
     set(Some(stranger.cert_pem()), Some(stranger.key_pem())).await.unwrap();
-    let (code, _) = send(3).await;
+    let (code, error) = send(3).await;
     assert_eq!(code, None);
+    let error = error.unwrap_or_default();
+    assert!(error.contains("alert") || error.contains("certificate"), "{error}");
     set(Some(client.cert_pem()), Some(client.key_pem())).await.unwrap();
     let (code, _) = send(4).await;
     assert_eq!(code, Some(200));
+
+    // A key that is not the certificate's: that endpoint's error alone.
+    let key_body = client.key_pem().lines().nth(1).unwrap_or_default().to_owned();
+    set(Some(client.cert_pem()), Some(stranger.key_pem())).await.unwrap();
+    let (code, error) = send(5).await;
+    assert_eq!(code, None);
+    let error = error.unwrap_or_default();
+    assert!(error.contains("do not make a TLS client identity"), "{error}");
+    assert!(!error.contains(&key_body), "{error}");
+    poller.stop().await.unwrap();
+    assert_eq!(plain.count(), 5);
 
     // Bad input: 22023, and no message shows a value.
     let key_body = client.key_pem().lines().nth(1).unwrap_or_default().to_owned();
@@ -329,6 +373,17 @@ async fn endpoints_present_their_own_client_certificates() {
         assert!(e.contains(expect) && e.contains("[22023]"), "{e}");
         assert!(!e.contains("garbage-c3rt") && !e.contains(&key_body), "{e}");
     }
+    // TLS settings on an http endpoint would do nothing: refused.
+    let plain_id: i64 = env
+        .scalar("SELECT id FROM webhooks.endpoint WHERE url LIKE 'http:%'")
+        .await;
+    let e = pg_webhooks_tests::cluster::refused(
+        &env.db,
+        &format!("SELECT webhooks.set_endpoint_tls({plain_id}, NULL, NULL, $pem${server_ca_pem}$pem$)"),
+        "22023",
+    )
+    .await;
+    assert!(e.contains("are for https endpoints"), "{e}");
     // Whoever writes the row.
     let e = pg_webhooks_tests::cluster::refused(
         &env.db,
@@ -351,13 +406,16 @@ async fn endpoints_present_their_own_client_certificates() {
             .await
             .unwrap();
     let shown: bool = reader
-        .query_one("SELECT client_cert_set FROM webhooks.endpoints", &[])
+        .query_one(
+            "SELECT client_cert_set FROM webhooks.endpoints WHERE id = $1",
+            &[&env.endpoint_id],
+        )
         .await
         .unwrap()
         .get(0);
     assert!(shown);
     let row = reader
-        .query_one("SELECT to_jsonb(e) FROM webhooks.endpoints e", &[])
+        .query_one("SELECT jsonb_agg(e) FROM webhooks.endpoints e", &[])
         .await
         .unwrap();
     let all: serde_json::Value = row.get(0);
