@@ -29,6 +29,11 @@ pub fn default_path(env: &dyn Fn(&str) -> Option<String>) -> Option<PathBuf> {
 /// The password for `key` in the file at `path`; none if the file is
 /// missing, not private, or has no matching line.
 pub fn lookup(path: &Path, key: &Key<'_>) -> Option<String> {
+    find(&read(path)?, key)
+}
+
+/// The file's text; none if it is missing or not private.
+pub fn read(path: &Path) -> Option<String> {
     use std::os::unix::fs::PermissionsExt;
     let meta = std::fs::metadata(path).ok()?;
     if !meta.is_file() {
@@ -45,8 +50,7 @@ pub fn lookup(path: &Path, key: &Key<'_>) -> Option<String> {
         });
         return None;
     }
-    let text = std::fs::read_to_string(path).ok()?;
-    find(&text, key)
+    std::fs::read_to_string(path).ok()
 }
 
 /// The first matching line's password.

@@ -59,14 +59,12 @@ pub fn shown_proxy(url: &reqwest::Url) -> String {
 pub struct Clients {
     by_settings: Mutex<HashMap<(Duration, Option<EndpointTls>), reqwest::Client>>,
     egress: Egress,
-    allow_private_networks: bool,
 }
 
 impl Clients {
     pub fn new(egress: Egress) -> Clients {
         Clients {
             by_settings: Mutex::new(HashMap::new()),
-            allow_private_networks: egress.allow_private_networks,
             egress,
         }
     }
@@ -94,7 +92,7 @@ impl Clients {
         if let Some(tls) = tls {
             builder = with_endpoint_tls(builder, tls)?;
         }
-        if !self.allow_private_networks {
+        if !self.egress.allow_private_networks {
             // The proxy's own name is ours to trust (it is often private);
             // receivers' names are resolved by the proxy, not here.
             let exempt = self.egress.proxy.as_ref().and_then(|p| p.host_str()).map(str::to_owned);
@@ -247,7 +245,7 @@ pub async fn send(clients: &Clients, c: &Claimed) -> Outcome {
     // reqwest connects to IP-literal hosts without asking the resolver;
     // names a proxy resolves, or the proxy's own (exempt from the guard),
     // never reach the resolver's check either.
-    if !clients.allow_private_networks {
+    if !clients.egress.allow_private_networks {
         if let Err(refused) =
             crate::ssrf::check_literal(&url).and_then(|()| crate::ssrf::check_name(&url, clients.egress.proxy.as_ref()))
         {

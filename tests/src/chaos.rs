@@ -399,23 +399,29 @@ impl Pollers {
 
     /// SIGTERM to each; returns how many did not exit with status 0.
     async fn stop(&mut self) -> usize {
-        let mut failures = 0;
-        for mut child in self.running.drain(..) {
-            let Some(pid) = child.id() else {
-                failures += 1;
-                continue;
-            };
-            let sent = std::process::Command::new("kill")
-                .args(["-TERM", &pid.to_string()])
-                .status()
-                .is_ok_and(|s| s.success());
-            let exited = tokio::time::timeout(Duration::from_secs(30), child.wait()).await;
-            if !sent || !matches!(exited, Ok(Ok(s)) if s.success()) {
-                failures += 1;
-            }
-        }
-        failures
+        stop_gracefully(self.running.drain(..)).await
     }
+}
+
+/// SIGTERM to each poller process, then up to 30 s for it to exit; how
+/// many did not exit with status 0.
+pub(crate) async fn stop_gracefully(pollers: impl IntoIterator<Item = Child>) -> usize {
+    let mut failures = 0;
+    for mut child in pollers {
+        let Some(pid) = child.id() else {
+            failures += 1;
+            continue;
+        };
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        let exited = tokio::time::timeout(Duration::from_secs(30), child.wait()).await;
+        if !sent || !matches!(exited, Ok(Ok(s)) if s.success()) {
+            failures += 1;
+        }
+    }
+    failures
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -11,7 +11,7 @@
 //! writes a `chaos_log` row in the same transaction, so a change survived
 //! the failover if and only if its row is on the new primary.
 
-use crate::chaos::{connect_retrying, connection_lost};
+use crate::chaos::{connect_retrying, connection_lost, stop_gracefully};
 use crate::cluster::{db_message, Cluster};
 use crate::poller::binary;
 use crate::receiver::Receiver;
@@ -260,24 +260,6 @@ fn spawn_poller(url: &str, n: usize) -> Result<Child, String> {
         .map_err(|e| format!("spawn {}: {e}", bin.display()))
 }
 
-/// SIGTERM to each; how many did not exit with status 0.
-async fn stop_pollers(pollers: Vec<Child>) -> usize {
-    let mut failures = 0;
-    for mut child in pollers {
-        let sent = child.id().is_some_and(|pid| {
-            std::process::Command::new("kill")
-                .args(["-TERM", &pid.to_string()])
-                .status()
-                .is_ok_and(|s| s.success())
-        });
-        let exited = tokio::time::timeout(Duration::from_secs(30), child.wait()).await;
-        if !sent || !matches!(exited, Ok(Ok(s)) if s.success()) {
-            failures += 1;
-        }
-    }
-    failures
-}
-
 /// Runs the plan; `Err` only when the harness itself could not run.
 pub async fn run(plan: &Plan) -> Result<Report, String> {
     let started = Instant::now();
@@ -400,7 +382,7 @@ pub async fn run(plan: &Plan) -> Result<Report, String> {
         if let Err(e) = crate::all_finished(&db, left).await {
             eprintln!("{e}");
         }
-        report.poller_exit_failures = stop_pollers(pollers).await;
+        report.poller_exit_failures = stop_gracefully(pollers).await;
         report.elapsed = started.elapsed();
         report.not_succeeded = db
             .query_one(

@@ -102,51 +102,51 @@ pub(super) fn environment_defaults(config: &mut Config, keys: &[String], env: En
             }
         }
     }
-    if !given("channel_binding") {
-        if let Some(value) = env("PGCHANNELBINDING") {
-            config.channel_binding(match value.as_str() {
-                "disable" => ChannelBinding::Disable,
-                "prefer" => ChannelBinding::Prefer,
-                "require" => ChannelBinding::Require,
-                other => {
-                    return Err(format!(
-                        "invalid PGCHANNELBINDING {other:?} (use disable, prefer or require)"
-                    ))
-                }
-            });
-        }
+    if let Some(v) = choice(
+        given("channel_binding"),
+        env,
+        "PGCHANNELBINDING",
+        &[
+            ("disable", ChannelBinding::Disable),
+            ("prefer", ChannelBinding::Prefer),
+            ("require", ChannelBinding::Require),
+        ],
+    )? {
+        config.channel_binding(v);
     }
-    if !given("load_balance_hosts") {
-        if let Some(value) = env("PGLOADBALANCEHOSTS") {
-            config.load_balance_hosts(match value.as_str() {
-                "disable" => LoadBalanceHosts::Disable,
-                "random" => LoadBalanceHosts::Random,
-                other => return Err(format!("invalid PGLOADBALANCEHOSTS {other:?} (use disable or random)")),
-            });
-        }
+    if let Some(v) = choice(
+        given("load_balance_hosts"),
+        env,
+        "PGLOADBALANCEHOSTS",
+        &[
+            ("disable", LoadBalanceHosts::Disable),
+            ("random", LoadBalanceHosts::Random),
+        ],
+    )? {
+        config.load_balance_hosts(v);
     }
-    if !given("sslnegotiation") {
-        if let Some(value) = env("PGSSLNEGOTIATION") {
-            config.ssl_negotiation(match value.as_str() {
-                "postgres" => SslNegotiation::Postgres,
-                "direct" => SslNegotiation::Direct,
-                other => return Err(format!("invalid PGSSLNEGOTIATION {other:?} (use postgres or direct)")),
-            });
-        }
+    if let Some(v) = choice(
+        given("sslnegotiation"),
+        env,
+        "PGSSLNEGOTIATION",
+        &[
+            ("postgres", SslNegotiation::Postgres),
+            ("direct", SslNegotiation::Direct),
+        ],
+    )? {
+        config.ssl_negotiation(v);
     }
-    if !given("target_session_attrs") {
-        if let Some(attrs) = env("PGTARGETSESSIONATTRS") {
-            config.target_session_attrs(match attrs.as_str() {
-                "any" => TargetSessionAttrs::Any,
-                "read-write" => TargetSessionAttrs::ReadWrite,
-                "read-only" => TargetSessionAttrs::ReadOnly,
-                other => {
-                    return Err(format!(
-                        "PGTARGETSESSIONATTRS {other:?} is not supported (use any, read-write or read-only)"
-                    ))
-                }
-            });
-        }
+    if let Some(v) = choice(
+        given("target_session_attrs"),
+        env,
+        "PGTARGETSESSIONATTRS",
+        &[
+            ("any", TargetSessionAttrs::Any),
+            ("read-write", TargetSessionAttrs::ReadWrite),
+            ("read-only", TargetSessionAttrs::ReadOnly),
+        ],
+    )? {
+        config.target_session_attrs(v);
     }
     if config.get_password().is_none() {
         if let Some(password) = env("PGPASSWORD") {
@@ -158,6 +158,21 @@ pub(super) fn environment_defaults(config: &mut Config, keys: &[String], env: En
         }
     }
     Ok(())
+}
+
+/// The setting `var` names, spelt as libpq spells it, unless the string
+/// already gave it (`given`).
+fn choice<T: Copy>(given: bool, env: Env<'_>, var: &str, choices: &[(&str, T)]) -> Result<Option<T>, String> {
+    let Some(value) = env(var).filter(|_| !given) else {
+        return Ok(None);
+    };
+    match choices.iter().find(|(name, _)| *name == value) {
+        Some((_, v)) => Ok(Some(*v)),
+        None => {
+            let names: Vec<&str> = choices.iter().map(|(name, _)| *name).collect();
+            Err(format!("{var} {value:?} is not supported (use {})", names.join(", ")))
+        }
+    }
 }
 
 /// A URL whose hosts name no port gets PGPORT's: tokio-postgres would give
@@ -199,6 +214,8 @@ pub(super) fn with_env_ports(parts: &Split, env: Env<'_>) -> Result<String, Stri
 /// has one password, so a multi-host string whose hosts have different ones
 /// is an error rather than a guess.
 fn password_from_file(config: &Config, file: &Path) -> Result<Option<String>, String> {
+    // Read once, looked up for each host.
+    let text = crate::pgpass::read(file);
     let hosts: Vec<String> = if config.get_hosts().is_empty() {
         config.get_hostaddrs().iter().map(|a| a.to_string()).collect()
     } else {
@@ -222,7 +239,7 @@ fn password_from_file(config: &Config, file: &Path) -> Result<Option<String>, St
             database,
             user,
         };
-        let password = crate::pgpass::lookup(file, &key);
+        let password = text.as_deref().and_then(|t| crate::pgpass::find(t, &key));
         if !found.contains(&password) {
             found.push(password);
         }
