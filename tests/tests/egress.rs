@@ -368,6 +368,15 @@ async fn endpoints_present_their_own_client_certificates() {
             Some(client.key_pem().replace("PRIVATE KEY", "ENCRYPTED PRIVATE KEY")),
             "is encrypted",
         ),
+        (
+            // A legacy (OpenSSL) encrypted key.
+            Some(client.cert_pem()),
+            Some(client.key_pem().replace(
+                "-----BEGIN PRIVATE KEY-----\n",
+                "-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,00\n\n",
+            )),
+            "is encrypted",
+        ),
     ] {
         let e = set(cert, key).await.unwrap_err();
         assert!(e.contains(expect) && e.contains("[22023]"), "{e}");
