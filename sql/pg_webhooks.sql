@@ -1275,8 +1275,42 @@ CREATE FUNCTION webhooks.endpoint_checked() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     fresh boolean := TG_OP = 'INSERT';
+    missing text;
+    violated text;
 BEGIN
     -- (Names are kept unique by the index endpoint_name.)
+    -- The table's own NOT NULL and CHECK constraints are checked here too
+    -- (NOT NULL first, CHECKs last): PostgreSQL's message for a violated one
+    -- carries DETAIL "Failing row contains (…)", secret and client_key
+    -- included, into the server log. Raised here before it with the same
+    -- SQLSTATE and column or constraint name, and no values; the constraints
+    -- themselves stay, for a row written with this trigger disabled.
+    missing := CASE
+        WHEN NEW.id IS NULL THEN 'id'
+        WHEN NEW.url IS NULL THEN 'url'
+        WHEN NEW.events IS NULL THEN 'events'
+        WHEN NEW.secret IS NULL THEN 'secret'
+        WHEN NEW.headers IS NULL THEN 'headers'
+        WHEN NEW.signature IS NULL THEN 'signature'
+        WHEN NEW.signature_header IS NULL THEN 'signature_header'
+        WHEN NEW.method IS NULL THEN 'method'
+        WHEN NEW.retry_schedule IS NULL THEN 'retry_schedule'
+        WHEN NEW.timeout IS NULL THEN 'timeout'
+        WHEN NEW.connect_timeout IS NULL THEN 'connect_timeout'
+        WHEN NEW.success_codes IS NULL THEN 'success_codes'
+        WHEN NEW.max_in_flight IS NULL THEN 'max_in_flight'
+        WHEN NEW.ordered IS NULL THEN 'ordered'
+        WHEN NEW.active IS NULL THEN 'active'
+        WHEN NEW.metadata IS NULL THEN 'metadata'
+        WHEN NEW.consecutive_failures IS NULL THEN 'consecutive_failures'
+        WHEN NEW.created_at IS NULL THEN 'created_at'
+        WHEN NEW.updated_at IS NULL THEN 'updated_at'
+        WHEN NEW.public_headers IS NULL THEN 'public_headers'
+    END;
+    IF missing IS NOT NULL THEN
+        RAISE EXCEPTION 'null value in column "%" of relation "endpoint" violates not-null constraint', missing
+            USING ERRCODE = 'not_null_violation', SCHEMA = 'webhooks', TABLE = 'endpoint', COLUMN = missing;
+    END IF;
     IF fresh OR NEW.url IS DISTINCT FROM OLD.url THEN
         PERFORM webhooks.check_url(NEW.url);
     END IF;
@@ -1308,11 +1342,24 @@ BEGIN
                 IS DISTINCT FROM (OLD.url, OLD.client_cert, OLD.client_key, OLD.ca_cert) THEN
         PERFORM webhooks.check_endpoint_tls(NEW.url, NEW.client_cert, NEW.client_key, NEW.ca_cert);
     END IF;
+    violated := CASE
+        WHEN jsonb_typeof(NEW.headers) <> 'object' THEN 'endpoint_headers_object'
+        WHEN NEW.method NOT IN ('POST', 'PUT', 'PATCH') THEN 'endpoint_method'
+        WHEN NEW.signature NOT IN ('standard', 'hex', 'sha256', 'none') THEN 'endpoint_signature'
+        WHEN NOT (NEW.timeout > '0' AND NEW.connect_timeout > '0') THEN 'endpoint_timeouts'
+        WHEN NEW.max_in_flight <= 0 THEN 'endpoint_max_in_flight'
+        WHEN NEW.pause_after <= 0 THEN 'endpoint_pause_after'
+    END;
+    IF violated IS NOT NULL THEN
+        RAISE EXCEPTION 'new row for relation "endpoint" violates check constraint "%"', violated
+            USING ERRCODE = 'check_violation', SCHEMA = 'webhooks', TABLE = 'endpoint', CONSTRAINT = violated;
+    END IF;
     RETURN NEW;
 END $$;
 COMMENT ON FUNCTION webhooks.endpoint_checked() IS
   'Internal trigger of webhooks.endpoint: the same checks as create_endpoint() on every changed column, '
-  'whoever writes (22023 and friends, as there).';
+  'whoever writes (22023 and friends, as there), then the table''s NOT NULL and CHECK constraints, raised without '
+  'the row''s values (PostgreSQL''s own DETAIL would log the secrets).';
 CREATE TRIGGER endpoint_checked BEFORE INSERT OR UPDATE ON webhooks.endpoint
     FOR EACH ROW EXECUTE FUNCTION webhooks.endpoint_checked();
 

@@ -528,6 +528,116 @@ async fn an_endpoint_row_cannot_be_made_unsendable() {
     assert_eq!(count(&su, "SELECT count(*) FROM webhooks.claim(10, '1s')").await, 1);
 }
 
+/// Finding 8, continued: a row that breaks one of the endpoint table's own
+/// NOT NULL or CHECK constraints is refused with the constraint's SQLSTATE
+/// and name, and nothing of the row reaches the client or the server log
+/// (PostgreSQL's own violation would log DETAIL "Failing row contains (…)"
+/// with the secret, the credentials and the client key). Every constraint
+/// the catalog has for the table is provoked, so a new one cannot slip by.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_endpoint_constraint_logs_the_row() {
+    let (cluster, su) = setup().await;
+    let ca = pg_webhooks_tests::pki::Ca::new("detail test CA");
+    let client = ca.issue(&[], "detail test client");
+    let key = client.key_pem();
+    let row = su
+        .query_one(
+            "SELECT id, secret FROM webhooks.create_endpoint('https://127.0.0.1:9/h', name => 'one',
+                 headers => '{\"X-Api-Key\": \"hdr-s3cr3t\"}', auth => '{\"type\": \"bearer\", \"token\": \"tok-s3cr3t\"}')",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (id, secret): (i64, String) = (row.get(0), row.get(1));
+    su.execute(
+        "SELECT webhooks.set_endpoint_tls($1, $2, $3)",
+        &[&id, &client.cert_pem(), &key],
+    )
+    .await
+    .unwrap_or_else(|e| panic!("set_endpoint_tls: {}", db_message(&e)));
+    let dba = login(&cluster, "dba").await;
+    let insert = "INSERT INTO webhooks.endpoint (id, url, secret) OVERRIDING SYSTEM VALUE
+                  SELECT NULL, url, secret FROM webhooks.endpoint WHERE name = 'one'";
+    // What each statement breaks: a column's NOT NULL or a CHECK's name.
+    let mut cases: Vec<(String, String, &str)> = vec![(insert.into(), "id".into(), "23502")];
+    let not_null: Vec<String> = su
+        .query(
+            "SELECT attname::text FROM pg_attribute
+              WHERE attrelid = 'webhooks.endpoint'::regclass AND attnum > 0 AND attnotnull
+                AND NOT attisdropped AND attname <> 'id' ORDER BY attnum",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(not_null.len() > 10, "{not_null:?}");
+    for column in &not_null {
+        cases.push((format!("SET {column} = NULL"), column.clone(), "23502"));
+    }
+    for (set, constraint) in [
+        ("SET headers = '[]'", "endpoint_headers_object"),
+        ("SET method = 'GET'", "endpoint_method"),
+        ("SET signature = 'md5'", "endpoint_signature"),
+        ("SET timeout = '0s'", "endpoint_timeouts"),
+        ("SET connect_timeout = '-1s'", "endpoint_timeouts"),
+        ("SET max_in_flight = 0", "endpoint_max_in_flight"),
+        ("SET pause_after = 0", "endpoint_pause_after"),
+    ] {
+        cases.push((set.into(), constraint.into(), "23514"));
+    }
+    let checks: Vec<String> = su
+        .query(
+            "SELECT conname::text FROM pg_constraint
+              WHERE conrelid = 'webhooks.endpoint'::regclass AND contype = 'c' ORDER BY conname",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    for check in &checks {
+        assert!(
+            cases.iter().any(|(_, broken, _)| broken == check),
+            "no case breaks CHECK {check}: add one"
+        );
+    }
+    for (statement, broken, code) in &cases {
+        let sql = if statement.starts_with("SET ") {
+            format!("UPDATE webhooks.endpoint {statement} WHERE name = 'one'")
+        } else {
+            statement.clone()
+        };
+        let e = dba.batch_execute(&sql).await.expect_err(&sql);
+        let db = e.as_db_error().unwrap_or_else(|| panic!("{sql}: {e}"));
+        // headers = '[]' meets check_headers() first, with its own message.
+        if broken == "endpoint_headers_object" {
+            assert_eq!(db.code().code(), "22023", "{sql}");
+        } else {
+            assert_eq!(db.code().code(), *code, "{sql}: {}", db.message());
+            let named = if *code == "23502" { db.column() } else { db.constraint() };
+            assert_eq!(named, Some(broken.as_str()), "{sql}: {}", db.message());
+        }
+        assert_eq!(db.detail(), None, "{sql}");
+    }
+    assert_eq!(
+        count(&su, "SELECT count(*) FROM webhooks.endpoint").await,
+        1,
+        "nothing was written"
+    );
+    let log = std::fs::read_to_string(cluster.log_file()).unwrap();
+    assert!(
+        log.contains("violates check constraint"),
+        "the errors are logged: {log}"
+    );
+    let key_body = key.lines().nth(1).expect("a PEM body line");
+    for value in [secret.as_str(), "hdr-s3cr3t", "tok-s3cr3t", key_body, "Failing row"] {
+        assert!(!log.contains(value), "the server log shows {value}");
+    }
+}
+
 /// Finding 9 (part): with RUST_BACKTRACE set in the server's environment,
 /// errors raised by the extension carry no Rust backtrace to the client.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
