@@ -146,14 +146,22 @@ CREATE TABLE webhooks.source (
     columns         name[],
     exclude_columns name[] NOT NULL DEFAULT '{}',
     tenant_column   name,
-    payload         regprocedure,
+    payload         text,
     created_at      timestamptz NOT NULL DEFAULT now(),
     updated_at      timestamptz NOT NULL DEFAULT now(),
     deferred        boolean NOT NULL DEFAULT false,
-    column_numbers  jsonb NOT NULL DEFAULT '{}'
+    column_numbers  jsonb NOT NULL DEFAULT '{}',
+    payload_oid     oid
 );
 COMMENT ON TABLE webhooks.source IS
   'Tables whose committed changes become events; managed by webhooks.track()/untrack().';
+COMMENT ON COLUMN webhooks.source.payload IS
+  'The payload function''s signature, schema-qualified (as regprocedure prints it with search_path = pg_catalog): '
+  'what names the function across pg_upgrade and dump and restore, where function OIDs change. '
+  'See webhooks.payload_function().';
+COMMENT ON COLUMN webhooks.source.payload_oid IS
+  'Internal: the payload function''s OID in this cluster, so that its settings follow an ALTER FUNCTION ... RENAME '
+  'or SET SCHEMA (webhooks.on_ddl() then rewrites payload). Not a regprocedure: pg_upgrade refuses reg* columns.';
 COMMENT ON COLUMN webhooks.source.column_numbers IS
   'Internal: attnum of each column named in columns, exclude_columns and tenant_column, so that '
   'the settings follow an ALTER TABLE ... RENAME COLUMN (an excluded column stays excluded).';
@@ -163,12 +171,17 @@ CREATE TABLE webhooks.source_event (
     source     regclass NOT NULL,
     event      text NOT NULL,
     condition  text NOT NULL,
-    payload    regprocedure,
+    payload    text,
     created_at timestamptz NOT NULL DEFAULT now(),
+    payload_oid oid,
     CONSTRAINT source_event_unique UNIQUE (source, event)
 );
 COMMENT ON TABLE webhooks.source_event IS
   'Business events fired when a row change meets a condition; managed by webhooks.track_event().';
+COMMENT ON COLUMN webhooks.source_event.payload IS
+  'The payload function''s signature, as in webhooks.source.payload.';
+COMMENT ON COLUMN webhooks.source_event.payload_oid IS
+  'Internal: the payload function''s OID in this cluster, as in webhooks.source.payload_oid.';
 
 -- Changes of tables tracked with deferred => true wait here until their
 -- transaction commits; webhooks.capture_commit() then turns each row's
@@ -421,6 +434,7 @@ CREATE FUNCTION webhooks.source_changed() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     owner oid;
+    fn    regprocedure;
 BEGIN
     -- A table's settings are for those who may track it: writing, moving
     -- or deleting them needs the table's TRIGGER privilege, as track() and
@@ -436,12 +450,24 @@ BEGIN
     END IF;
     -- On every write, not only when payload changes: moving a row's
     -- settings to another table must not carry someone else's payload.
-    IF TG_OP <> 'DELETE' AND NEW.payload IS NOT NULL THEN
-        PERFORM webhooks.check_payload(NEW.payload);
-        SELECT p.proowner INTO owner FROM pg_catalog.pg_proc p WHERE p.oid = NEW.payload::pg_catalog.oid;
+    -- The signature and the OID are made to name one function: the OID
+    -- alone (track()) gives the signature, and a signature that names
+    -- another function than the OID (a row restored from another cluster)
+    -- wins.
+    IF TG_OP <> 'DELETE' AND (NEW.payload IS NOT NULL OR NEW.payload_oid IS NOT NULL) THEN
+        fn := CASE WHEN NEW.payload IS NULL THEN NEW.payload_oid::pg_catalog.regprocedure
+                   ELSE webhooks.payload_function(NEW.payload, NEW.payload_oid) END;
+        IF fn IS NULL THEN
+            RAISE EXCEPTION 'payload function % does not exist', NEW.payload
+              USING ERRCODE = 'undefined_function';
+        END IF;
+        PERFORM webhooks.check_payload(fn);
+        NEW.payload := fn::pg_catalog.text;
+        NEW.payload_oid := fn::pg_catalog.oid;
+        SELECT p.proowner INTO owner FROM pg_catalog.pg_proc p WHERE p.oid = fn::pg_catalog.oid;
         IF NOT pg_catalog.pg_has_role(current_user, owner, 'USAGE') THEN
             RAISE EXCEPTION 'payload function % is owned by %, whose rights % does not have',
-                            NEW.payload, pg_catalog.pg_get_userbyid(owner), current_user
+                            fn, pg_catalog.pg_get_userbyid(owner), current_user
               USING ERRCODE = 'insufficient_privilege',
                     HINT = 'Payload functions run as their owner: use one owned by you or by a role you belong to.';
         END IF;
@@ -652,6 +678,20 @@ END $$;
 COMMENT ON FUNCTION webhooks.check_columns(regclass, text, name[]) IS
   'Internal: raise undefined_column unless every name is a column of the table.';
 
+-- Settings name a payload function twice: by OID, which follows renames
+-- within one cluster, and by signature, which survives pg_upgrade and dump
+-- and restore (both change function OIDs). The OID is used while it still
+-- prints as the signature; otherwise the signature is looked up.
+CREATE FUNCTION webhooks.payload_function(signature text, function oid) RETURNS regprocedure
+LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT CASE WHEN function::pg_catalog.regprocedure::pg_catalog.text = signature
+                THEN function::pg_catalog.regprocedure
+                ELSE pg_catalog.to_regprocedure(signature) END
+$$;
+COMMENT ON FUNCTION webhooks.payload_function(text, oid) IS
+  'The payload function a settings row (webhooks.source, webhooks.source_event) names by signature and OID; '
+  'NULL if none exists.';
+
 -- Internal: raises unless the function can shape a payload: (jsonb) RETURNS jsonb.
 -- A payload function runs as its owner in the writer's session, so a
 -- search_path of its own must end with pg_temp: otherwise the writer's
@@ -800,13 +840,14 @@ BEGIN
         RAISE EXCEPTION 'webhooks.track: deferred must be true or false' USING ERRCODE = 'invalid_parameter_value';
     END IF;
     INSERT INTO webhooks.source AS s (source, resource, events, key_columns, columns, exclude_columns,
-                                      tenant_column, payload, deferred, column_numbers)
+                                      tenant_column, payload_oid, deferred, column_numbers)
     VALUES (rel, res, events, keys, columns, coalesce(exclude_columns, '{}'), tenant_column, payload,
             track.deferred, webhooks.column_numbers(rel, coalesce(columns, '{}') || exclude_columns || tenant_column))
     ON CONFLICT ON CONSTRAINT source_pkey DO UPDATE
        SET resource = excluded.resource, events = excluded.events, key_columns = excluded.key_columns,
            columns = excluded.columns, exclude_columns = excluded.exclude_columns,
-           tenant_column = excluded.tenant_column, payload = excluded.payload, deferred = excluded.deferred,
+           tenant_column = excluded.tenant_column, payload = NULL, payload_oid = excluded.payload_oid,
+           deferred = excluded.deferred,
            column_numbers = excluded.column_numbers, updated_at = now()
     RETURNING * INTO src;
 
@@ -831,10 +872,10 @@ BEGIN
     IF condition IS NULL OR btrim(condition) = '' THEN
         RAISE EXCEPTION 'webhooks.track_event: condition must not be empty' USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    INSERT INTO webhooks.source_event AS x (source, event, condition, payload)
+    INSERT INTO webhooks.source_event AS x (source, event, condition, payload_oid)
     VALUES (rel, track_event.event, condition, payload)
     ON CONFLICT ON CONSTRAINT source_event_unique DO UPDATE
-       SET condition = excluded.condition, payload = excluded.payload
+       SET condition = excluded.condition, payload = NULL, payload_oid = excluded.payload_oid
     RETURNING * INTO se;
 
     trg := format('webhooks_event_%s', se.id);
@@ -881,7 +922,7 @@ COMMENT ON FUNCTION webhooks.untrack(regclass) IS
 
 CREATE VIEW webhooks.sources AS
 SELECT t.source, s.resource, s.events, s.key_columns, s.columns, s.exclude_columns, s.tenant_column,
-       s.payload, s.deferred,
+       webhooks.payload_function(s.payload, s.payload_oid) AS payload, s.deferred,
        (SELECT coalesce(jsonb_object_agg(x.event, x.condition), '{}') FROM webhooks.source_event x
          WHERE x.source = t.source) AS business_events,
        s.created_at, s.updated_at
@@ -2597,7 +2638,7 @@ GRANT EXECUTE ON FUNCTION webhooks.version(), webhooks.retry_delay(interval[], i
                           webhooks.event_matches(text[], text), webhooks.stats(interval),
                           webhooks.endpoint_matches(webhooks.endpoint, webhooks.event),
                           webhooks.envelope(webhooks.event), webhooks.redacted_url(text),
-                          webhooks.redacted_headers(jsonb, text[])
+                          webhooks.redacted_headers(jsonb, text[]), webhooks.payload_function(text, oid)
    TO webhooks_reader;
 
 -- The poller's functions run as the extension's owner, so the role needs no
@@ -2726,11 +2767,32 @@ BEGIN
          WHERE s.source = src.source
         RETURNING * INTO src;
     END LOOP;
+    -- A payload function renamed or moved, or its schema renamed: the
+    -- signature in its settings follows the OID (webhooks.payload_function()).
+    -- Only where the old signature names no function any more, so that an
+    -- OID from before a pg_upgrade never overrides a signature that works.
+    -- (Setting payload to NULL makes webhooks.source_changed() write it
+    -- from the OID.)
+    UPDATE webhooks.source s SET payload = NULL
+     WHERE pg_catalog.to_regprocedure(s.payload) IS NULL
+       AND s.payload_oid IN (SELECT p.oid FROM pg_event_trigger_ddl_commands() c
+                               JOIN pg_catalog.pg_proc p
+                                 ON (c.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND p.oid = c.objid)
+                                 OR (c.classid = 'pg_catalog.pg_namespace'::pg_catalog.regclass
+                                     AND p.pronamespace = c.objid));
+    UPDATE webhooks.source_event x SET payload = NULL
+     WHERE pg_catalog.to_regprocedure(x.payload) IS NULL
+       AND x.payload_oid IN (SELECT p.oid FROM pg_event_trigger_ddl_commands() c
+                               JOIN pg_catalog.pg_proc p
+                                 ON (c.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND p.oid = c.objid)
+                                 OR (c.classid = 'pg_catalog.pg_namespace'::pg_catalog.regclass
+                                     AND p.pronamespace = c.objid));
 END $$;
 COMMENT ON FUNCTION webhooks.on_ddl() IS
   'Event trigger: after ALTER TABLE on a tracked table, bring its settings up to date (following renamed '
   'columns, dropping vanished ones with a warning); refuse to drop its primary key. Partitions made or '
-  'attached later get the capture triggers they lack; detached ones lose theirs.';
+  'attached later get the capture triggers they lack; detached ones lose theirs. After ALTER FUNCTION or '
+  'ALTER SCHEMA, the signature of a renamed or moved payload function follows it.';
 
 CREATE FUNCTION webhooks.on_drop() RETURNS event_trigger
 LANGUAGE plpgsql AS $$
@@ -2751,15 +2813,40 @@ END $$;
 COMMENT ON FUNCTION webhooks.on_drop() IS
   'Event trigger: forget a tracked table (its settings and business events) when it is dropped.';
 
+-- After pg_upgrade or a restore, the payload OIDs in the settings are
+-- another cluster's until their rows are written again (the signatures
+-- are right: webhooks.payload_function()). Before a function or schema is
+-- renamed, the OIDs are set from the signatures that still name a
+-- function, so that on_ddl() can follow the rename.
+CREATE FUNCTION webhooks.on_ddl_start() RETURNS event_trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    -- (Writing payload again makes webhooks.source_changed() set the OID.)
+    UPDATE webhooks.source s SET payload = s.payload
+     WHERE pg_catalog.to_regprocedure(s.payload) IS NOT NULL
+       AND pg_catalog.to_regprocedure(s.payload)::pg_catalog.oid IS DISTINCT FROM s.payload_oid;
+    UPDATE webhooks.source_event x SET payload = x.payload
+     WHERE pg_catalog.to_regprocedure(x.payload) IS NOT NULL
+       AND pg_catalog.to_regprocedure(x.payload)::pg_catalog.oid IS DISTINCT FROM x.payload_oid;
+END $$;
+COMMENT ON FUNCTION webhooks.on_ddl_start() IS
+  'Event trigger: before ALTER FUNCTION or ALTER SCHEMA, set payload function OIDs that another cluster''s '
+  '(pg_upgrade, a restore) left in the settings from their signatures.';
+
 -- Event triggers run as whoever issues the DDL: as the owner instead, or an
 -- ALTER TABLE by a role without rights on schema webhooks would fail.
 ALTER FUNCTION webhooks.on_ddl() SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 ALTER FUNCTION webhooks.on_drop() SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION webhooks.on_ddl_start() SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 -- Only Postgres calls event trigger functions; nobody needs EXECUTE.
-REVOKE ALL ON FUNCTION webhooks.on_ddl(), webhooks.on_drop() FROM PUBLIC;
+REVOKE ALL ON FUNCTION webhooks.on_ddl(), webhooks.on_drop(), webhooks.on_ddl_start() FROM PUBLIC;
 
 CREATE EVENT TRIGGER webhooks_ddl ON ddl_command_end
-    WHEN TAG IN ('ALTER TABLE', 'CREATE TABLE', 'CREATE FOREIGN TABLE', 'CREATE SCHEMA')
+    WHEN TAG IN ('ALTER TABLE', 'CREATE TABLE', 'CREATE FOREIGN TABLE', 'CREATE SCHEMA',
+                 'ALTER FUNCTION', 'ALTER ROUTINE', 'ALTER SCHEMA')
     EXECUTE FUNCTION webhooks.on_ddl();
 CREATE EVENT TRIGGER webhooks_drop ON sql_drop WHEN TAG IN ('DROP TABLE', 'DROP SCHEMA', 'DROP OWNED')
     EXECUTE FUNCTION webhooks.on_drop();
+CREATE EVENT TRIGGER webhooks_ddl_start ON ddl_command_start
+    WHEN TAG IN ('ALTER FUNCTION', 'ALTER ROUTINE', 'ALTER SCHEMA')
+    EXECUTE FUNCTION webhooks.on_ddl_start();

@@ -473,7 +473,9 @@ unsafe fn run_payload(function: pg_sys::Oid, data: *mut pg_sys::Jsonb) -> *mut p
         ereport!(
             ERROR,
             PgSqlErrorCode::ERRCODE_UNDEFINED_FUNCTION,
-            format!("webhooks.capture: payload function {} is gone", function.to_u32())
+            "webhooks.capture: the payload function in this table's settings does not exist",
+            "It was dropped, or renamed where pg_webhooks could not follow: track the table again with its \
+             payload function (see webhooks.sources)."
         );
     }
     let proc = &*pg_sys::GETSTRUCT(tuple).cast::<pg_sys::FormData_pg_proc>();
@@ -771,7 +773,8 @@ fn settings_of(relid: pg_sys::Oid, loaded: Loaded, event: impl FnOnce(String) ->
         tenant: tenant.and_then(|t| CString::new(t).ok()),
         exclude: cstrings(exclude),
         columns: columns.map(|c| cstrings(Some(c))),
-        payload: payload.filter(|p| *p != pg_sys::InvalidOid),
+        // (InvalidOid kept: see payload_column().)
+        payload,
         deferred,
         table_columns: RefCell::new(None),
     })
@@ -793,11 +796,41 @@ unsafe fn table_name(relid: pg_sys::Oid) -> String {
 
 const TABLE_NAME: &str = "pg_catalog.format('%I.%I', n.nspname, c.relname)";
 
+/// The payload function's OID in a settings query on `alias`.
+/// webhooks.payload_function() names it by signature and OID; InvalidOid
+/// (never a function) stands for one the settings name but that is gone,
+/// so run_payload() refuses the write instead of sending the row unshaped.
+/// A schema still at 0.1.0 (this library installed, ALTER EXTENSION ...
+/// UPDATE not run yet) has a regprocedure column instead.
+unsafe fn payload_column(alias: &str) -> String {
+    let updated = with_fixed_search_path(|| {
+        as_owner(|| {
+            Spi::get_one::<bool>(
+                "SELECT pg_catalog.to_regprocedure('webhooks.payload_function(pg_catalog.text, pg_catalog.oid)') \
+                 IS NOT NULL",
+            )
+            .ok()
+            .flatten()
+            .unwrap_or(false)
+        })
+    });
+    if updated {
+        format!(
+            "CASE WHEN {alias}.payload IS NOT NULL \
+                  THEN COALESCE(webhooks.payload_function({alias}.payload, {alias}.payload_oid)\
+                                               ::pg_catalog.oid, 0::pg_catalog.oid) END"
+        )
+    } else {
+        format!("{alias}.payload::pg_catalog.oid")
+    }
+}
+
 unsafe fn try_load_settings(relid: pg_sys::Oid) -> Option<Settings> {
+    let payload = payload_column("s");
     let query = format!(
         "SELECT s.resource, {TABLE_NAME}, s.key_columns::pg_catalog.text[], s.tenant_column::pg_catalog.text, \
                 s.exclude_columns::pg_catalog.text[], s.columns::pg_catalog.text[], \
-                s.payload::pg_catalog.oid, s.deferred \
+                {payload}, s.deferred \
            FROM webhooks.source s \
            JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) s.source::pg_catalog.oid \
            JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace \
@@ -809,10 +842,11 @@ unsafe fn try_load_settings(relid: pg_sys::Oid) -> Option<Settings> {
 unsafe fn try_load_event_settings(relid: pg_sys::Oid, id: i64) -> Option<Settings> {
     // A tracked table's excluded and tenant columns apply to its business
     // events too; the key is always the primary key.
+    let payload = payload_column("x");
     let query = format!(
         "SELECT x.event, {TABLE_NAME}, webhooks.primary_key(x.source)::pg_catalog.text[], \
                 s.tenant_column::pg_catalog.text, s.exclude_columns::pg_catalog.text[], NULL::pg_catalog.text[], \
-                x.payload::pg_catalog.oid, false \
+                {payload}, false \
            FROM webhooks.source_event x \
            JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) x.source::pg_catalog.oid \
            JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace \

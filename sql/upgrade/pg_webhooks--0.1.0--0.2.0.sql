@@ -46,6 +46,12 @@
 -- - Fan-out derives each delivery's id from its event and endpoint
 --   (webhooks.delivery_id()): a fan-out made again after a failover lost
 --   the first (asynchronous replication) sends the same webhook-ids.
+-- - webhooks.source and webhooks.source_event name payload functions by
+--   signature (text) and OID instead of regprocedure, so that pg_upgrade
+--   accepts the cluster; the signature follows ALTER FUNCTION ... RENAME
+--   and SET SCHEMA, and ALTER SCHEMA ... RENAME.
+-- - webhooks.endpoint raises its NOT NULL and CHECK violations itself,
+--   without the row's values (PostgreSQL's DETAIL would log the secrets).
 -- Tracked tables keep their settings; their triggers are made again below.
 
 \echo Use "ALTER EXTENSION pg_webhooks UPDATE TO '0.2.0'" to load this file. \quit
@@ -108,6 +114,29 @@ COMMENT ON COLUMN webhooks.endpoint.public_headers IS
   'Custom headers whose values readers may see (webhooks.endpoints, attempts); every other custom header''s value '
   'is shown as [redacted]. Set with webhooks.set_public_headers().';
 ALTER TABLE webhooks.endpoint ADD COLUMN client_cert text, ADD COLUMN client_key text, ADD COLUMN ca_cert text;
+
+-- Payload functions were regprocedure columns, which pg_upgrade refuses
+-- (function OIDs change there): now a signature, which names the function
+-- across clusters, and the OID, which follows renames within one
+-- (webhooks.payload_function()). The view on them is made again below.
+DROP VIEW webhooks.sources;
+ALTER TABLE webhooks.source ADD COLUMN payload_oid oid;
+ALTER TABLE webhooks.source_event ADD COLUMN payload_oid oid;
+UPDATE webhooks.source SET payload_oid = payload::pg_catalog.oid WHERE payload IS NOT NULL;
+UPDATE webhooks.source_event SET payload_oid = payload::pg_catalog.oid WHERE payload IS NOT NULL;
+ALTER TABLE webhooks.source ALTER COLUMN payload TYPE text USING payload::pg_catalog.text;
+ALTER TABLE webhooks.source_event ALTER COLUMN payload TYPE text USING payload::pg_catalog.text;
+COMMENT ON COLUMN webhooks.source.payload IS
+  'The payload function''s signature, schema-qualified (as regprocedure prints it with search_path = pg_catalog): '
+  'what names the function across pg_upgrade and dump and restore, where function OIDs change. '
+  'See webhooks.payload_function().';
+COMMENT ON COLUMN webhooks.source.payload_oid IS
+  'Internal: the payload function''s OID in this cluster, so that its settings follow an ALTER FUNCTION ... RENAME '
+  'or SET SCHEMA (webhooks.on_ddl() then rewrites payload). Not a regprocedure: pg_upgrade refuses reg* columns.';
+COMMENT ON COLUMN webhooks.source_event.payload IS
+  'The payload function''s signature, as in webhooks.source.payload.';
+COMMENT ON COLUMN webhooks.source_event.payload_oid IS
+  'Internal: the payload function''s OID in this cluster, as in webhooks.source.payload_oid.';
 COMMENT ON COLUMN webhooks.endpoint.client_cert IS
   'PEM certificate chain the poller presents to this endpoint''s receiver (mutual TLS); set with '
   'webhooks.set_endpoint_tls().';
@@ -363,10 +392,95 @@ COMMENT ON VIEW webhooks.endpoints IS
   'Endpoints without their secrets or credentials; for roles that are not webhooks_admin members, URL path and '
   'query, and custom header values not marked public, [redacted] too.';
 
+-- Settings name payload functions by signature and OID (see above).
+CREATE FUNCTION webhooks.payload_function(signature text, function oid) RETURNS regprocedure
+LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT CASE WHEN function::pg_catalog.regprocedure::pg_catalog.text = signature
+                THEN function::pg_catalog.regprocedure
+                ELSE pg_catalog.to_regprocedure(signature) END
+$$;
+COMMENT ON FUNCTION webhooks.payload_function(text, oid) IS
+  'The payload function a settings row (webhooks.source, webhooks.source_event) names by signature and OID; '
+  'NULL if none exists.';
+
+CREATE VIEW webhooks.sources AS
+SELECT t.source, s.resource, s.events, s.key_columns, s.columns, s.exclude_columns, s.tenant_column,
+       webhooks.payload_function(s.payload, s.payload_oid) AS payload, s.deferred,
+       (SELECT coalesce(jsonb_object_agg(x.event, x.condition), '{}') FROM webhooks.source_event x
+         WHERE x.source = t.source) AS business_events,
+       s.created_at, s.updated_at
+  FROM (SELECT source FROM webhooks.source UNION SELECT source FROM webhooks.source_event) t
+  LEFT JOIN webhooks.source s ON s.source = t.source;
+COMMENT ON VIEW webhooks.sources IS
+  'Tracked tables, their settings and their business events (track_event). A table with business events '
+  'only has NULL settings.';
+
+-- track() writes the OID; webhooks.source_changed() the signature.
+CREATE OR REPLACE FUNCTION webhooks.track(
+    source          regclass,
+    resource        text DEFAULT NULL,
+    events          text[] DEFAULT '{created,updated,deleted}',
+    columns         name[] DEFAULT NULL,
+    exclude_columns name[] DEFAULT NULL,
+    tenant_column   name DEFAULT NULL,
+    payload         regprocedure DEFAULT NULL,
+    deferred        boolean DEFAULT false
+) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    rel  regclass := source;
+    keys name[] := webhooks.trackable(source, 'webhooks.track');
+    res  text := coalesce(resource, (SELECT relname FROM pg_class WHERE oid = source));
+    bad  text;
+    src  webhooks.source;
+BEGIN
+    PERFORM webhooks.check_event_name(res);
+    IF events IS NULL OR cardinality(events) = 0 THEN
+        RAISE EXCEPTION 'webhooks.track: events must not be empty' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT e INTO bad FROM unnest(events) e
+     WHERE e IS NULL OR e NOT IN ('created', 'updated', 'deleted', 'truncated') LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'webhooks.track: unknown event kind %', coalesce(quote_literal(bad), 'NULL')
+          USING ERRCODE = 'invalid_parameter_value',
+                HINT = 'Use created, updated, deleted and/or truncated.';
+    END IF;
+    IF columns IS NOT NULL AND cardinality(columns) = 0 THEN
+        RAISE EXCEPTION 'webhooks.track: columns must list at least one column (or be NULL for any change)'
+          USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM webhooks.check_columns(rel, 'webhooks.track columns', columns),
+            webhooks.check_columns(rel, 'webhooks.track exclude_columns', exclude_columns),
+            webhooks.check_columns(rel, 'webhooks.track tenant_column', array_remove(ARRAY[tenant_column], NULL)),
+            webhooks.check_payload(payload);
+
+    IF deferred IS NULL THEN
+        RAISE EXCEPTION 'webhooks.track: deferred must be true or false' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    INSERT INTO webhooks.source AS s (source, resource, events, key_columns, columns, exclude_columns,
+                                      tenant_column, payload_oid, deferred, column_numbers)
+    VALUES (rel, res, events, keys, columns, coalesce(exclude_columns, '{}'), tenant_column, payload,
+            track.deferred, webhooks.column_numbers(rel, coalesce(columns, '{}') || exclude_columns || tenant_column))
+    ON CONFLICT ON CONSTRAINT source_pkey DO UPDATE
+       SET resource = excluded.resource, events = excluded.events, key_columns = excluded.key_columns,
+           columns = excluded.columns, exclude_columns = excluded.exclude_columns,
+           tenant_column = excluded.tenant_column, payload = NULL, payload_oid = excluded.payload_oid,
+           deferred = excluded.deferred,
+           column_numbers = excluded.column_numbers, updated_at = now()
+    RETURNING * INTO src;
+
+    PERFORM webhooks.install_capture(src);
+END $$;
+COMMENT ON FUNCTION webhooks.track(regclass, text, text[], name[], name[], name, regprocedure, boolean) IS
+  'Turn committed INSERT/UPDATE/DELETE (and TRUNCATE) on a table into <resource>.created/updated/deleted '
+  '(/truncated) events. deferred => true captures at commit: one event per changed row, coalesced, with '
+  'the payload function seeing the whole transaction. Calling it again changes the settings.';
+
 CREATE FUNCTION webhooks.source_changed() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     owner oid;
+    fn    regprocedure;
 BEGIN
     -- A table's settings are for those who may track it: writing, moving
     -- or deleting them needs the table's TRIGGER privilege, as track() and
@@ -382,12 +496,24 @@ BEGIN
     END IF;
     -- On every write, not only when payload changes: moving a row's
     -- settings to another table must not carry someone else's payload.
-    IF TG_OP <> 'DELETE' AND NEW.payload IS NOT NULL THEN
-        PERFORM webhooks.check_payload(NEW.payload);
-        SELECT p.proowner INTO owner FROM pg_catalog.pg_proc p WHERE p.oid = NEW.payload::pg_catalog.oid;
+    -- The signature and the OID are made to name one function: the OID
+    -- alone (track()) gives the signature, and a signature that names
+    -- another function than the OID (a row restored from another cluster)
+    -- wins.
+    IF TG_OP <> 'DELETE' AND (NEW.payload IS NOT NULL OR NEW.payload_oid IS NOT NULL) THEN
+        fn := CASE WHEN NEW.payload IS NULL THEN NEW.payload_oid::pg_catalog.regprocedure
+                   ELSE webhooks.payload_function(NEW.payload, NEW.payload_oid) END;
+        IF fn IS NULL THEN
+            RAISE EXCEPTION 'payload function % does not exist', NEW.payload
+              USING ERRCODE = 'undefined_function';
+        END IF;
+        PERFORM webhooks.check_payload(fn);
+        NEW.payload := fn::pg_catalog.text;
+        NEW.payload_oid := fn::pg_catalog.oid;
+        SELECT p.proowner INTO owner FROM pg_catalog.pg_proc p WHERE p.oid = fn::pg_catalog.oid;
         IF NOT pg_catalog.pg_has_role(current_user, owner, 'USAGE') THEN
             RAISE EXCEPTION 'payload function % is owned by %, whose rights % does not have',
-                            NEW.payload, pg_catalog.pg_get_userbyid(owner), current_user
+                            fn, pg_catalog.pg_get_userbyid(owner), current_user
               USING ERRCODE = 'insufficient_privilege',
                     HINT = 'Payload functions run as their owner: use one owned by you or by a role you belong to.';
         END IF;
@@ -663,10 +789,10 @@ BEGIN
     IF condition IS NULL OR btrim(condition) = '' THEN
         RAISE EXCEPTION 'webhooks.track_event: condition must not be empty' USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    INSERT INTO webhooks.source_event AS x (source, event, condition, payload)
+    INSERT INTO webhooks.source_event AS x (source, event, condition, payload_oid)
     VALUES (rel, track_event.event, condition, payload)
     ON CONFLICT ON CONSTRAINT source_event_unique DO UPDATE
-       SET condition = excluded.condition, payload = excluded.payload
+       SET condition = excluded.condition, payload = NULL, payload_oid = excluded.payload_oid
     RETURNING * INTO se;
 
     trg := format('webhooks_event_%s', se.id);
@@ -906,11 +1032,32 @@ BEGIN
          WHERE s.source = src.source
         RETURNING * INTO src;
     END LOOP;
+    -- A payload function renamed or moved, or its schema renamed: the
+    -- signature in its settings follows the OID (webhooks.payload_function()).
+    -- Only where the old signature names no function any more, so that an
+    -- OID from before a pg_upgrade never overrides a signature that works.
+    -- (Setting payload to NULL makes webhooks.source_changed() write it
+    -- from the OID.)
+    UPDATE webhooks.source s SET payload = NULL
+     WHERE pg_catalog.to_regprocedure(s.payload) IS NULL
+       AND s.payload_oid IN (SELECT p.oid FROM pg_event_trigger_ddl_commands() c
+                               JOIN pg_catalog.pg_proc p
+                                 ON (c.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND p.oid = c.objid)
+                                 OR (c.classid = 'pg_catalog.pg_namespace'::pg_catalog.regclass
+                                     AND p.pronamespace = c.objid));
+    UPDATE webhooks.source_event x SET payload = NULL
+     WHERE pg_catalog.to_regprocedure(x.payload) IS NULL
+       AND x.payload_oid IN (SELECT p.oid FROM pg_event_trigger_ddl_commands() c
+                               JOIN pg_catalog.pg_proc p
+                                 ON (c.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND p.oid = c.objid)
+                                 OR (c.classid = 'pg_catalog.pg_namespace'::pg_catalog.regclass
+                                     AND p.pronamespace = c.objid));
 END $$;
 COMMENT ON FUNCTION webhooks.on_ddl() IS
   'Event trigger: after ALTER TABLE on a tracked table, bring its settings up to date (following renamed '
   'columns, dropping vanished ones with a warning); refuse to drop its primary key. Partitions made or '
-  'attached later get the capture triggers they lack; detached ones lose theirs.';
+  'attached later get the capture triggers they lack; detached ones lose theirs. After ALTER FUNCTION or '
+  'ALTER SCHEMA, the signature of a renamed or moved payload function follows it.';
 
 CREATE OR REPLACE FUNCTION webhooks.on_drop() RETURNS event_trigger
 LANGUAGE plpgsql AS $$
@@ -1263,8 +1410,33 @@ REVOKE ALL ON FUNCTION webhooks.on_ddl(), webhooks.on_drop() FROM PUBLIC;
 -- Partitions made or attached after track() get their capture triggers.
 DROP EVENT TRIGGER webhooks_ddl;
 CREATE EVENT TRIGGER webhooks_ddl ON ddl_command_end
-    WHEN TAG IN ('ALTER TABLE', 'CREATE TABLE', 'CREATE FOREIGN TABLE', 'CREATE SCHEMA')
+    WHEN TAG IN ('ALTER TABLE', 'CREATE TABLE', 'CREATE FOREIGN TABLE', 'CREATE SCHEMA',
+                 'ALTER FUNCTION', 'ALTER ROUTINE', 'ALTER SCHEMA')
     EXECUTE FUNCTION webhooks.on_ddl();
+-- After pg_upgrade or a restore, the payload OIDs in the settings are
+-- another cluster's until their rows are written again (the signatures
+-- are right: webhooks.payload_function()). Before a function or schema is
+-- renamed, the OIDs are set from the signatures that still name a
+-- function, so that on_ddl() can follow the rename.
+CREATE FUNCTION webhooks.on_ddl_start() RETURNS event_trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    -- (Writing payload again makes webhooks.source_changed() set the OID.)
+    UPDATE webhooks.source s SET payload = s.payload
+     WHERE pg_catalog.to_regprocedure(s.payload) IS NOT NULL
+       AND pg_catalog.to_regprocedure(s.payload)::pg_catalog.oid IS DISTINCT FROM s.payload_oid;
+    UPDATE webhooks.source_event x SET payload = x.payload
+     WHERE pg_catalog.to_regprocedure(x.payload) IS NOT NULL
+       AND pg_catalog.to_regprocedure(x.payload)::pg_catalog.oid IS DISTINCT FROM x.payload_oid;
+END $$;
+COMMENT ON FUNCTION webhooks.on_ddl_start() IS
+  'Event trigger: before ALTER FUNCTION or ALTER SCHEMA, set payload function OIDs that another cluster''s '
+  '(pg_upgrade, a restore) left in the settings from their signatures.';
+ALTER FUNCTION webhooks.on_ddl_start() SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+REVOKE ALL ON FUNCTION webhooks.on_ddl_start() FROM PUBLIC;
+CREATE EVENT TRIGGER webhooks_ddl_start ON ddl_command_start
+    WHEN TAG IN ('ALTER FUNCTION', 'ALTER ROUTINE', 'ALTER SCHEMA')
+    EXECUTE FUNCTION webhooks.on_ddl_start();
 
 -- Privileges of the new functions, as a fresh install has them.
 REVOKE ALL ON FUNCTION webhooks.capture_event(), webhooks.invalidate_capture(regclass),
@@ -1277,7 +1449,8 @@ REVOKE ALL ON FUNCTION webhooks.capture_event(), webhooks.invalidate_capture(reg
                        webhooks.normalized_url(text), webhooks.search_path_ends_with_pg_temp(text),
                        webhooks.refused_address(text), webhooks.add_capture_triggers(webhooks.source, regclass),
                        webhooks.delivery_id(uuid, bigint), webhooks.claim(integer, interval),
-                       webhooks.check_endpoint_tls(text, text, text, text), webhooks.set_endpoint_tls(bigint, text, text, text)
+                       webhooks.check_endpoint_tls(text, text, text, text), webhooks.set_endpoint_tls(bigint, text, text, text),
+                       webhooks.payload_function(text, oid)
   FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION webhooks.capture_event(), webhooks.invalidate_capture(regclass),
                           webhooks.source_changed(), webhooks.install_capture(webhooks.source),
@@ -1288,7 +1461,8 @@ GRANT EXECUTE ON FUNCTION webhooks.capture_event(), webhooks.invalidate_capture(
                           webhooks.normalized_url(text), webhooks.search_path_ends_with_pg_temp(text),
                           webhooks.refused_address(text), webhooks.add_capture_triggers(webhooks.source, regclass),
                           webhooks.delivery_id(uuid, bigint), webhooks.claim(integer, interval),
-                          webhooks.check_endpoint_tls(text, text, text, text), webhooks.set_endpoint_tls(bigint, text, text, text)
+                          webhooks.check_endpoint_tls(text, text, text, text), webhooks.set_endpoint_tls(bigint, text, text, text),
+                          webhooks.payload_function(text, oid)
    TO webhooks_admin;
 GRANT EXECUTE ON FUNCTION webhooks.claim(integer, interval) TO webhooks_poller;
 REVOKE CREATE ON SCHEMA webhooks FROM webhooks_admin;
@@ -1298,8 +1472,9 @@ REVOKE ALL ON ALL TABLES IN SCHEMA webhooks FROM webhooks_admin;
 GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA webhooks TO webhooks_admin;
 GRANT EXECUTE ON FUNCTION webhooks.endpoint_matches(webhooks.endpoint, webhooks.event),
                           webhooks.envelope(webhooks.event), webhooks.redacted_url(text),
-                          webhooks.redacted_headers(jsonb, text[])
+                          webhooks.redacted_headers(jsonb, text[]), webhooks.payload_function(text, oid)
    TO webhooks_reader;
+GRANT SELECT ON webhooks.sources TO webhooks_reader;
 
 -- Tracked tables: the same triggers without arguments, and business
 -- events on the engine; the generated functions go.
@@ -1385,9 +1560,11 @@ DO $$
 DECLARE
     r record;
 BEGIN
-    FOR r IN SELECT s.source::text AS what, s.payload FROM webhooks.source s WHERE s.payload IS NOT NULL
+    FOR r IN SELECT s.source::text AS what, s.payload_oid::regprocedure AS payload FROM webhooks.source s
+              WHERE s.payload IS NOT NULL
              UNION ALL
-             SELECT x.source::text || ' ' || x.event, x.payload FROM webhooks.source_event x WHERE x.payload IS NOT NULL
+             SELECT x.source::text || ' ' || x.event, x.payload_oid::regprocedure FROM webhooks.source_event x
+              WHERE x.payload IS NOT NULL
     LOOP
         BEGIN
             PERFORM webhooks.check_payload(r.payload);

@@ -1,4 +1,4 @@
-//! A throwaway PostgreSQL 15 cluster: own data directory, own port and socket,
+//! A throwaway PostgreSQL cluster (PG_BINDIR's version unless chosen): own data directory, own port and socket,
 //! run as the `postgres` user when we are root (initdb refuses root). Stopped
 //! and deleted on drop, so a failing test still cleans up.
 
@@ -38,8 +38,8 @@ pub fn as_owner(program: impl AsRef<std::ffi::OsStr>) -> Command {
 }
 
 /// Runs a PostgreSQL program as the cluster's owner.
-fn pg_command(program: &str) -> Command {
-    as_owner(bindir().join(program))
+fn pg_command(bin: &Path, program: &str) -> Command {
+    as_owner(bin.join(program))
 }
 
 fn run(mut cmd: Command, what: &str) -> Result<Output, String> {
@@ -64,6 +64,8 @@ pub fn free_port() -> u16 {
 
 pub struct Cluster {
     dir: PathBuf,
+    /// The PostgreSQL binaries it runs with (bindir() unless chosen).
+    bin: PathBuf,
     pub port: u16,
     options: Vec<String>,
     /// Extra environment of the server.
@@ -86,9 +88,80 @@ impl Cluster {
     /// initdb + start with extra settings and environment variables of the
     /// server process (e.g. RUST_BACKTRACE).
     pub fn start_with_env(settings: &[&str], env: &[(&str, &str)]) -> Result<Cluster, String> {
-        let cluster = Cluster::new_dir("pg_webhooks-test", settings, env)?;
-        let mut initdb = pg_command("initdb");
-        initdb.arg("-D").arg(cluster.data_dir()).args([
+        let cluster = Cluster::new_dir("pg_webhooks-test", &bindir(), settings, env)?;
+        cluster.initdb()?;
+        cluster.start_on_a_free_port()
+    }
+
+    /// initdb + start with the PostgreSQL binaries in `bin` (another
+    /// version than PG_BINDIR's, for pg_upgrade).
+    pub fn start_in(bin: &Path, settings: &[&str]) -> Result<Cluster, String> {
+        let cluster = Cluster::new_dir("pg_webhooks-test", bin, settings, &[])?;
+        cluster.initdb()?;
+        cluster.start_on_a_free_port()
+    }
+
+    /// Stops this cluster and pg_upgrades it into a new one run by the
+    /// binaries in `bin`, started with the same settings; this one's
+    /// directory goes when it is dropped.
+    pub fn upgrade_to(&self, bin: &Path) -> Result<Cluster, String> {
+        self.stop("fast")?;
+        let new = Cluster::new_dir("pg_webhooks-upgraded", bin, &self.options_str(), &[])?;
+        new.initdb()?;
+        let mut upgrade = pg_command(bin, "pg_upgrade");
+        // pg_upgrade writes its logs into the current directory's cluster.
+        upgrade
+            .current_dir(&new.dir)
+            .arg("-b")
+            .arg(&self.bin)
+            .arg("-B")
+            .arg(bin)
+            .arg("-d")
+            .arg(self.data_dir())
+            .arg("-D")
+            .arg(new.data_dir())
+            .args(["-p", &free_port().to_string(), "-P", &free_port().to_string()])
+            .arg("-s")
+            .arg(&new.dir)
+            .arg("--no-sync");
+        run(upgrade, "pg_upgrade").map_err(|e| format!("{e}{}", new.upgrade_logs()))?;
+        new.start_on_a_free_port()
+    }
+
+    /// The last lines of pg_upgrade's logs (they go with the directory).
+    fn upgrade_logs(&self) -> String {
+        let mut out = String::new();
+        let mut dirs = vec![self.data_dir().join("pg_upgrade_output.d")];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if let Ok(text) = std::fs::read_to_string(&path) {
+                    let lines: Vec<&str> = text.lines().collect();
+                    let tail = lines[lines.len().saturating_sub(20)..].join("\n");
+                    out.push_str(&format!("\n--- {} ---\n{tail}", path.display()));
+                }
+            }
+        }
+        out
+    }
+
+    fn options_str(&self) -> Vec<&str> {
+        self.options.iter().map(String::as_str).collect()
+    }
+
+    fn initdb(&self) -> Result<(), String> {
+        let mut initdb = pg_command(&self.bin, "initdb");
+        // PostgreSQL 18 turns data checksums on by default; pg_upgrade
+        // needs both clusters alike, and the older ones default to off.
+        let mut ask = pg_command(&self.bin, "initdb");
+        ask.arg("--help");
+        let help = run(ask, "initdb --help")?;
+        if String::from_utf8_lossy(&help.stdout).contains("--no-data-checksums") {
+            initdb.arg("--no-data-checksums");
+        }
+        initdb.arg("-D").arg(self.data_dir()).args([
             "-A",
             "trust",
             "-U",
@@ -98,8 +171,7 @@ impl Cluster {
             "UTF8",
             "--locale=C",
         ]);
-        run(initdb, "initdb")?;
-        cluster.start_on_a_free_port()
+        run(initdb, "initdb").map(|_| ())
     }
 
     /// A port picked from the OS can be taken by someone else before the
@@ -118,12 +190,13 @@ impl Cluster {
 
     /// A cluster directory made by the cluster's owner (mktemp as them, so
     /// the directory is theirs); not started.
-    fn new_dir(prefix: &str, settings: &[&str], env: &[(&str, &str)]) -> Result<Cluster, String> {
+    fn new_dir(prefix: &str, bin: &Path, settings: &[&str], env: &[(&str, &str)]) -> Result<Cluster, String> {
         let mut mk = as_owner("mktemp");
         mk.args(["-d", &format!("/tmp/{prefix}.XXXXXX")]);
         let out = run(mk, "mktemp")?;
         Ok(Cluster {
             dir: PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()),
+            bin: bin.to_path_buf(),
             port: 0,
             options: settings.iter().map(|s| s.to_string()).collect(),
             env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
@@ -133,8 +206,8 @@ impl Cluster {
     /// A streaming standby of `primary` (`pg_basebackup -R`), started on a
     /// port of its own with extra `settings`.
     pub fn standby_of(primary: &Cluster, settings: &[&str]) -> Result<Cluster, String> {
-        let standby = Cluster::new_dir("pg_webhooks-standby", settings, &[])?;
-        let mut backup = pg_command("pg_basebackup");
+        let standby = Cluster::new_dir("pg_webhooks-standby", &primary.bin, settings, &[])?;
+        let mut backup = pg_command(&primary.bin, "pg_basebackup");
         backup
             .arg("-D")
             .arg(standby.data_dir())
@@ -146,7 +219,7 @@ impl Cluster {
 
     /// Promotes a standby and waits until it accepts writes.
     pub fn promote(&self) -> Result<(), String> {
-        let mut ctl = pg_command("pg_ctl");
+        let mut ctl = pg_command(&self.bin, "pg_ctl");
         ctl.arg("-D").arg(self.data_dir()).args(["-w", "-t", "60", "promote"]);
         run(ctl, "pg_ctl promote").map(|_| ())
     }
@@ -173,7 +246,7 @@ impl Cluster {
             opts.push_str(" -c ");
             opts.push_str(s);
         }
-        let mut ctl = pg_command("pg_ctl");
+        let mut ctl = pg_command(&self.bin, "pg_ctl");
         ctl.envs(self.env.iter().map(|(k, v)| (k, v)));
         ctl.arg("-D")
             .arg(self.data_dir())
@@ -213,7 +286,7 @@ impl Cluster {
 
     /// Stops the server (`mode`: smart, fast or immediate).
     pub fn stop(&self, mode: &str) -> Result<(), String> {
-        let mut ctl = pg_command("pg_ctl");
+        let mut ctl = pg_command(&self.bin, "pg_ctl");
         ctl.arg("-D").arg(self.data_dir()).args(["-w", "-m", mode, "stop"]);
         run(ctl, "pg_ctl stop").map(|_| ())
     }
@@ -257,7 +330,7 @@ impl Cluster {
     /// Runs psql against a database: what it printed, and what the server
     /// said besides (notices and warnings, on stderr).
     pub fn psql_output(&self, database: &str, sql: &str) -> Result<(String, String), String> {
-        let mut c = Command::new(bindir().join("psql"));
+        let mut c = Command::new(self.bin.join("psql"));
         c.args([
             "-X",
             "-q",

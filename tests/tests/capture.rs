@@ -1,7 +1,7 @@
 //! Capture by SQL alone: track() options, business events, TRUNCATE, column
 //! types, tenant routing, and the SQLSTATE of every bad input.
 
-use pg_webhooks_tests::cluster::{refused, Cluster};
+use pg_webhooks_tests::cluster::{db_message, refused, sqlstate, Cluster};
 use serde_json::json;
 use tokio_postgres::Client;
 
@@ -994,6 +994,62 @@ async fn typed_and_to_jsonb_conversions_send_the_same_events() {
         .map(|r| r.get(0))
         .collect();
     assert_eq!(keys, (1..=1000).map(|i| i.to_string()).collect::<Vec<_>>());
+}
+
+/// A payload function renamed or moved (ALTER FUNCTION ... RENAME or SET
+/// SCHEMA, ALTER SCHEMA ... RENAME) goes on shaping its table's events,
+/// plain and business, and webhooks.sources names it as it is now; one
+/// dropped makes writes fail (42883) rather than go out unshaped.
+#[tokio::test]
+async fn payload_functions_are_followed_through_renames() {
+    let (_c, db) = setup().await;
+    db.batch_execute(
+        "CREATE SCHEMA shapes;
+         CREATE FUNCTION shapes.doc(d jsonb) RETURNS jsonb LANGUAGE sql IMMUTABLE AS $$ SELECT d || '{\"shaped\": 1}' $$;
+         CREATE FUNCTION shapes.vip(d jsonb) RETURNS jsonb LANGUAGE sql IMMUTABLE AS $$ SELECT d || '{\"shaped\": 2}' $$;
+         SELECT webhooks.track('sales.customers', resource => 'customer', payload => 'shapes.doc(jsonb)');
+         SELECT webhooks.track_event('sales.customers', 'customer.vip', $$NEW.name = 'VIP'$$,
+                                     payload => 'shapes.vip(jsonb)');
+         ALTER FUNCTION shapes.doc(jsonb) RENAME TO document;
+         CREATE SCHEMA other;
+         ALTER FUNCTION shapes.vip(jsonb) SET SCHEMA other;
+         ALTER SCHEMA shapes RENAME TO forms;
+         INSERT INTO sales.customers VALUES (1, 'VIP');",
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{}", db_message(&e)));
+    let named: Vec<String> = db
+        .query(
+            "SELECT s.payload::text FROM webhooks.sources s WHERE s.source = 'sales.customers'::regclass
+             UNION ALL SELECT x.payload FROM webhooks.source_event x",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(named, ["forms.document(jsonb)", "other.vip(jsonb)"]);
+    let got: Vec<(String, serde_json::Value)> = db
+        .query("SELECT event, data -> 'shaped' FROM webhooks.event ORDER BY event", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("customer.created".to_string(), serde_json::json!(1)),
+            ("customer.vip".to_string(), serde_json::json!(2))
+        ]
+    );
+    db.batch_execute("DROP FUNCTION forms.document(jsonb)").await.unwrap();
+    let e = db
+        .batch_execute("INSERT INTO sales.customers VALUES (2, 'ACME')")
+        .await
+        .expect_err("a table whose payload function is gone is not captured unshaped");
+    assert_eq!(sqlstate(&e).as_deref(), Some("42883"), "{}", db_message(&e));
 }
 
 /// Renames keep every kind of capture right: business events read the
