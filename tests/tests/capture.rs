@@ -998,8 +998,9 @@ async fn typed_and_to_jsonb_conversions_send_the_same_events() {
 
 /// A payload function renamed or moved (ALTER FUNCTION ... RENAME or SET
 /// SCHEMA, ALTER SCHEMA ... RENAME) goes on shaping its table's events,
-/// plain and business, and webhooks.sources names it as it is now; one
-/// dropped makes writes fail (42883) rather than go out unshaped.
+/// plain and business, and webhooks.sources names it as it is now; one made
+/// unfit can still be altered, and one unfit or dropped makes writes fail
+/// rather than go out unshaped.
 #[tokio::test]
 async fn payload_functions_are_followed_through_renames() {
     let (_c, db) = setup().await;
@@ -1044,7 +1045,24 @@ async fn payload_functions_are_followed_through_renames() {
             ("customer.vip".to_string(), serde_json::json!(2))
         ]
     );
-    db.batch_execute("DROP FUNCTION forms.document(jsonb)").await.unwrap();
+    // Made unfit (a search_path without pg_temp), it can still be altered
+    // and renamed (capture refuses it); dropped, writes fail too.
+    db.batch_execute(
+        "ALTER FUNCTION forms.document(jsonb) SET search_path = public;
+         ALTER FUNCTION forms.document(jsonb) RENAME TO unfit;",
+    )
+    .await
+    .unwrap_or_else(|e| panic!("an ALTER of an unfit payload function is refused: {}", db_message(&e)));
+    let e = db
+        .batch_execute("INSERT INTO sales.customers VALUES (3, 'ACME')")
+        .await
+        .expect_err("an unfit payload function is not run");
+    assert!(
+        matches!(sqlstate(&e).as_deref(), Some("42P13" | "42883")),
+        "{}",
+        db_message(&e)
+    );
+    db.batch_execute("DROP FUNCTION forms.unfit(jsonb)").await.unwrap();
     let e = db
         .batch_execute("INSERT INTO sales.customers VALUES (2, 'ACME')")
         .await
