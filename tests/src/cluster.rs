@@ -88,16 +88,18 @@ impl Cluster {
     /// initdb + start with extra settings and environment variables of the
     /// server process (e.g. RUST_BACKTRACE).
     pub fn start_with_env(settings: &[&str], env: &[(&str, &str)]) -> Result<Cluster, String> {
-        let cluster = Cluster::new_dir("pg_webhooks-test", &bindir(), settings, env)?;
-        cluster.initdb()?;
-        cluster.start_on_a_free_port()
+        Self::start_new(&bindir(), settings, env)
     }
 
     /// initdb + start with the PostgreSQL binaries in `bin` (another
     /// version than PG_BINDIR's, for pg_upgrade).
     pub fn start_in(bin: &Path, settings: &[&str]) -> Result<Cluster, String> {
-        let cluster = Cluster::new_dir("pg_webhooks-test", bin, settings, &[])?;
-        cluster.initdb()?;
+        Self::start_new(bin, settings, &[])
+    }
+
+    fn start_new(bin: &Path, settings: &[&str], env: &[(&str, &str)]) -> Result<Cluster, String> {
+        let cluster = Cluster::new_dir("pg_webhooks-test", bin, settings, env)?;
+        cluster.initdb(&[])?;
         cluster.start_on_a_free_port()
     }
 
@@ -107,7 +109,13 @@ impl Cluster {
     pub fn upgrade_to(&self, bin: &Path) -> Result<Cluster, String> {
         self.stop("fast")?;
         let new = Cluster::new_dir("pg_webhooks-upgraded", bin, &self.options_str(), &[])?;
-        new.initdb()?;
+        // PostgreSQL 18 turns data checksums on by default; pg_upgrade
+        // needs both clusters alike, and the older ones default to off.
+        let mut ask = pg_command(bin, "initdb");
+        ask.arg("--help");
+        let help = run(ask, "initdb --help")?;
+        let no_checksums = String::from_utf8_lossy(&help.stdout).contains("--no-data-checksums");
+        new.initdb(if no_checksums { &["--no-data-checksums"] } else { &[] })?;
         let mut upgrade = pg_command(bin, "pg_upgrade");
         // pg_upgrade writes its logs into the current directory's cluster.
         upgrade
@@ -151,17 +159,9 @@ impl Cluster {
         self.options.iter().map(String::as_str).collect()
     }
 
-    fn initdb(&self) -> Result<(), String> {
+    fn initdb(&self, extra: &[&str]) -> Result<(), String> {
         let mut initdb = pg_command(&self.bin, "initdb");
-        // PostgreSQL 18 turns data checksums on by default; pg_upgrade
-        // needs both clusters alike, and the older ones default to off.
-        let mut ask = pg_command(&self.bin, "initdb");
-        ask.arg("--help");
-        let help = run(ask, "initdb --help")?;
-        if String::from_utf8_lossy(&help.stdout).contains("--no-data-checksums") {
-            initdb.arg("--no-data-checksums");
-        }
-        initdb.arg("-D").arg(self.data_dir()).args([
+        initdb.args(extra).arg("-D").arg(self.data_dir()).args([
             "-A",
             "trust",
             "-U",
