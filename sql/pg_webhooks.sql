@@ -151,17 +151,25 @@ CREATE TABLE webhooks.source (
     updated_at      timestamptz NOT NULL DEFAULT now(),
     deferred        boolean NOT NULL DEFAULT false,
     column_numbers  jsonb NOT NULL DEFAULT '{}',
-    payload_oid     oid
+    payload_oid     oid,
+    payload_scope   text,
+    payload_owner   name
 );
 COMMENT ON TABLE webhooks.source IS
   'Tables whose committed changes become events; managed by webhooks.track()/untrack().';
 COMMENT ON COLUMN webhooks.source.payload IS
   'The payload function''s signature, schema-qualified (as regprocedure prints it with search_path = pg_catalog): '
-  'what names the function across pg_upgrade and dump and restore, where function OIDs change. '
+  'what names the function after pg_upgrade or a restore, where function OIDs change. '
   'See webhooks.payload_function().';
 COMMENT ON COLUMN webhooks.source.payload_oid IS
-  'Internal: the payload function''s OID in this cluster, so that its settings follow an ALTER FUNCTION ... RENAME '
-  'or SET SCHEMA (webhooks.on_ddl() then rewrites payload). Not a regprocedure: pg_upgrade refuses reg* columns.';
+  'Internal: the payload function''s OID, which names it where payload_scope is this database''s '
+  '(webhooks.oid_scope()); it follows ALTER FUNCTION ... RENAME or SET SCHEMA, and a dropped function stays '
+  'dropped. Not a regprocedure: pg_upgrade refuses reg* columns.';
+COMMENT ON COLUMN webhooks.source.payload_scope IS
+  'Internal: webhooks.oid_scope() where payload_oid was read. Another (pg_upgrade, a restore) means that the '
+  'signature in payload names the function, if it is still owned by payload_owner.';
+COMMENT ON COLUMN webhooks.source.payload_owner IS
+  'Internal: the role that owned the payload function when the settings were written.';
 COMMENT ON COLUMN webhooks.source.column_numbers IS
   'Internal: attnum of each column named in columns, exclude_columns and tenant_column, so that '
   'the settings follow an ALTER TABLE ... RENAME COLUMN (an excluded column stays excluded).';
@@ -174,6 +182,8 @@ CREATE TABLE webhooks.source_event (
     payload    text,
     created_at timestamptz NOT NULL DEFAULT now(),
     payload_oid oid,
+    payload_scope text,
+    payload_owner name,
     CONSTRAINT source_event_unique UNIQUE (source, event)
 );
 COMMENT ON TABLE webhooks.source_event IS
@@ -181,7 +191,11 @@ COMMENT ON TABLE webhooks.source_event IS
 COMMENT ON COLUMN webhooks.source_event.payload IS
   'The payload function''s signature, as in webhooks.source.payload.';
 COMMENT ON COLUMN webhooks.source_event.payload_oid IS
-  'Internal: the payload function''s OID in this cluster, as in webhooks.source.payload_oid.';
+  'Internal: the payload function''s OID, as in webhooks.source.payload_oid.';
+COMMENT ON COLUMN webhooks.source_event.payload_scope IS
+  'Internal: where payload_oid was read, as in webhooks.source.payload_scope.';
+COMMENT ON COLUMN webhooks.source_event.payload_owner IS
+  'Internal: the payload function''s owner, as in webhooks.source.payload_owner.';
 
 -- Changes of tables tracked with deferred => true wait here until their
 -- transaction commits; webhooks.capture_commit() then turns each row's
@@ -450,27 +464,51 @@ BEGIN
     END IF;
     -- On every write, not only when payload changes: moving a row's
     -- settings to another table must not carry someone else's payload.
-    -- The signature and the OID are made to name one function: the OID
-    -- alone (track()) gives the signature, and a signature that names
-    -- another function than the OID (a row restored from another cluster)
-    -- wins.
+    -- The columns are made to name one function, with its signature, OID,
+    -- owner and this database's webhooks.oid_scope() (a row from pg_upgrade
+    -- or a restore is made this database's here): the one a writer names
+    -- by signature alone (an INSERT without OID, an UPDATE of payload
+    -- only), else the one webhooks.payload_function() finds. Either way
+    -- the writer's rights are checked below.
     IF TG_OP <> 'DELETE' AND (NEW.payload IS NOT NULL OR NEW.payload_oid IS NOT NULL) THEN
-        fn := CASE WHEN NEW.payload IS NULL THEN NEW.payload_oid::pg_catalog.regprocedure
-                   ELSE webhooks.payload_function(NEW.payload, NEW.payload_oid) END;
+        IF NEW.payload_oid IS NULL
+           OR (TG_OP = 'UPDATE' AND NEW.payload IS DISTINCT FROM OLD.payload AND NEW.payload IS NOT NULL
+               AND NEW.payload_oid IS NOT DISTINCT FROM OLD.payload_oid) THEN
+            fn := pg_catalog.to_regprocedure(NEW.payload);
+        ELSE
+            fn := webhooks.payload_function(NEW.payload, NEW.payload_oid, NEW.payload_scope, NEW.payload_owner);
+        END IF;
+        IF fn IS NULL AND TG_OP = 'UPDATE' AND NEW.source = OLD.source
+           AND (NEW.payload, NEW.payload_oid, NEW.payload_scope, NEW.payload_owner)
+               IS NOT DISTINCT FROM (OLD.payload, OLD.payload_oid, OLD.payload_scope, OLD.payload_owner) THEN
+            -- The function is gone and this write (on_ddl() after an ALTER
+            -- TABLE, say) does not name another: the row stays as it was,
+            -- and capture refuses the table's writes (42883) until track()
+            -- names a payload function that exists. Never rebound by name
+            -- within one database: whoever makes a function of the same
+            -- signature later is not whom the settings trusted.
+            PERFORM webhooks.invalidate_capture(NEW.source);
+            RETURN NEW;
+        END IF;
         IF fn IS NULL THEN
-            RAISE EXCEPTION 'payload function % does not exist', NEW.payload
+            RAISE EXCEPTION 'payload function % does not exist', coalesce(NEW.payload, NEW.payload_oid::text)
               USING ERRCODE = 'undefined_function';
         END IF;
         PERFORM webhooks.check_payload(fn);
+        SELECT p.proowner INTO owner FROM pg_catalog.pg_proc p WHERE p.oid = fn::pg_catalog.oid;
         NEW.payload := fn::pg_catalog.text;
         NEW.payload_oid := fn::pg_catalog.oid;
-        SELECT p.proowner INTO owner FROM pg_catalog.pg_proc p WHERE p.oid = fn::pg_catalog.oid;
+        NEW.payload_scope := webhooks.oid_scope();
+        NEW.payload_owner := pg_catalog.pg_get_userbyid(owner);
         IF NOT pg_catalog.pg_has_role(current_user, owner, 'USAGE') THEN
             RAISE EXCEPTION 'payload function % is owned by %, whose rights % does not have',
                             fn, pg_catalog.pg_get_userbyid(owner), current_user
               USING ERRCODE = 'insufficient_privilege',
                     HINT = 'Payload functions run as their owner: use one owned by you or by a role you belong to.';
         END IF;
+    ELSIF TG_OP <> 'DELETE' THEN
+        NEW.payload_scope := NULL;
+        NEW.payload_owner := NULL;
     END IF;
     IF TG_OP <> 'INSERT' THEN
         PERFORM webhooks.invalidate_capture(OLD.source);
@@ -678,19 +716,60 @@ END $$;
 COMMENT ON FUNCTION webhooks.check_columns(regclass, text, name[]) IS
   'Internal: raise undefined_column unless every name is a column of the table.';
 
--- Settings name a payload function twice: by OID, which follows renames
--- within one cluster, and by signature, which survives pg_upgrade and dump
--- and restore (both change function OIDs). The OID is used while it still
--- prints as the signature; otherwise the signature is looked up.
-CREATE FUNCTION webhooks.payload_function(signature text, function oid) RETURNS regprocedure
+-- Where an OID means the object it was read from: this cluster (pg_upgrade
+-- makes a new system identifier), this database and this installation of
+-- the extension (a restore makes new ones). Nothing done inside one
+-- database changes it.
+CREATE FUNCTION webhooks.oid_scope() RETURNS text
 LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT CASE WHEN function::pg_catalog.regprocedure::pg_catalog.text = signature
-                THEN function::pg_catalog.regprocedure
-                ELSE pg_catalog.to_regprocedure(signature) END
+    SELECT pg_catalog.concat_ws('/', (SELECT c.system_identifier FROM pg_catalog.pg_control_system() c),
+                                (SELECT d.oid FROM pg_catalog.pg_database d
+                                  WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database()),
+                                (SELECT e.oid FROM pg_catalog.pg_extension e
+                                  WHERE e.extname OPERATOR(pg_catalog.=) 'pg_webhooks'))
 $$;
-COMMENT ON FUNCTION webhooks.payload_function(text, oid) IS
-  'The payload function a settings row (webhooks.source, webhooks.source_event) names by signature and OID; '
-  'NULL if none exists.';
+COMMENT ON FUNCTION webhooks.oid_scope() IS
+  'Internal: system identifier/database OID/extension OID, where an OID kept in the settings (payload_oid) '
+  'names what it was read from.';
+
+-- pg_temp_N and pg_toast_temp_N, anyone's.
+CREATE FUNCTION webhooks.temporary_namespace(namespace oid) RETURNS boolean
+LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT namespace OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema()
+           OR pg_catalog.pg_is_other_temp_schema(namespace)
+$$;
+COMMENT ON FUNCTION webhooks.temporary_namespace(oid) IS
+  'Internal: whether a schema is a session''s temporary schema (this one''s or another''s).';
+
+-- Settings name a payload function by OID, by signature and by owner.
+-- Within the database that wrote them (the same webhooks.oid_scope()) the
+-- OID alone: it follows renames, and a dropped function stays dropped (a
+-- function made later with the same signature, by whoever may, is not the
+-- one whose owner's rights were checked). After pg_upgrade or a restore,
+-- where OIDs change, the signature, and only if it prints back as itself
+-- (never an OID in digits, which is what a 0.1.0 regprocedure whose
+-- function was dropped became), is not in a temporary schema, and is
+-- still the same role's function. (Only what looks like a signature is
+-- parsed: PostgreSQL 15's to_regprocedure() raises on other text.)
+CREATE FUNCTION webhooks.payload_function(signature text, function oid, scope text, owner name)
+RETURNS regprocedure
+LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT p.oid::pg_catalog.regprocedure
+      FROM (SELECT scope OPERATOR(pg_catalog.=) webhooks.oid_scope() AS here) h
+      JOIN pg_catalog.pg_proc p
+        ON p.oid OPERATOR(pg_catalog.=) CASE WHEN h.here THEN function
+                                             ELSE pg_catalog.to_regprocedure(
+                                                      CASE WHEN signature OPERATOR(pg_catalog.~) '\(.*\)$'
+                                                           THEN signature END)::pg_catalog.oid END
+     WHERE h.here
+        OR (p.oid::pg_catalog.regprocedure::pg_catalog.text OPERATOR(pg_catalog.=) signature
+            AND pg_catalog.pg_get_userbyid(p.proowner) OPERATOR(pg_catalog.=) owner
+            AND NOT webhooks.temporary_namespace(p.pronamespace))
+$$;
+COMMENT ON FUNCTION webhooks.payload_function(text, oid, text, name) IS
+  'The payload function a settings row (webhooks.source, webhooks.source_event) names: by OID in the database '
+  'that wrote it, by signature and owner after pg_upgrade or a restore; NULL if there is none.';
+
 
 -- Internal: raises unless the function can shape a payload: (jsonb) RETURNS jsonb.
 -- A payload function runs as its owner in the writer's session, so a
@@ -708,6 +787,14 @@ BEGIN
         RAISE EXCEPTION 'payload function % must take one jsonb argument and return jsonb', payload
           USING ERRCODE = 'invalid_function_definition';
     END IF;
+    -- A temporary function dies with its session, and whichever session
+    -- next holds that temporary schema could make one of the same name.
+    IF payload IS NOT NULL AND EXISTS (
+           SELECT 1 FROM pg_proc p WHERE p.oid = payload AND webhooks.temporary_namespace(p.pronamespace)) THEN
+        RAISE EXCEPTION 'payload function % is temporary', payload
+          USING ERRCODE = 'invalid_function_definition',
+                HINT = 'Create it in a permanent schema.';
+    END IF;
     IF payload IS NOT NULL AND EXISTS (
            SELECT 1 FROM pg_proc p, unnest(p.proconfig) c
             WHERE p.oid = payload AND c LIKE 'search_path=%'
@@ -720,8 +807,8 @@ BEGIN
     RETURN payload;
 END $$;
 COMMENT ON FUNCTION webhooks.check_payload(regprocedure) IS
-  'Internal: raise unless a payload function has the signature (jsonb) RETURNS jsonb and any search_path it '
-  'sets ends with pg_temp.';
+  'Internal: raise unless a payload function has the signature (jsonb) RETURNS jsonb, is not temporary, and any '
+  'search_path it sets ends with pg_temp.';
 
 -- Internal: (re)create a tracked table's capture triggers. They take no
 -- argument: the engine finds the settings by the table.
@@ -840,14 +927,14 @@ BEGIN
         RAISE EXCEPTION 'webhooks.track: deferred must be true or false' USING ERRCODE = 'invalid_parameter_value';
     END IF;
     INSERT INTO webhooks.source AS s (source, resource, events, key_columns, columns, exclude_columns,
-                                      tenant_column, payload_oid, deferred, column_numbers)
+                                      tenant_column, payload_oid, payload_scope, deferred, column_numbers)
     VALUES (rel, res, events, keys, columns, coalesce(exclude_columns, '{}'), tenant_column, payload,
-            track.deferred, webhooks.column_numbers(rel, coalesce(columns, '{}') || exclude_columns || tenant_column))
+            webhooks.oid_scope(), track.deferred, webhooks.column_numbers(rel, coalesce(columns, '{}') || exclude_columns || tenant_column))
     ON CONFLICT ON CONSTRAINT source_pkey DO UPDATE
        SET resource = excluded.resource, events = excluded.events, key_columns = excluded.key_columns,
            columns = excluded.columns, exclude_columns = excluded.exclude_columns,
            tenant_column = excluded.tenant_column, payload = NULL, payload_oid = excluded.payload_oid,
-           deferred = excluded.deferred,
+           payload_scope = excluded.payload_scope, payload_owner = NULL, deferred = excluded.deferred,
            column_numbers = excluded.column_numbers, updated_at = now()
     RETURNING * INTO src;
 
@@ -872,10 +959,11 @@ BEGIN
     IF condition IS NULL OR btrim(condition) = '' THEN
         RAISE EXCEPTION 'webhooks.track_event: condition must not be empty' USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    INSERT INTO webhooks.source_event AS x (source, event, condition, payload_oid)
-    VALUES (rel, track_event.event, condition, payload)
+    INSERT INTO webhooks.source_event AS x (source, event, condition, payload_oid, payload_scope)
+    VALUES (rel, track_event.event, condition, payload, webhooks.oid_scope())
     ON CONFLICT ON CONSTRAINT source_event_unique DO UPDATE
-       SET condition = excluded.condition, payload = NULL, payload_oid = excluded.payload_oid
+       SET condition = excluded.condition, payload = NULL, payload_oid = excluded.payload_oid,
+           payload_scope = excluded.payload_scope, payload_owner = NULL
     RETURNING * INTO se;
 
     trg := format('webhooks_event_%s', se.id);
@@ -922,7 +1010,7 @@ COMMENT ON FUNCTION webhooks.untrack(regclass) IS
 
 CREATE VIEW webhooks.sources AS
 SELECT t.source, s.resource, s.events, s.key_columns, s.columns, s.exclude_columns, s.tenant_column,
-       webhooks.payload_function(s.payload, s.payload_oid) AS payload, s.deferred,
+       webhooks.payload_function(s.payload, s.payload_oid, s.payload_scope, s.payload_owner) AS payload, s.deferred,
        (SELECT coalesce(jsonb_object_agg(x.event, x.condition), '{}') FROM webhooks.source_event x
          WHERE x.source = t.source) AS business_events,
        s.created_at, s.updated_at
@@ -971,10 +1059,19 @@ COMMENT ON FUNCTION webhooks.emit(text, jsonb, text, text) IS
 
 -- Raises unless the URL is absolute http(s) with a host; https unless
 -- webhooks.require_https is off or the host is loopback.
+-- Whether webhooks.require_https refuses a URL: http to anything but loopback.
+CREATE FUNCTION webhooks.https_refuses(url text) RETURNS boolean
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT p.scheme OPERATOR(pg_catalog.=) 'http' AND webhooks.https_required()
+           AND p.host OPERATOR(pg_catalog.<>) ALL (ARRAY['localhost', '127.0.0.1', '[::1]'])
+      FROM webhooks.url_parts(url) p
+$$;
+COMMENT ON FUNCTION webhooks.https_refuses(text) IS
+  'Internal: whether webhooks.require_https refuses an endpoint URL (http, and not to a loopback host).';
+
 CREATE FUNCTION webhooks.check_url(url text) RETURNS text
 LANGUAGE plpgsql STABLE AS $$
 DECLARE
-    p       record;
     refusal text;
 BEGIN
     IF url IS NULL THEN
@@ -982,8 +1079,7 @@ BEGIN
     END IF;
     -- Parsed by the poller's own URL parser (Rust), so that an accepted URL
     -- is one the poller can send to.
-    SELECT * INTO p FROM webhooks.url_parts(url);
-    IF p.scheme = 'http' AND webhooks.https_required() AND p.host NOT IN ('localhost', '127.0.0.1', '[::1]') THEN
+    IF webhooks.https_refuses(url) THEN
         RAISE EXCEPTION 'endpoint URL must use https: %', webhooks.redacted_url(url)
           USING ERRCODE = 'invalid_parameter_value',
                 HINT = 'webhooks.require_https is on; only loopback URLs may use http.';
@@ -1352,7 +1448,20 @@ BEGIN
         RAISE EXCEPTION 'null value in column "%" of relation "endpoint" violates not-null constraint', missing
             USING ERRCODE = 'not_null_violation', SCHEMA = 'webhooks', TABLE = 'endpoint', COLUMN = missing;
     END IF;
-    IF fresh OR NEW.url IS DISTINCT FROM OLD.url THEN
+    IF fresh THEN
+        -- A new row says nothing here (create_endpoint() has checked and
+        -- warned already): pg_restore's COPY writes rows straight into the
+        -- table, and any message raised for one carries COPY's context
+        -- line, the start of the row with its secret, into the log. The URL
+        -- must parse (url_parts()); one that webhooks.require_https refuses,
+        -- from a server where it was off, is kept but paused, and checked
+        -- again when the endpoint is resumed.
+        IF webhooks.https_refuses(NEW.url) AND NEW.active THEN
+            NEW.active := false;
+            NEW.paused_at := now();
+            NEW.paused_reason := 'its URL is not https, and webhooks.require_https is on';
+        END IF;
+    ELSIF NEW.url IS DISTINCT FROM OLD.url OR (NEW.active AND NOT OLD.active) THEN
         PERFORM webhooks.check_url(NEW.url);
     END IF;
     IF fresh OR NEW.events IS DISTINCT FROM OLD.events THEN
@@ -1400,7 +1509,9 @@ END $$;
 COMMENT ON FUNCTION webhooks.endpoint_checked() IS
   'Internal trigger of webhooks.endpoint: the same checks as create_endpoint() on every changed column, '
   'whoever writes (22023 and friends, as there), then the table''s NOT NULL and CHECK constraints, raised without '
-  'the row''s values (PostgreSQL''s own DETAIL would log the secrets).';
+  'the row''s values (PostgreSQL''s own DETAIL would log the secrets). A new row whose http URL '
+  'webhooks.require_https refuses is paused (a restore from a server without it), and its URL checked again '
+  'when it is resumed.';
 CREATE TRIGGER endpoint_checked BEFORE INSERT OR UPDATE ON webhooks.endpoint
     FOR EACH ROW EXECUTE FUNCTION webhooks.endpoint_checked();
 
@@ -2638,7 +2749,9 @@ GRANT EXECUTE ON FUNCTION webhooks.version(), webhooks.retry_delay(interval[], i
                           webhooks.event_matches(text[], text), webhooks.stats(interval),
                           webhooks.endpoint_matches(webhooks.endpoint, webhooks.event),
                           webhooks.envelope(webhooks.event), webhooks.redacted_url(text),
-                          webhooks.redacted_headers(jsonb, text[]), webhooks.payload_function(text, oid)
+                          webhooks.redacted_headers(jsonb, text[]),
+                          webhooks.payload_function(text, oid, text, name), webhooks.oid_scope(),
+                          webhooks.temporary_namespace(oid)
    TO webhooks_reader;
 
 -- The poller's functions run as the extension's owner, so the role needs no
@@ -2688,6 +2801,7 @@ DECLARE
     keys    name[];
     dropped name[];
     renamed jsonb;
+    fix     record;
 BEGIN
     -- (A RENAME COLUMN is reported as a 'table column', with the table as objid.)
     FOR cmd IN SELECT DISTINCT objid FROM pg_event_trigger_ddl_commands()
@@ -2767,38 +2881,39 @@ BEGIN
          WHERE s.source = src.source
         RETURNING * INTO src;
     END LOOP;
-    -- A payload function renamed or moved, or its schema renamed: the
-    -- signature in its settings follows the OID (webhooks.payload_function()).
-    -- Only where the old signature names no function any more, so that an
-    -- OID from before a pg_upgrade never overrides a signature that works.
-    -- (Setting payload to NULL makes webhooks.source_changed() write it
-    -- from the OID.)
-    -- A function the checks refuse (check_payload()) is left as it is
-    -- rather than failing the DBA's ALTER: capture reports it.
-    BEGIN
-        UPDATE webhooks.source s SET payload = NULL
-         WHERE pg_catalog.to_regprocedure(s.payload) IS NULL
-           AND s.payload_oid IN (SELECT p.oid FROM pg_event_trigger_ddl_commands() c
-                                   JOIN pg_catalog.pg_proc p
-                                     ON (c.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND p.oid = c.objid)
-                                     OR (c.classid = 'pg_catalog.pg_namespace'::pg_catalog.regclass
-                                         AND p.pronamespace = c.objid));
-        UPDATE webhooks.source_event x SET payload = NULL
-         WHERE pg_catalog.to_regprocedure(x.payload) IS NULL
-           AND x.payload_oid IN (SELECT p.oid FROM pg_event_trigger_ddl_commands() c
-                                   JOIN pg_catalog.pg_proc p
-                                     ON (c.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND p.oid = c.objid)
-                                     OR (c.classid = 'pg_catalog.pg_namespace'::pg_catalog.regclass
-                                         AND p.pronamespace = c.objid));
-    EXCEPTION WHEN invalid_function_definition OR insufficient_privilege OR undefined_function THEN
-        NULL;
-    END;
+    -- A payload function renamed, moved or given to another owner, or its
+    -- schema renamed: the settings that name it by OID in this database
+    -- take its new signature and owner (setting payload to NULL makes
+    -- webhooks.source_changed() write them from the OID), so that they
+    -- still name it after a pg_upgrade or a restore. One row at a time: a
+    -- function the checks refuse (check_payload()) leaves its own rows as
+    -- they are rather than failing the DBA's ALTER, and capture reports it.
+    FOR fix IN WITH altered AS (
+                   SELECT p.oid FROM pg_event_trigger_ddl_commands() c
+                     JOIN pg_catalog.pg_proc p
+                       ON (c.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND p.oid = c.objid)
+                       OR (c.classid = 'pg_catalog.pg_namespace'::pg_catalog.regclass AND p.pronamespace = c.objid))
+               SELECT 'source' AS kind, s.id FROM webhooks.source s
+                WHERE s.payload_scope = webhooks.oid_scope() AND s.payload_oid IN (SELECT a.oid FROM altered a)
+               UNION ALL
+               SELECT 'source_event', x.id FROM webhooks.source_event x
+                WHERE x.payload_scope = webhooks.oid_scope() AND x.payload_oid IN (SELECT a.oid FROM altered a) LOOP
+        BEGIN
+            IF fix.kind = 'source' THEN
+                UPDATE webhooks.source s SET payload = NULL WHERE s.id = fix.id;
+            ELSE
+                UPDATE webhooks.source_event x SET payload = NULL WHERE x.id = fix.id;
+            END IF;
+        EXCEPTION WHEN invalid_function_definition OR insufficient_privilege OR undefined_function THEN
+            NULL;
+        END;
+    END LOOP;
 END $$;
 COMMENT ON FUNCTION webhooks.on_ddl() IS
   'Event trigger: after ALTER TABLE on a tracked table, bring its settings up to date (following renamed '
   'columns, dropping vanished ones with a warning); refuse to drop its primary key. Partitions made or '
   'attached later get the capture triggers they lack; detached ones lose theirs. After ALTER FUNCTION or '
-  'ALTER SCHEMA, the signature of a renamed or moved payload function follows it.';
+  'ALTER SCHEMA, the signature and owner of a renamed, moved or given payload function follow it.';
 
 CREATE FUNCTION webhooks.on_drop() RETURNS event_trigger
 LANGUAGE plpgsql AS $$
@@ -2819,29 +2934,38 @@ END $$;
 COMMENT ON FUNCTION webhooks.on_drop() IS
   'Event trigger: forget a tracked table (its settings and business events) when it is dropped.';
 
--- After pg_upgrade or a restore, the payload OIDs in the settings are
--- another cluster's until their rows are written again (the signatures
--- are right: webhooks.payload_function()). Before a function or schema is
--- renamed, the OIDs are set from the signatures that still name a
--- function, so that on_ddl() can follow the rename.
+-- After pg_upgrade or a restore, the settings name payload functions by
+-- signature until their rows are written again (webhooks.payload_function()).
+-- Before a function or schema is renamed, those rows are written again (an
+-- OID of this database from the signature and owner), so that on_ddl() can
+-- follow the rename. One row at a time, and a refused one is left as it is:
+-- a function the checks refuse never fails the DBA's ALTER (it may be the
+-- one that mends it); capture reports it when it is called.
 CREATE FUNCTION webhooks.on_ddl_start() RETURNS event_trigger
 LANGUAGE plpgsql AS $$
+DECLARE
+    fix record;
 BEGIN
-    -- (Writing payload again makes webhooks.source_changed() set the OID.)
-    UPDATE webhooks.source s SET payload = s.payload
-     WHERE pg_catalog.to_regprocedure(s.payload) IS NOT NULL
-       AND pg_catalog.to_regprocedure(s.payload)::pg_catalog.oid IS DISTINCT FROM s.payload_oid;
-    UPDATE webhooks.source_event x SET payload = x.payload
-     WHERE pg_catalog.to_regprocedure(x.payload) IS NOT NULL
-       AND pg_catalog.to_regprocedure(x.payload)::pg_catalog.oid IS DISTINCT FROM x.payload_oid;
-EXCEPTION WHEN invalid_function_definition OR insufficient_privilege OR undefined_function THEN
-    -- A function the checks refuse never fails the DBA's ALTER (it may be
-    -- the one that mends it); capture reports it when it is called.
-    NULL;
+    FOR fix IN SELECT 'source' AS kind, s.id FROM webhooks.source s
+                WHERE s.payload IS NOT NULL AND s.payload_scope IS DISTINCT FROM webhooks.oid_scope()
+               UNION ALL
+               SELECT 'source_event', x.id FROM webhooks.source_event x
+                WHERE x.payload IS NOT NULL AND x.payload_scope IS DISTINCT FROM webhooks.oid_scope() LOOP
+        BEGIN
+            -- (A write that changes nothing still runs source_changed().)
+            IF fix.kind = 'source' THEN
+                UPDATE webhooks.source s SET payload = s.payload WHERE s.id = fix.id;
+            ELSE
+                UPDATE webhooks.source_event x SET payload = x.payload WHERE x.id = fix.id;
+            END IF;
+        EXCEPTION WHEN invalid_function_definition OR insufficient_privilege OR undefined_function THEN
+            NULL;
+        END;
+    END LOOP;
 END $$;
 COMMENT ON FUNCTION webhooks.on_ddl_start() IS
-  'Event trigger: before ALTER FUNCTION or ALTER SCHEMA, set payload function OIDs that another cluster''s '
-  '(pg_upgrade, a restore) left in the settings from their signatures.';
+  'Event trigger: before ALTER FUNCTION or ALTER SCHEMA, make the payload functions of settings that came '
+  'through pg_upgrade or a restore this database''s (by signature and owner), so that on_ddl() follows them.';
 
 -- Event triggers run as whoever issues the DDL: as the owner instead, or an
 -- ALTER TABLE by a role without rights on schema webhooks would fail.

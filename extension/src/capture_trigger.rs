@@ -796,18 +796,18 @@ unsafe fn table_name(relid: pg_sys::Oid) -> String {
 
 const TABLE_NAME: &str = "pg_catalog.format('%I.%I', n.nspname, c.relname)";
 
-/// The payload function's OID in a settings query on `alias`.
-/// webhooks.payload_function() names it by signature and OID; InvalidOid
-/// (never a function) stands for one the settings name but that is gone,
-/// so run_payload() refuses the write instead of sending the row unshaped.
+/// The payload function's OID in a settings query on `alias`, as
+/// webhooks.payload_function() finds it; InvalidOid (never a function)
+/// stands for one the settings name but that is gone, so run_payload()
+/// refuses the write instead of sending the row unshaped.
 /// A schema still at 0.1.0 (this library installed, ALTER EXTENSION ...
 /// UPDATE not run yet) has a regprocedure column instead.
 unsafe fn payload_column(alias: &str) -> String {
     let updated = with_fixed_search_path(|| {
         as_owner(|| {
             Spi::get_one::<bool>(
-                "SELECT pg_catalog.to_regprocedure('webhooks.payload_function(pg_catalog.text, pg_catalog.oid)') \
-                 IS NOT NULL",
+                "SELECT pg_catalog.to_regprocedure('webhooks.payload_function(pg_catalog.text, pg_catalog.oid, \
+                                                    pg_catalog.text, pg_catalog.name)') IS NOT NULL",
             )
             .ok()
             .flatten()
@@ -817,7 +817,8 @@ unsafe fn payload_column(alias: &str) -> String {
     if updated {
         format!(
             "CASE WHEN {alias}.payload IS NOT NULL \
-                  THEN COALESCE(webhooks.payload_function({alias}.payload, {alias}.payload_oid)\
+                  THEN COALESCE(webhooks.payload_function({alias}.payload, {alias}.payload_oid, \
+                                                          {alias}.payload_scope, {alias}.payload_owner)\
                                                ::pg_catalog.oid, 0::pg_catalog.oid) END"
         )
     } else {

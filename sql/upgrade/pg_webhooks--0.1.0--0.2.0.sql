@@ -47,9 +47,16 @@
 --   (webhooks.delivery_id()): a fan-out made again after a failover lost
 --   the first (asynchronous replication) sends the same webhook-ids.
 -- - webhooks.source and webhooks.source_event name payload functions by
---   signature (text) and OID instead of regprocedure, so that pg_upgrade
---   accepts the cluster; the signature follows ALTER FUNCTION ... RENAME
---   and SET SCHEMA, and ALTER SCHEMA ... RENAME.
+--   OID, signature (text) and owner instead of regprocedure, so that
+--   pg_upgrade accepts the cluster: the OID within the database that wrote
+--   them (a dropped function stays dropped), the signature and owner after
+--   pg_upgrade or a restore; the signature follows ALTER FUNCTION ...
+--   RENAME, SET SCHEMA and OWNER TO, and ALTER SCHEMA ... RENAME. Payload
+--   functions in temporary schemas are refused.
+-- - A new endpoint row whose http URL webhooks.require_https refuses (a
+--   restore from a server without it) is paused instead of refused, and
+--   no message is raised for a new row, so that COPY's context line never
+--   logs its secret.
 -- - webhooks.endpoint raises its NOT NULL and CHECK violations itself,
 --   without the row's values (PostgreSQL's DETAIL would log the secrets).
 -- Tracked tables keep their settings; their triggers are made again below.
@@ -116,27 +123,67 @@ COMMENT ON COLUMN webhooks.endpoint.public_headers IS
 ALTER TABLE webhooks.endpoint ADD COLUMN client_cert text, ADD COLUMN client_key text, ADD COLUMN ca_cert text;
 
 -- Payload functions were regprocedure columns, which pg_upgrade refuses
--- (function OIDs change there): now a signature, which names the function
--- across clusters, and the OID, which follows renames within one
--- (webhooks.payload_function()). The view on them is made again below.
+-- (function OIDs change there): now the OID, which names the function in
+-- this database, and the signature and owner, which name it after a
+-- pg_upgrade or a restore (webhooks.payload_function()). payload_scope says
+-- where the OID was read: the expression is webhooks.oid_scope()'s, which
+-- does not exist yet. The view on them is made again below.
 DROP VIEW webhooks.sources;
-ALTER TABLE webhooks.source ADD COLUMN payload_oid oid;
-ALTER TABLE webhooks.source_event ADD COLUMN payload_oid oid;
-UPDATE webhooks.source SET payload_oid = payload::pg_catalog.oid WHERE payload IS NOT NULL;
-UPDATE webhooks.source_event SET payload_oid = payload::pg_catalog.oid WHERE payload IS NOT NULL;
+ALTER TABLE webhooks.source ADD COLUMN payload_oid oid, ADD COLUMN payload_scope text, ADD COLUMN payload_owner name;
+ALTER TABLE webhooks.source_event ADD COLUMN payload_oid oid, ADD COLUMN payload_scope text,
+                                  ADD COLUMN payload_owner name;
+DO $$
+DECLARE
+    here text := pg_catalog.concat_ws('/', (SELECT c.system_identifier FROM pg_catalog.pg_control_system() c),
+                                      (SELECT d.oid FROM pg_catalog.pg_database d
+                                        WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database()),
+                                      (SELECT e.oid FROM pg_catalog.pg_extension e
+                                        WHERE e.extname OPERATOR(pg_catalog.=) 'pg_webhooks'));
+    gone text;
+BEGIN
+    UPDATE webhooks.source s
+       SET payload_oid = s.payload::pg_catalog.oid, payload_scope = here,
+           payload_owner = (SELECT pg_catalog.pg_get_userbyid(p.proowner) FROM pg_catalog.pg_proc p
+                             WHERE p.oid OPERATOR(pg_catalog.=) s.payload::pg_catalog.oid)
+     WHERE s.payload IS NOT NULL;
+    UPDATE webhooks.source_event x
+       SET payload_oid = x.payload::pg_catalog.oid, payload_scope = here,
+           payload_owner = (SELECT pg_catalog.pg_get_userbyid(p.proowner) FROM pg_catalog.pg_proc p
+                             WHERE p.oid OPERATOR(pg_catalog.=) x.payload::pg_catalog.oid)
+     WHERE x.payload IS NOT NULL;
+    -- A regprocedure outlives its function (it is only an OID): such a
+    -- table's writes fail until it is tracked again.
+    SELECT pg_catalog.string_agg(t.source::pg_catalog.text, ', ') INTO gone
+      FROM (SELECT s.source FROM webhooks.source s WHERE s.payload IS NOT NULL AND s.payload_owner IS NULL
+            UNION SELECT x.source FROM webhooks.source_event x WHERE x.payload IS NOT NULL AND x.payload_owner IS NULL) t;
+    IF gone IS NOT NULL THEN
+        RAISE WARNING 'pg_webhooks: the payload function of % no longer exists; writes to it fail until '
+                      'webhooks.track() or track_event() names one that does', gone;
+    END IF;
+END $$;
 ALTER TABLE webhooks.source ALTER COLUMN payload TYPE text USING payload::pg_catalog.text;
 ALTER TABLE webhooks.source_event ALTER COLUMN payload TYPE text USING payload::pg_catalog.text;
 COMMENT ON COLUMN webhooks.source.payload IS
   'The payload function''s signature, schema-qualified (as regprocedure prints it with search_path = pg_catalog): '
-  'what names the function across pg_upgrade and dump and restore, where function OIDs change. '
+  'what names the function after pg_upgrade or a restore, where function OIDs change. '
   'See webhooks.payload_function().';
 COMMENT ON COLUMN webhooks.source.payload_oid IS
-  'Internal: the payload function''s OID in this cluster, so that its settings follow an ALTER FUNCTION ... RENAME '
-  'or SET SCHEMA (webhooks.on_ddl() then rewrites payload). Not a regprocedure: pg_upgrade refuses reg* columns.';
+  'Internal: the payload function''s OID, which names it where payload_scope is this database''s '
+  '(webhooks.oid_scope()); it follows ALTER FUNCTION ... RENAME or SET SCHEMA, and a dropped function stays '
+  'dropped. Not a regprocedure: pg_upgrade refuses reg* columns.';
+COMMENT ON COLUMN webhooks.source.payload_scope IS
+  'Internal: webhooks.oid_scope() where payload_oid was read. Another (pg_upgrade, a restore) means that the '
+  'signature in payload names the function, if it is still owned by payload_owner.';
+COMMENT ON COLUMN webhooks.source.payload_owner IS
+  'Internal: the role that owned the payload function when the settings were written.';
 COMMENT ON COLUMN webhooks.source_event.payload IS
   'The payload function''s signature, as in webhooks.source.payload.';
 COMMENT ON COLUMN webhooks.source_event.payload_oid IS
-  'Internal: the payload function''s OID in this cluster, as in webhooks.source.payload_oid.';
+  'Internal: the payload function''s OID, as in webhooks.source.payload_oid.';
+COMMENT ON COLUMN webhooks.source_event.payload_scope IS
+  'Internal: where payload_oid was read, as in webhooks.source.payload_scope.';
+COMMENT ON COLUMN webhooks.source_event.payload_owner IS
+  'Internal: the payload function''s owner, as in webhooks.source.payload_owner.';
 COMMENT ON COLUMN webhooks.endpoint.client_cert IS
   'PEM certificate chain the poller presents to this endpoint''s receiver (mutual TLS); set with '
   'webhooks.set_endpoint_tls().';
@@ -392,20 +439,54 @@ COMMENT ON VIEW webhooks.endpoints IS
   'Endpoints without their secrets or credentials; for roles that are not webhooks_admin members, URL path and '
   'query, and custom header values not marked public, [redacted] too.';
 
--- Settings name payload functions by signature and OID (see above).
-CREATE FUNCTION webhooks.payload_function(signature text, function oid) RETURNS regprocedure
+-- Where an OID means the object it was read from: this cluster (pg_upgrade
+-- makes a new system identifier), this database and this installation of
+-- the extension (a restore makes new ones). Nothing done inside one
+-- database changes it.
+CREATE FUNCTION webhooks.oid_scope() RETURNS text
 LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT CASE WHEN function::pg_catalog.regprocedure::pg_catalog.text = signature
-                THEN function::pg_catalog.regprocedure
-                ELSE pg_catalog.to_regprocedure(signature) END
+    SELECT pg_catalog.concat_ws('/', (SELECT c.system_identifier FROM pg_catalog.pg_control_system() c),
+                                (SELECT d.oid FROM pg_catalog.pg_database d
+                                  WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database()),
+                                (SELECT e.oid FROM pg_catalog.pg_extension e
+                                  WHERE e.extname OPERATOR(pg_catalog.=) 'pg_webhooks'))
 $$;
-COMMENT ON FUNCTION webhooks.payload_function(text, oid) IS
-  'The payload function a settings row (webhooks.source, webhooks.source_event) names by signature and OID; '
-  'NULL if none exists.';
+COMMENT ON FUNCTION webhooks.oid_scope() IS
+  'Internal: system identifier/database OID/extension OID, where an OID kept in the settings (payload_oid) '
+  'names what it was read from.';
+
+-- pg_temp_N and pg_toast_temp_N, anyone's.
+CREATE FUNCTION webhooks.temporary_namespace(namespace oid) RETURNS boolean
+LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT namespace OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema()
+           OR pg_catalog.pg_is_other_temp_schema(namespace)
+$$;
+COMMENT ON FUNCTION webhooks.temporary_namespace(oid) IS
+  'Internal: whether a schema is a session''s temporary schema (this one''s or another''s).';
+
+-- Settings name payload functions by OID, signature and owner (see above).
+CREATE FUNCTION webhooks.payload_function(signature text, function oid, scope text, owner name)
+RETURNS regprocedure
+LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT p.oid::pg_catalog.regprocedure
+      FROM (SELECT scope OPERATOR(pg_catalog.=) webhooks.oid_scope() AS here) h
+      JOIN pg_catalog.pg_proc p
+        ON p.oid OPERATOR(pg_catalog.=) CASE WHEN h.here THEN function
+                                             ELSE pg_catalog.to_regprocedure(
+                                                      CASE WHEN signature OPERATOR(pg_catalog.~) '\(.*\)$'
+                                                           THEN signature END)::pg_catalog.oid END
+     WHERE h.here
+        OR (p.oid::pg_catalog.regprocedure::pg_catalog.text OPERATOR(pg_catalog.=) signature
+            AND pg_catalog.pg_get_userbyid(p.proowner) OPERATOR(pg_catalog.=) owner
+            AND NOT webhooks.temporary_namespace(p.pronamespace))
+$$;
+COMMENT ON FUNCTION webhooks.payload_function(text, oid, text, name) IS
+  'The payload function a settings row (webhooks.source, webhooks.source_event) names: by OID in the database '
+  'that wrote it, by signature and owner after pg_upgrade or a restore; NULL if there is none.';
 
 CREATE VIEW webhooks.sources AS
 SELECT t.source, s.resource, s.events, s.key_columns, s.columns, s.exclude_columns, s.tenant_column,
-       webhooks.payload_function(s.payload, s.payload_oid) AS payload, s.deferred,
+       webhooks.payload_function(s.payload, s.payload_oid, s.payload_scope, s.payload_owner) AS payload, s.deferred,
        (SELECT coalesce(jsonb_object_agg(x.event, x.condition), '{}') FROM webhooks.source_event x
          WHERE x.source = t.source) AS business_events,
        s.created_at, s.updated_at
@@ -458,14 +539,14 @@ BEGIN
         RAISE EXCEPTION 'webhooks.track: deferred must be true or false' USING ERRCODE = 'invalid_parameter_value';
     END IF;
     INSERT INTO webhooks.source AS s (source, resource, events, key_columns, columns, exclude_columns,
-                                      tenant_column, payload_oid, deferred, column_numbers)
+                                      tenant_column, payload_oid, payload_scope, deferred, column_numbers)
     VALUES (rel, res, events, keys, columns, coalesce(exclude_columns, '{}'), tenant_column, payload,
-            track.deferred, webhooks.column_numbers(rel, coalesce(columns, '{}') || exclude_columns || tenant_column))
+            webhooks.oid_scope(), track.deferred, webhooks.column_numbers(rel, coalesce(columns, '{}') || exclude_columns || tenant_column))
     ON CONFLICT ON CONSTRAINT source_pkey DO UPDATE
        SET resource = excluded.resource, events = excluded.events, key_columns = excluded.key_columns,
            columns = excluded.columns, exclude_columns = excluded.exclude_columns,
            tenant_column = excluded.tenant_column, payload = NULL, payload_oid = excluded.payload_oid,
-           deferred = excluded.deferred,
+           payload_scope = excluded.payload_scope, payload_owner = NULL, deferred = excluded.deferred,
            column_numbers = excluded.column_numbers, updated_at = now()
     RETURNING * INTO src;
 
@@ -496,27 +577,51 @@ BEGIN
     END IF;
     -- On every write, not only when payload changes: moving a row's
     -- settings to another table must not carry someone else's payload.
-    -- The signature and the OID are made to name one function: the OID
-    -- alone (track()) gives the signature, and a signature that names
-    -- another function than the OID (a row restored from another cluster)
-    -- wins.
+    -- The columns are made to name one function, with its signature, OID,
+    -- owner and this database's webhooks.oid_scope() (a row from pg_upgrade
+    -- or a restore is made this database's here): the one a writer names
+    -- by signature alone (an INSERT without OID, an UPDATE of payload
+    -- only), else the one webhooks.payload_function() finds. Either way
+    -- the writer's rights are checked below.
     IF TG_OP <> 'DELETE' AND (NEW.payload IS NOT NULL OR NEW.payload_oid IS NOT NULL) THEN
-        fn := CASE WHEN NEW.payload IS NULL THEN NEW.payload_oid::pg_catalog.regprocedure
-                   ELSE webhooks.payload_function(NEW.payload, NEW.payload_oid) END;
+        IF NEW.payload_oid IS NULL
+           OR (TG_OP = 'UPDATE' AND NEW.payload IS DISTINCT FROM OLD.payload AND NEW.payload IS NOT NULL
+               AND NEW.payload_oid IS NOT DISTINCT FROM OLD.payload_oid) THEN
+            fn := pg_catalog.to_regprocedure(NEW.payload);
+        ELSE
+            fn := webhooks.payload_function(NEW.payload, NEW.payload_oid, NEW.payload_scope, NEW.payload_owner);
+        END IF;
+        IF fn IS NULL AND TG_OP = 'UPDATE' AND NEW.source = OLD.source
+           AND (NEW.payload, NEW.payload_oid, NEW.payload_scope, NEW.payload_owner)
+               IS NOT DISTINCT FROM (OLD.payload, OLD.payload_oid, OLD.payload_scope, OLD.payload_owner) THEN
+            -- The function is gone and this write (on_ddl() after an ALTER
+            -- TABLE, say) does not name another: the row stays as it was,
+            -- and capture refuses the table's writes (42883) until track()
+            -- names a payload function that exists. Never rebound by name
+            -- within one database: whoever makes a function of the same
+            -- signature later is not whom the settings trusted.
+            PERFORM webhooks.invalidate_capture(NEW.source);
+            RETURN NEW;
+        END IF;
         IF fn IS NULL THEN
-            RAISE EXCEPTION 'payload function % does not exist', NEW.payload
+            RAISE EXCEPTION 'payload function % does not exist', coalesce(NEW.payload, NEW.payload_oid::text)
               USING ERRCODE = 'undefined_function';
         END IF;
         PERFORM webhooks.check_payload(fn);
+        SELECT p.proowner INTO owner FROM pg_catalog.pg_proc p WHERE p.oid = fn::pg_catalog.oid;
         NEW.payload := fn::pg_catalog.text;
         NEW.payload_oid := fn::pg_catalog.oid;
-        SELECT p.proowner INTO owner FROM pg_catalog.pg_proc p WHERE p.oid = fn::pg_catalog.oid;
+        NEW.payload_scope := webhooks.oid_scope();
+        NEW.payload_owner := pg_catalog.pg_get_userbyid(owner);
         IF NOT pg_catalog.pg_has_role(current_user, owner, 'USAGE') THEN
             RAISE EXCEPTION 'payload function % is owned by %, whose rights % does not have',
                             fn, pg_catalog.pg_get_userbyid(owner), current_user
               USING ERRCODE = 'insufficient_privilege',
                     HINT = 'Payload functions run as their owner: use one owned by you or by a role you belong to.';
         END IF;
+    ELSIF TG_OP <> 'DELETE' THEN
+        NEW.payload_scope := NULL;
+        NEW.payload_owner := NULL;
     END IF;
     IF TG_OP <> 'INSERT' THEN
         PERFORM webhooks.invalidate_capture(OLD.source);
@@ -576,7 +681,20 @@ BEGIN
         RAISE EXCEPTION 'null value in column "%" of relation "endpoint" violates not-null constraint', missing
             USING ERRCODE = 'not_null_violation', SCHEMA = 'webhooks', TABLE = 'endpoint', COLUMN = missing;
     END IF;
-    IF fresh OR NEW.url IS DISTINCT FROM OLD.url THEN
+    IF fresh THEN
+        -- A new row says nothing here (create_endpoint() has checked and
+        -- warned already): pg_restore's COPY writes rows straight into the
+        -- table, and any message raised for one carries COPY's context
+        -- line, the start of the row with its secret, into the log. The URL
+        -- must parse (url_parts()); one that webhooks.require_https refuses,
+        -- from a server where it was off, is kept but paused, and checked
+        -- again when the endpoint is resumed.
+        IF webhooks.https_refuses(NEW.url) AND NEW.active THEN
+            NEW.active := false;
+            NEW.paused_at := now();
+            NEW.paused_reason := 'its URL is not https, and webhooks.require_https is on';
+        END IF;
+    ELSIF NEW.url IS DISTINCT FROM OLD.url OR (NEW.active AND NOT OLD.active) THEN
         PERFORM webhooks.check_url(NEW.url);
     END IF;
     IF fresh OR NEW.events IS DISTINCT FROM OLD.events THEN
@@ -624,7 +742,9 @@ END $$;
 COMMENT ON FUNCTION webhooks.endpoint_checked() IS
   'Internal trigger of webhooks.endpoint: the same checks as create_endpoint() on every changed column, '
   'whoever writes (22023 and friends, as there), then the table''s NOT NULL and CHECK constraints, raised without '
-  'the row''s values (PostgreSQL''s own DETAIL would log the secrets).';
+  'the row''s values (PostgreSQL''s own DETAIL would log the secrets). A new row whose http URL '
+  'webhooks.require_https refuses is paused (a restore from a server without it), and its URL checked again '
+  'when it is resumed.';
 CREATE TRIGGER endpoint_checked BEFORE INSERT OR UPDATE ON webhooks.endpoint
     FOR EACH ROW EXECUTE FUNCTION webhooks.endpoint_checked();
 
@@ -789,10 +909,11 @@ BEGIN
     IF condition IS NULL OR btrim(condition) = '' THEN
         RAISE EXCEPTION 'webhooks.track_event: condition must not be empty' USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    INSERT INTO webhooks.source_event AS x (source, event, condition, payload_oid)
-    VALUES (rel, track_event.event, condition, payload)
+    INSERT INTO webhooks.source_event AS x (source, event, condition, payload_oid, payload_scope)
+    VALUES (rel, track_event.event, condition, payload, webhooks.oid_scope())
     ON CONFLICT ON CONSTRAINT source_event_unique DO UPDATE
-       SET condition = excluded.condition, payload = NULL, payload_oid = excluded.payload_oid
+       SET condition = excluded.condition, payload = NULL, payload_oid = excluded.payload_oid,
+           payload_scope = excluded.payload_scope, payload_owner = NULL
     RETURNING * INTO se;
 
     trg := format('webhooks_event_%s', se.id);
@@ -953,6 +1074,7 @@ DECLARE
     keys    name[];
     dropped name[];
     renamed jsonb;
+    fix     record;
 BEGIN
     -- (A RENAME COLUMN is reported as a 'table column', with the table as objid.)
     FOR cmd IN SELECT DISTINCT objid FROM pg_event_trigger_ddl_commands()
@@ -1032,38 +1154,39 @@ BEGIN
          WHERE s.source = src.source
         RETURNING * INTO src;
     END LOOP;
-    -- A payload function renamed or moved, or its schema renamed: the
-    -- signature in its settings follows the OID (webhooks.payload_function()).
-    -- Only where the old signature names no function any more, so that an
-    -- OID from before a pg_upgrade never overrides a signature that works.
-    -- (Setting payload to NULL makes webhooks.source_changed() write it
-    -- from the OID.)
-    -- A function the checks refuse (check_payload()) is left as it is
-    -- rather than failing the DBA's ALTER: capture reports it.
-    BEGIN
-        UPDATE webhooks.source s SET payload = NULL
-         WHERE pg_catalog.to_regprocedure(s.payload) IS NULL
-           AND s.payload_oid IN (SELECT p.oid FROM pg_event_trigger_ddl_commands() c
-                                   JOIN pg_catalog.pg_proc p
-                                     ON (c.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND p.oid = c.objid)
-                                     OR (c.classid = 'pg_catalog.pg_namespace'::pg_catalog.regclass
-                                         AND p.pronamespace = c.objid));
-        UPDATE webhooks.source_event x SET payload = NULL
-         WHERE pg_catalog.to_regprocedure(x.payload) IS NULL
-           AND x.payload_oid IN (SELECT p.oid FROM pg_event_trigger_ddl_commands() c
-                                   JOIN pg_catalog.pg_proc p
-                                     ON (c.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND p.oid = c.objid)
-                                     OR (c.classid = 'pg_catalog.pg_namespace'::pg_catalog.regclass
-                                         AND p.pronamespace = c.objid));
-    EXCEPTION WHEN invalid_function_definition OR insufficient_privilege OR undefined_function THEN
-        NULL;
-    END;
+    -- A payload function renamed, moved or given to another owner, or its
+    -- schema renamed: the settings that name it by OID in this database
+    -- take its new signature and owner (setting payload to NULL makes
+    -- webhooks.source_changed() write them from the OID), so that they
+    -- still name it after a pg_upgrade or a restore. One row at a time: a
+    -- function the checks refuse (check_payload()) leaves its own rows as
+    -- they are rather than failing the DBA's ALTER, and capture reports it.
+    FOR fix IN WITH altered AS (
+                   SELECT p.oid FROM pg_event_trigger_ddl_commands() c
+                     JOIN pg_catalog.pg_proc p
+                       ON (c.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND p.oid = c.objid)
+                       OR (c.classid = 'pg_catalog.pg_namespace'::pg_catalog.regclass AND p.pronamespace = c.objid))
+               SELECT 'source' AS kind, s.id FROM webhooks.source s
+                WHERE s.payload_scope = webhooks.oid_scope() AND s.payload_oid IN (SELECT a.oid FROM altered a)
+               UNION ALL
+               SELECT 'source_event', x.id FROM webhooks.source_event x
+                WHERE x.payload_scope = webhooks.oid_scope() AND x.payload_oid IN (SELECT a.oid FROM altered a) LOOP
+        BEGIN
+            IF fix.kind = 'source' THEN
+                UPDATE webhooks.source s SET payload = NULL WHERE s.id = fix.id;
+            ELSE
+                UPDATE webhooks.source_event x SET payload = NULL WHERE x.id = fix.id;
+            END IF;
+        EXCEPTION WHEN invalid_function_definition OR insufficient_privilege OR undefined_function THEN
+            NULL;
+        END;
+    END LOOP;
 END $$;
 COMMENT ON FUNCTION webhooks.on_ddl() IS
   'Event trigger: after ALTER TABLE on a tracked table, bring its settings up to date (following renamed '
   'columns, dropping vanished ones with a warning); refuse to drop its primary key. Partitions made or '
   'attached later get the capture triggers they lack; detached ones lose theirs. After ALTER FUNCTION or '
-  'ALTER SCHEMA, the signature of a renamed or moved payload function follows it.';
+  'ALTER SCHEMA, the signature and owner of a renamed, moved or given payload function follow it.';
 
 CREATE OR REPLACE FUNCTION webhooks.on_drop() RETURNS event_trigger
 LANGUAGE plpgsql AS $$
@@ -1323,6 +1446,14 @@ BEGIN
         RAISE EXCEPTION 'payload function % must take one jsonb argument and return jsonb', payload
           USING ERRCODE = 'invalid_function_definition';
     END IF;
+    -- A temporary function dies with its session, and whichever session
+    -- next holds that temporary schema could make one of the same name.
+    IF payload IS NOT NULL AND EXISTS (
+           SELECT 1 FROM pg_proc p WHERE p.oid = payload AND webhooks.temporary_namespace(p.pronamespace)) THEN
+        RAISE EXCEPTION 'payload function % is temporary', payload
+          USING ERRCODE = 'invalid_function_definition',
+                HINT = 'Create it in a permanent schema.';
+    END IF;
     IF payload IS NOT NULL AND EXISTS (
            SELECT 1 FROM pg_proc p, unnest(p.proconfig) c
             WHERE p.oid = payload AND c LIKE 'search_path=%'
@@ -1335,13 +1466,22 @@ BEGIN
     RETURN payload;
 END $$;
 COMMENT ON FUNCTION webhooks.check_payload(regprocedure) IS
-  'Internal: raise unless a payload function has the signature (jsonb) RETURNS jsonb and any search_path it '
-  'sets ends with pg_temp.';
+  'Internal: raise unless a payload function has the signature (jsonb) RETURNS jsonb, is not temporary, and any '
+  'search_path it sets ends with pg_temp.';
+
+-- Whether webhooks.require_https refuses a URL: http to anything but loopback.
+CREATE FUNCTION webhooks.https_refuses(url text) RETURNS boolean
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT p.scheme OPERATOR(pg_catalog.=) 'http' AND webhooks.https_required()
+           AND p.host OPERATOR(pg_catalog.<>) ALL (ARRAY['localhost', '127.0.0.1', '[::1]'])
+      FROM webhooks.url_parts(url) p
+$$;
+COMMENT ON FUNCTION webhooks.https_refuses(text) IS
+  'Internal: whether webhooks.require_https refuses an endpoint URL (http, and not to a loopback host).';
 
 CREATE OR REPLACE FUNCTION webhooks.check_url(url text) RETURNS text
 LANGUAGE plpgsql STABLE AS $$
 DECLARE
-    p       record;
     refusal text;
 BEGIN
     IF url IS NULL THEN
@@ -1349,8 +1489,7 @@ BEGIN
     END IF;
     -- Parsed by the poller's own URL parser (Rust), so that an accepted URL
     -- is one the poller can send to.
-    SELECT * INTO p FROM webhooks.url_parts(url);
-    IF p.scheme = 'http' AND webhooks.https_required() AND p.host NOT IN ('localhost', '127.0.0.1', '[::1]') THEN
+    IF webhooks.https_refuses(url) THEN
         RAISE EXCEPTION 'endpoint URL must use https: %', webhooks.redacted_url(url)
           USING ERRCODE = 'invalid_parameter_value',
                 HINT = 'webhooks.require_https is on; only loopback URLs may use http.';
@@ -1419,29 +1558,38 @@ CREATE EVENT TRIGGER webhooks_ddl ON ddl_command_end
     WHEN TAG IN ('ALTER TABLE', 'CREATE TABLE', 'CREATE FOREIGN TABLE', 'CREATE SCHEMA',
                  'ALTER FUNCTION', 'ALTER ROUTINE', 'ALTER SCHEMA')
     EXECUTE FUNCTION webhooks.on_ddl();
--- After pg_upgrade or a restore, the payload OIDs in the settings are
--- another cluster's until their rows are written again (the signatures
--- are right: webhooks.payload_function()). Before a function or schema is
--- renamed, the OIDs are set from the signatures that still name a
--- function, so that on_ddl() can follow the rename.
+-- After pg_upgrade or a restore, the settings name payload functions by
+-- signature until their rows are written again (webhooks.payload_function()).
+-- Before a function or schema is renamed, those rows are written again (an
+-- OID of this database from the signature and owner), so that on_ddl() can
+-- follow the rename. One row at a time, and a refused one is left as it is:
+-- a function the checks refuse never fails the DBA's ALTER (it may be the
+-- one that mends it); capture reports it when it is called.
 CREATE FUNCTION webhooks.on_ddl_start() RETURNS event_trigger
 LANGUAGE plpgsql AS $$
+DECLARE
+    fix record;
 BEGIN
-    -- (Writing payload again makes webhooks.source_changed() set the OID.)
-    UPDATE webhooks.source s SET payload = s.payload
-     WHERE pg_catalog.to_regprocedure(s.payload) IS NOT NULL
-       AND pg_catalog.to_regprocedure(s.payload)::pg_catalog.oid IS DISTINCT FROM s.payload_oid;
-    UPDATE webhooks.source_event x SET payload = x.payload
-     WHERE pg_catalog.to_regprocedure(x.payload) IS NOT NULL
-       AND pg_catalog.to_regprocedure(x.payload)::pg_catalog.oid IS DISTINCT FROM x.payload_oid;
-EXCEPTION WHEN invalid_function_definition OR insufficient_privilege OR undefined_function THEN
-    -- A function the checks refuse never fails the DBA's ALTER (it may be
-    -- the one that mends it); capture reports it when it is called.
-    NULL;
+    FOR fix IN SELECT 'source' AS kind, s.id FROM webhooks.source s
+                WHERE s.payload IS NOT NULL AND s.payload_scope IS DISTINCT FROM webhooks.oid_scope()
+               UNION ALL
+               SELECT 'source_event', x.id FROM webhooks.source_event x
+                WHERE x.payload IS NOT NULL AND x.payload_scope IS DISTINCT FROM webhooks.oid_scope() LOOP
+        BEGIN
+            -- (A write that changes nothing still runs source_changed().)
+            IF fix.kind = 'source' THEN
+                UPDATE webhooks.source s SET payload = s.payload WHERE s.id = fix.id;
+            ELSE
+                UPDATE webhooks.source_event x SET payload = x.payload WHERE x.id = fix.id;
+            END IF;
+        EXCEPTION WHEN invalid_function_definition OR insufficient_privilege OR undefined_function THEN
+            NULL;
+        END;
+    END LOOP;
 END $$;
 COMMENT ON FUNCTION webhooks.on_ddl_start() IS
-  'Event trigger: before ALTER FUNCTION or ALTER SCHEMA, set payload function OIDs that another cluster''s '
-  '(pg_upgrade, a restore) left in the settings from their signatures.';
+  'Event trigger: before ALTER FUNCTION or ALTER SCHEMA, make the payload functions of settings that came '
+  'through pg_upgrade or a restore this database''s (by signature and owner), so that on_ddl() follows them.';
 ALTER FUNCTION webhooks.on_ddl_start() SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 REVOKE ALL ON FUNCTION webhooks.on_ddl_start() FROM PUBLIC;
 CREATE EVENT TRIGGER webhooks_ddl_start ON ddl_command_start
@@ -1460,7 +1608,8 @@ REVOKE ALL ON FUNCTION webhooks.capture_event(), webhooks.invalidate_capture(reg
                        webhooks.refused_address(text), webhooks.add_capture_triggers(webhooks.source, regclass),
                        webhooks.delivery_id(uuid, bigint), webhooks.claim(integer, interval),
                        webhooks.check_endpoint_tls(text, text, text, text), webhooks.set_endpoint_tls(bigint, text, text, text),
-                       webhooks.payload_function(text, oid)
+                       webhooks.payload_function(text, oid, text, name), webhooks.oid_scope(),
+                       webhooks.temporary_namespace(oid), webhooks.https_refuses(text)
   FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION webhooks.capture_event(), webhooks.invalidate_capture(regclass),
                           webhooks.source_changed(), webhooks.install_capture(webhooks.source),
@@ -1472,7 +1621,8 @@ GRANT EXECUTE ON FUNCTION webhooks.capture_event(), webhooks.invalidate_capture(
                           webhooks.refused_address(text), webhooks.add_capture_triggers(webhooks.source, regclass),
                           webhooks.delivery_id(uuid, bigint), webhooks.claim(integer, interval),
                           webhooks.check_endpoint_tls(text, text, text, text), webhooks.set_endpoint_tls(bigint, text, text, text),
-                          webhooks.payload_function(text, oid)
+                          webhooks.payload_function(text, oid, text, name), webhooks.oid_scope(),
+                          webhooks.temporary_namespace(oid), webhooks.https_refuses(text)
    TO webhooks_admin;
 GRANT EXECUTE ON FUNCTION webhooks.claim(integer, interval) TO webhooks_poller;
 REVOKE CREATE ON SCHEMA webhooks FROM webhooks_admin;
@@ -1482,7 +1632,9 @@ REVOKE ALL ON ALL TABLES IN SCHEMA webhooks FROM webhooks_admin;
 GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA webhooks TO webhooks_admin;
 GRANT EXECUTE ON FUNCTION webhooks.endpoint_matches(webhooks.endpoint, webhooks.event),
                           webhooks.envelope(webhooks.event), webhooks.redacted_url(text),
-                          webhooks.redacted_headers(jsonb, text[]), webhooks.payload_function(text, oid)
+                          webhooks.redacted_headers(jsonb, text[]),
+                          webhooks.payload_function(text, oid, text, name), webhooks.oid_scope(),
+                          webhooks.temporary_namespace(oid)
    TO webhooks_reader;
 GRANT SELECT ON webhooks.sources TO webhooks_reader;
 

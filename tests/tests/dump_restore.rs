@@ -1,7 +1,9 @@
 //! pg_dump and restore: endpoints, tracked tables, history in dated and
 //! default partitions all come back — restored in one transaction with
 //! ON_ERROR_STOP, so any conflicting statement fails the test — and capture
-//! works in the restored database.
+//! works in the restored database, payload functions included (their OIDs
+//! are new there). An http endpoint made where webhooks.require_https was
+//! off comes back paused, and its secret is not in the server's log.
 
 use pg_webhooks_tests::cluster::{bindir, Cluster};
 use std::process::Command;
@@ -30,6 +32,10 @@ async fn dump_and_restore_in_one_transaction() {
     db.batch_execute(
         "CREATE TABLE orders (id bigint PRIMARY KEY, total numeric, status text NOT NULL DEFAULT 'new');
          SELECT webhooks.track('orders', resource => 'order');
+         CREATE SCHEMA shapes;
+         CREATE FUNCTION shapes.note(d jsonb) RETURNS jsonb LANGUAGE sql AS $$ SELECT d || '{\"shaped\": true}' $$;
+         CREATE TABLE notes (id bigint PRIMARY KEY, body text);
+         SELECT webhooks.track('notes', resource => 'note', payload => 'shapes.note(jsonb)');
          SELECT webhooks.track_event('orders', 'order.shipped', 'NEW.status = ''shipped''');
          INSERT INTO orders VALUES (1, 10);                 -- before any partition: default partition
          SELECT webhooks.maintain();",
@@ -45,6 +51,15 @@ async fn dump_and_restore_in_one_transaction() {
          SELECT webhooks.create_endpoint('https://example.com/hooks', name => 'partner',
                                          secret => 'whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD');
          SELECT webhooks.complete(delivery_id, attempt, 200) FROM webhooks.claim(10, '1 min');",
+    )
+    .await
+    .unwrap();
+    // After the deliveries above: it has none, and is restored paused.
+    db.batch_execute(
+        "SET webhooks.require_https = off;
+         SELECT webhooks.create_endpoint('http://example.com/plain', name => 'plain',
+                                         secret => 'whsec_cGxhaW4tc2VjcmV0LW5ldmVyLWxvZ2dlZA==');
+         RESET webhooks.require_https;",
     )
     .await
     .unwrap();
@@ -91,12 +106,53 @@ async fn dump_and_restore_in_one_transaction() {
 
     let restored = cluster.connect("restored").await.unwrap();
     assert_eq!(history(&restored).await, before);
-    let endpoint: String = restored
-        .query_one("SELECT name FROM webhooks.endpoints", &[])
+    let endpoints: Vec<(String, bool, Option<String>)> = restored
+        .query(
+            "SELECT name, active, paused_reason FROM webhooks.endpoint ORDER BY name",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(
+        endpoints,
+        [
+            ("partner".to_string(), true, None),
+            (
+                "plain".to_string(),
+                false,
+                Some("its URL is not https, and webhooks.require_https is on".to_string())
+            )
+        ]
+    );
+    // Resumed, its URL is checked again.
+    let e = restored
+        .batch_execute(
+            "SELECT webhooks.update_endpoint(id, active => true) FROM webhooks.endpoint WHERE name = 'plain'",
+        )
+        .await
+        .expect_err("an http endpoint resumed while webhooks.require_https is on");
+    assert_eq!(e.code().map(|c| c.code()), Some("22023"), "{e}");
+    let log = std::fs::read_to_string(cluster.log_file()).unwrap();
+    assert!(
+        !log.contains("cGxhaW4tc2VjcmV0"),
+        "the server log shows a secret:\n{log}"
+    );
+    restored
+        .batch_execute("INSERT INTO notes VALUES (1, 'hello')")
+        .await
+        .unwrap();
+    let shaped: serde_json::Value = restored
+        .query_one(
+            "SELECT data -> 'shaped' FROM webhooks.event WHERE event = 'note.created'",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);
-    assert_eq!(endpoint, "partner");
+    assert_eq!(shaped, serde_json::json!(true));
     // Capture works: a change and a business event, signed with the restored secret.
     restored
         .batch_execute("INSERT INTO orders VALUES (3, 30); UPDATE orders SET status = 'shipped' WHERE id = 3;")

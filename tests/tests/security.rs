@@ -789,6 +789,10 @@ async fn an_admin_cannot_repoint_settings_or_payloads() {
         "SELECT webhooks.track('adm.t', payload => 'adm.upper_temp(jsonb)')",
         "SELECT webhooks.track('adm.t', payload => 'adm.quoted(jsonb)')",
         "SELECT webhooks.track('adm.t', payload => 'adm.comma(jsonb)')",
+        // A temporary function: the next session to hold that temporary
+        // schema could make one of the same name.
+        "CREATE FUNCTION pg_temp.tmp(d jsonb) RETURNS jsonb LANGUAGE sql AS 'SELECT d';
+         SELECT webhooks.track('adm.t', payload => 'pg_temp.tmp(jsonb)')",
     ] {
         refused_with(&dba, sql, "42P13").await;
     }
@@ -812,6 +816,82 @@ async fn an_admin_cannot_repoint_settings_or_payloads() {
     assert_eq!(climbed(&su).await, Vec::<String>::new());
     // The server is still up (a payload of the wrong shape used to crash it).
     assert_eq!(count(&su, "SELECT 1::bigint").await, 1);
+}
+
+/// Review finding on a6afce8: settings name their payload function by OID
+/// in the database that wrote them, never again by name. Dropped, a
+/// function is gone for good: one a writer with CREATE on its schema makes
+/// with the same signature (to copy the rows it may not read), or one a
+/// superuser makes later (which would run as superuser), is not run, and
+/// an ALTER of it binds nothing; the table's writes fail (42883) until it
+/// is tracked again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_payload_function_is_not_rebound_by_name() {
+    let (cluster, su) = setup().await;
+    ok(
+        &su,
+        "CREATE SCHEMA shapes; GRANT USAGE, CREATE ON SCHEMA shapes TO app;
+         CREATE TABLE public.salaries (id int PRIMARY KEY, amount int);
+         CREATE FUNCTION shapes.doc(d jsonb) RETURNS jsonb LANGUAGE sql AS $$ SELECT d - 'amount' $$;
+         SELECT webhooks.track('public.salaries', resource => 'salary', payload => 'shapes.doc(jsonb)');
+         INSERT INTO public.salaries VALUES (1, 100);
+         DROP FUNCTION shapes.doc(jsonb);",
+    )
+    .await;
+    let app = login(&cluster, "app").await;
+    ok(
+        &app,
+        "CREATE TABLE public.loot (doc jsonb);
+         CREATE FUNCTION shapes.doc(d jsonb) RETURNS jsonb LANGUAGE plpgsql SET search_path = public, pg_temp AS $$
+         BEGIN INSERT INTO public.loot VALUES (d); RETURN d; END $$;
+         ALTER FUNCTION shapes.doc(jsonb) RENAME TO doc2;
+         ALTER FUNCTION shapes.doc2(jsonb) RENAME TO doc;",
+    )
+    .await;
+    refused_with(&su, "INSERT INTO public.salaries VALUES (2, 200)", "42883").await;
+    refused_with(&app, "SELECT * FROM public.salaries", "42501").await;
+    ok(
+        &su,
+        "DROP FUNCTION shapes.doc(jsonb);
+         CREATE FUNCTION shapes.doc(d jsonb) RETURNS jsonb LANGUAGE sql AS $$ SELECT d || '{\"as\": \"postgres\"}' $$;",
+    )
+    .await;
+    refused_with(&su, "INSERT INTO public.salaries VALUES (3, 300)", "42883").await;
+    assert_eq!(
+        count(&su, "SELECT count(*) FROM public.loot").await,
+        0,
+        "rows copied out"
+    );
+    assert_eq!(
+        count(&su, "SELECT count(*) FROM webhooks.event WHERE data ? 'as'").await,
+        0,
+        "a function made later ran"
+    );
+    // webhooks.sources says so: no payload function.
+    assert_eq!(
+        count(
+            &su,
+            "SELECT count(*) FROM webhooks.sources WHERE source = 'public.salaries'::regclass AND payload IS NULL"
+        )
+        .await,
+        1
+    );
+    // Tracking names the new one on purpose.
+    ok(
+        &su,
+        "SELECT webhooks.track('public.salaries', resource => 'salary', payload => 'shapes.doc(jsonb)');
+         INSERT INTO public.salaries VALUES (4, 400);",
+    )
+    .await;
+    assert_eq!(
+        count(
+            &su,
+            "SELECT count(*) FROM webhooks.event WHERE event = 'salary.created' AND data ? 'as'"
+        )
+        .await,
+        1
+    );
+    assert_eq!(climbed(&su).await, Vec::<String>::new());
 }
 
 /// Review findings on 0.2.0 itself: no write to a tracked table goes
