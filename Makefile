@@ -1,4 +1,4 @@
-.PHONY: demo test bench chaos package
+.PHONY: demo test regress bench chaos package
 
 # Local Postgres + extension + poller + receiver; prints real deliveries and the log.
 demo:
@@ -7,6 +7,10 @@ demo:
 # Everything: fmt, clippy, cargo pgrx test, end-to-end tests.
 test:
 	bash scripts/test.sh
+
+# SQL regression tests (tests/regress) against the installed extension, on PostgreSQL 15 and 18.
+regress:
+	bash scripts/regress.sh
 
 # Throughput and latency with release builds, next to baselines measured in the same run.
 bench:

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every test of the project: formatting, lints, the poller's unit tests, and
 # on each PostgreSQL of PG_VERSIONS (default "15 18") the extension's unit and
-# in-database tests and the end-to-end tests against throwaway clusters.
+# in-database tests and the end-to-end tests against throwaway clusters,
+# then the SQL regression tests (scripts/regress.sh).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -48,6 +49,11 @@ for v in "${versions[@]}"; do
     fi
     env "${upgrade_from[@]}" PG_BINDIR="$(pg_bindir_of "$v")" cargo test -p pg_webhooks_tests
 done
+
+# After the loop, whose every pass put the real build back (pgrx test had
+# replaced it): these run against the installed extension.
+say "SQL regression tests"
+bash scripts/regress.sh
 
 # Debian packages: built, installed with dpkg -i, used, purged (needs root:
 # dpkg); the source install of the extension is put back afterwards.
