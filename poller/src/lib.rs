@@ -27,7 +27,6 @@ use db::{Claimed, Commit, Db, DbError, Outcome};
 use metrics::Metrics;
 use rand::Rng;
 use std::collections::HashSet;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 use tokio::sync::{mpsc, watch, Notify, OwnedSemaphorePermit, Semaphore};
@@ -203,27 +202,27 @@ async fn record_with_retries(
 }
 
 async fn deliver(shared: Arc<Shared>, claimed: Claimed, held: Held, done: mpsc::Sender<Done>) {
-    shared.metrics.in_flight.fetch_add(1, Ordering::Relaxed);
+    shared.metrics.requests_in_flight.inc();
     let outcome = send::send(&shared.clients, &claimed).await;
-    shared.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
-    shared.metrics.request_seconds.observe(outcome.duration_ms / 1000.0);
+    shared.metrics.requests_in_flight.dec();
+    shared.metrics.request_duration.observe(outcome.duration_ms / 1000.0);
     if let Ok(now) = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH) {
         shared
             .metrics
-            .lag_seconds
+            .delivery_lag
             .observe(now.as_secs_f64() - claimed.event_created_at);
     }
     tracing::debug!(code = outcome.status_code, error = outcome.error.as_deref(), "sent");
     let _ = done.send((claimed, outcome, held)).await;
 }
 
-/// Samples the due backlog and database health for the metrics endpoint.
+/// Samples the deliveries due and database health for the metrics endpoint.
 async fn watch_backlog(shared: Arc<Shared>) {
     loop {
         let up = shared.db.is_up().await;
-        shared.metrics.db_up.store(up as i64, Ordering::Relaxed);
+        shared.metrics.database_up.set(up as i64);
         if let Ok(n) = shared.db.backlog().await {
-            shared.metrics.backlog.store(n, Ordering::Relaxed);
+            shared.metrics.deliveries_due.set(n);
         }
         tokio::time::sleep(Duration::from_secs(5)).await;
     }
@@ -291,14 +290,19 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
     let egress = egress(&config).await.map_err(DbError::Setup)?;
     let db = Db::open(&url, Commit::Durable).await?;
     let outcomes_db = Db::open(&url, Commit::Async).await?;
-    let metrics = Arc::new(Metrics::default());
-    metrics.db_up.store(1, Ordering::Relaxed);
+    let metrics = Arc::new(Metrics::new());
+    metrics.database_up.set(1);
     let mut background = JoinSet::new();
+    // Apart from `background`, which is aborted: the metrics server is
+    // stopped last, once the drain it lets one watch is over, and left to
+    // finish the answers under way.
+    let (stop_metrics, metrics_stopped) = watch::channel(false);
+    let mut metrics_server = JoinSet::new();
     if let Some(addr) = &config.metrics_addr {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|e| DbError::Setup(format!("cannot listen on --metrics-addr {addr}: {e}")))?;
-        background.spawn(metrics::serve(listener, metrics.clone()));
+        metrics_server.spawn(metrics::serve(listener, metrics.clone(), metrics_stopped));
     }
     let shared = Arc::new(Shared {
         db,
@@ -371,8 +375,8 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
                 Ok((batch, over, first_over)) => {
                     need = first_over;
                     backoff = Duration::from_millis(100);
-                    shared.metrics.claims.fetch_add(1, Ordering::Relaxed);
-                    shared.metrics.claimed.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    shared.metrics.claims.inc();
+                    shared.metrics.deliveries_claimed.inc_by(batch.len() as u64);
                     claimed_full = batch.len() as u32 == room;
                     claimed_none = batch.is_empty() && over.is_empty();
                     let mut over = over;
@@ -415,14 +419,16 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "claim failed; reconnecting");
-                    shared.metrics.db_up.store(0, Ordering::Relaxed);
+                    shared.metrics.database_up.set(0);
                     tokio::select! {
                         _ = tokio::time::sleep(backoff) => {}
                         _ = shutdown.changed() => {}
                     }
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                     match shared.db.ensure_connected().await {
-                        Ok(()) => shared.metrics.db_up.store(1, Ordering::Relaxed),
+                        Ok(()) => {
+                            shared.metrics.database_up.set(1);
+                        }
                         Err(e) => tracing::warn!(error = %e, "reconnect failed"),
                     }
                     continue;
@@ -495,5 +501,7 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
         }
     }
     background.abort_all();
+    let _ = stop_metrics.send(true);
+    while metrics_server.join_next().await.is_some() {}
     Ok(summary)
 }

@@ -11,7 +11,9 @@
 use crate::cluster::{connect_url, db_message, Cluster};
 use crate::poller::binary;
 use crate::receiver::{Faults, Received, Receiver};
-use crate::Rng;
+use crate::seeded_rng;
+use rand::rngs::StdRng;
+use rand::Rng as _;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::PathBuf;
@@ -388,8 +390,11 @@ impl Pollers {
             .map_err(|e| format!("spawn {}: {e}", self.bin.display()))
     }
 
-    async fn kill_one(&mut self, rng: &mut Rng) -> Result<(), String> {
-        let i = rng.below(self.running.len() as u64) as usize;
+    async fn kill_one(&mut self, rng: &mut StdRng) -> Result<(), String> {
+        if self.running.is_empty() {
+            return Err("no poller is running to be killed".to_owned());
+        }
+        let i = rng.gen_range(0..self.running.len());
         let fresh = self.spawn()?;
         let mut victim = std::mem::replace(&mut self.running[i], fresh);
         victim.start_kill().map_err(|e| format!("SIGKILL: {e}"))?;
@@ -432,9 +437,9 @@ enum Fault {
 
 /// When (after how many committed changes) each fault happens: kills at
 /// random moments, restarts evenly spread.
-fn schedule(plan: &Plan, rng: &mut Rng) -> Vec<(usize, Fault)> {
+fn schedule(plan: &Plan, rng: &mut StdRng) -> Vec<(usize, Fault)> {
     let mut at: Vec<(usize, Fault)> = (0..plan.kills)
-        .map(|_| (1 + rng.below(plan.changes as u64) as usize, Fault::Kill))
+        .map(|_| (rng.gen_range(1..=plan.changes.max(1)), Fault::Kill))
         .chain((1..=plan.restarts).map(|j| (j * plan.changes / (plan.restarts + 1), Fault::Restart)))
         .collect();
     at.sort_by_key(|(n, _)| *n);
@@ -445,7 +450,7 @@ fn schedule(plan: &Plan, rng: &mut Rng) -> Vec<(usize, Fault)> {
 pub async fn run(plan: &Plan) -> Result<Report, String> {
     let started = Instant::now();
     let deadline = started + plan.time_limit;
-    let mut rng = Rng::new(plan.seed);
+    let mut rng = seeded_rng(plan.seed);
     let cluster = Arc::new(Cluster::start()?);
     let db = cluster.create_database("erp", true).await?;
     db.batch_execute(

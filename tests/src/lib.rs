@@ -79,31 +79,9 @@ pub async fn until_partitions_begin(db: &Client, timeout: Duration) -> Result<()
     .await
 }
 
-/// A small reproducible random number generator (xorshift64*) for fault
-/// injection: the same seed replays the same faults.
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed.max(1))
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// Uniform in `0..n` (0 when n is 0).
-    pub fn below(&mut self, n: u64) -> u64 {
-        if n == 0 {
-            0
-        } else {
-            self.next_u64() % n
-        }
-    }
+/// The random numbers of fault injection, seeded so that the same seed
+/// replays the same faults. StdRng's algorithm may change between `rand`
+/// releases; Cargo.lock pins one, so a seed replays within a checkout.
+pub fn seeded_rng(seed: u64) -> rand::rngs::StdRng {
+    rand::SeedableRng::seed_from_u64(seed)
 }

@@ -19,7 +19,9 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
-use crate::Rng;
+use crate::seeded_rng;
+use rand::rngs::StdRng;
+use rand::Rng as _;
 
 #[derive(Debug, Clone)]
 pub struct Received {
@@ -117,19 +119,19 @@ pub struct Faults {
 
 struct Random {
     faults: Faults,
-    rng: Rng,
+    rng: StdRng,
 }
 
 impl Random {
     fn reply(&mut self) -> Reply {
-        let roll = self.rng.below(100);
+        let roll = self.rng.gen_range(0..100);
         let f = &self.faults;
         if roll < f.fail_percent {
             Reply::status(500)
         } else if roll < f.fail_percent + f.timeout_percent {
             Reply::timeout(f.timeout)
         } else {
-            let delay = self.rng.below(f.ok_delay.as_micros() as u64);
+            let delay = self.rng.gen_range(0..=f.ok_delay.as_micros() as u64);
             Reply::status(200).delayed(Duration::from_micros(delay))
         }
     }
@@ -364,7 +366,7 @@ impl Receiver {
 
     /// Answers unscripted requests with random faults instead of the default.
     pub fn inject_faults(&self, faults: Faults) {
-        let rng = Rng::new(faults.seed);
+        let rng = seeded_rng(faults.seed);
         *lock(&self.state.faults) = Some(Random { faults, rng });
     }
 

@@ -543,12 +543,12 @@ async fn metrics_and_health_are_served() {
     let poller = Poller::start(&env.url(), &["--metrics-addr", &addr, "--poll-interval", "100ms"]).unwrap();
     env.insert_orders(1..=3).await;
     env.all_finished().await;
-    let get = |path: &'static str| {
+    let get_with = |method: &'static str, path: &'static str| {
         let addr = addr.clone();
         async move {
             use tokio::io::{AsyncReadExt, AsyncWriteExt};
             let mut s = tokio::net::TcpStream::connect(&addr).await.ok()?;
-            s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes())
+            s.write_all(format!("{method} {path} HTTP/1.0\r\n\r\n").as_bytes())
                 .await
                 .ok()?;
             let mut out = String::new();
@@ -556,6 +556,7 @@ async fn metrics_and_health_are_served() {
             Some(out)
         }
     };
+    let get = |path: &'static str| get_with("GET", path);
     let metrics = wait_until("metrics to count 3 successes", WAIT, || async {
         let m = get("/metrics").await?;
         m.contains("pg_webhooks_attempts_total{outcome=\"succeeded\"} 3")
@@ -563,13 +564,26 @@ async fn metrics_and_health_are_served() {
     })
     .await
     .unwrap();
-    assert!(
-        metrics.contains("pg_webhooks_request_duration_seconds_count 3"),
-        "{metrics}"
-    );
-    assert!(metrics.contains("pg_webhooks_lag_seconds_bucket"), "{metrics}");
+    for line in [
+        "content-type: application/openmetrics-text; version=1.0.0; charset=utf-8",
+        "pg_webhooks_attempts_total{outcome=\"pending\"} 0",
+        "pg_webhooks_deliveries_claimed_total 3",
+        "pg_webhooks_requests_in_flight 0",
+        "pg_webhooks_database_up 1",
+        "pg_webhooks_request_duration_seconds_count 3",
+        "pg_webhooks_delivery_lag_seconds_count 3",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l.trim_end() == line),
+            "no {line:?} in {metrics}"
+        );
+    }
+    assert!(metrics.contains("pg_webhooks_deliveries_due "), "{metrics}");
     let health = get("/healthz").await.unwrap();
     assert!(health.starts_with("HTTP/1.0 200"), "{health}");
+    assert!(get("/nothing").await.unwrap().starts_with("HTTP/1.0 404"));
+    let post = get_with("POST", "/metrics").await.unwrap();
+    assert!(post.starts_with("HTTP/1.0 405"), "{post}");
 
     // A client that never finishes its request head is cut off (hyper's
     // header timeout, 5 s), and does not hold up others meanwhile.
@@ -584,6 +598,10 @@ async fn metrics_and_health_are_served() {
     let closed = tokio::time::timeout(Duration::from_secs(20), stalled.read_to_end(&mut rest)).await;
     assert!(closed.is_ok(), "a stalled client kept its connection for 20 s");
     poller.stop().await.unwrap();
+    assert!(
+        tokio::net::TcpStream::connect(&addr).await.is_err(),
+        "the metrics server outlived its poller"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
