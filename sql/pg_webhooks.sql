@@ -1133,15 +1133,16 @@ BEGIN
        OR EXISTS (SELECT 1 FROM jsonb_each(headers) h
                    WHERE jsonb_typeof(h.value) <> 'string'
                       OR h.key !~ '^[!#$%&''*+.^_`|~0-9A-Za-z-]+$'
-                      OR (h.value #>> '{}') ~ '[\r\n]') THEN
+                      OR (h.value #>> '{}') ~ '[^\t\x20-\x7e]') THEN
         RAISE EXCEPTION 'headers must be a JSON object of header names to string values'
           USING ERRCODE = 'invalid_parameter_value',
-                HINT = 'For example: {"X-Api-Version": "2"}';
+                HINT = 'For example: {"X-Api-Version": "2"}. Values are printable ASCII: the poller cannot send '
+                       'control characters or other text in a header.';
     END IF;
     RETURN headers;
 END $$;
 COMMENT ON FUNCTION webhooks.check_headers(jsonb) IS
-  'Validate custom request headers: a JSON object of valid header names to string values.';
+  'Validate custom request headers: a JSON object of valid header names to string values of printable ASCII.';
 
 CREATE FUNCTION webhooks.check_auth(auth jsonb) RETURNS jsonb
 LANGUAGE plpgsql IMMUTABLE AS $$
@@ -1161,6 +1162,15 @@ BEGIN
           USING ERRCODE = 'invalid_parameter_value',
                 HINT = 'Use {"type":"bearer","token":…}, {"type":"basic","username":…,"password":…} '
                        'or {"type":"header","name":…,"value":…}, with string values.';
+    END IF;
+    -- A token or header value goes into a header as it is (basic
+    -- credentials are base64-encoded first): the poller can send only
+    -- printable ASCII there, so anything else would fail every attempt.
+    IF coalesce(auth ->> 'token', auth ->> 'value') ~ '[^\t\x20-\x7e]' THEN
+        RAISE EXCEPTION 'invalid auth: the % holds characters an HTTP header cannot carry',
+                        CASE WHEN auth ? 'token' THEN 'token' ELSE 'value' END
+          USING ERRCODE = 'invalid_parameter_value',
+                HINT = 'Header values are printable ASCII: no line breaks, control characters or other text.';
     END IF;
     RETURN auth;
 END $$;
@@ -1288,10 +1298,12 @@ COMMENT ON FUNCTION webhooks.template_context(webhooks.event, uuid, integer, tex
 CREATE FUNCTION webhooks.render_template(template jsonb, context jsonb) RETURNS jsonb
 LANGUAGE plpgsql IMMUTABLE AS $$
 DECLARE
-    s     text;
-    whole text[];
-    m     text[];
-    v     jsonb;
+    s      text;
+    whole  text[];
+    m      record;
+    v      jsonb;
+    pieces text[];
+    out    text;
 BEGIN
     CASE jsonb_typeof(template)
     WHEN 'object' THEN
@@ -1309,13 +1321,20 @@ BEGIN
         IF whole IS NOT NULL THEN
             RETURN coalesce(context #> string_to_array(whole[1], '.'), 'null');
         END IF;
-        FOR m IN SELECT regexp_matches(s, '(\{\{\s*([^{}]*?)\s*\}\})', 'g') LOOP
-            v := context #> string_to_array(m[2], '.');
-            s := replace(s, m[1], CASE WHEN v IS NULL OR jsonb_typeof(v) = 'null' THEN ''
-                                       WHEN jsonb_typeof(v) = 'string' THEN v #>> '{}'
-                                       ELSE v::text END);
+        -- The text between placeholders, then each placeholder's value in
+        -- turn: a value is never searched for placeholders itself (data
+        -- must not pull other fields into the text).
+        pieces := regexp_split_to_array(s, '\{\{\s*[^{}]*?\s*\}\}');
+        out := pieces[1];
+        FOR m IN SELECT r.m, r.n FROM regexp_matches(s, '\{\{\s*([^{}]*?)\s*\}\}', 'g') WITH ORDINALITY r(m, n)
+                  ORDER BY r.n LOOP
+            v := context #> string_to_array(m.m[1], '.');
+            out := out || CASE WHEN v IS NULL OR jsonb_typeof(v) = 'null' THEN ''
+                               WHEN jsonb_typeof(v) = 'string' THEN v #>> '{}'
+                               ELSE v::text END
+                       || pieces[m.n + 1];
         END LOOP;
-        RETURN to_jsonb(s);
+        RETURN to_jsonb(out);
     ELSE
         RETURN template;
     END CASE;

@@ -57,6 +57,9 @@
 --   restore from a server without it) is paused instead of refused, and
 --   no message is raised for a new row, so that COPY's context line never
 --   logs its secret.
+-- - Custom header values and bearer tokens or auth header values must be
+--   printable ASCII (22023), which is all the poller can send; template
+--   placeholders are no longer expanded inside the values they insert.
 -- - webhooks.endpoint raises its NOT NULL and CHECK violations itself,
 --   without the row's values (PostgreSQL's DETAIL would log the secrets).
 -- Tracked tables keep their settings; their triggers are made again below.
@@ -1595,6 +1598,107 @@ REVOKE ALL ON FUNCTION webhooks.on_ddl_start() FROM PUBLIC;
 CREATE EVENT TRIGGER webhooks_ddl_start ON ddl_command_start
     WHEN TAG IN ('ALTER FUNCTION', 'ALTER ROUTINE', 'ALTER SCHEMA')
     EXECUTE FUNCTION webhooks.on_ddl_start();
+
+-- Custom header values and auth tokens are printable ASCII, what the
+-- poller can send (existing endpoints are left as they are); a template's
+-- placeholder values are never searched for placeholders themselves.
+CREATE OR REPLACE FUNCTION webhooks.check_headers(headers jsonb) RETURNS jsonb
+LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    IF headers IS NULL OR jsonb_typeof(headers) <> 'object'
+       OR EXISTS (SELECT 1 FROM jsonb_each(headers) h
+                   WHERE jsonb_typeof(h.value) <> 'string'
+                      OR h.key !~ '^[!#$%&''*+.^_`|~0-9A-Za-z-]+$'
+                      OR (h.value #>> '{}') ~ '[^\t\x20-\x7e]') THEN
+        RAISE EXCEPTION 'headers must be a JSON object of header names to string values'
+          USING ERRCODE = 'invalid_parameter_value',
+                HINT = 'For example: {"X-Api-Version": "2"}. Values are printable ASCII: the poller cannot send '
+                       'control characters or other text in a header.';
+    END IF;
+    RETURN headers;
+END $$;
+COMMENT ON FUNCTION webhooks.check_headers(jsonb) IS
+  'Validate custom request headers: a JSON object of valid header names to string values of printable ASCII.';
+
+CREATE OR REPLACE FUNCTION webhooks.check_auth(auth jsonb) RETURNS jsonb
+LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    IF auth IS NULL THEN
+        RETURN NULL;
+    END IF;
+    IF jsonb_typeof(auth) <> 'object' OR NOT (
+           (auth ->> 'type' = 'bearer' AND auth ?& '{token}' AND auth - '{type,token}'::text[] = '{}')
+        OR (auth ->> 'type' = 'basic' AND auth ?& '{username,password}'
+            AND auth - '{type,username,password}'::text[] = '{}')
+        OR (auth ->> 'type' = 'header' AND auth ?& '{name,value}' AND auth - '{type,name,value}'::text[] = '{}'
+            AND auth ->> 'name' ~ '^[!#$%&''*+.^_`|~0-9A-Za-z-]+$'))
+       OR EXISTS (SELECT 1 FROM jsonb_each(auth) a WHERE jsonb_typeof(a.value) <> 'string') THEN
+        RAISE EXCEPTION 'invalid auth: %', CASE WHEN auth ? 'type' THEN 'type ' || quote_literal(auth ->> 'type')
+                                               ELSE 'missing type' END
+          USING ERRCODE = 'invalid_parameter_value',
+                HINT = 'Use {"type":"bearer","token":…}, {"type":"basic","username":…,"password":…} '
+                       'or {"type":"header","name":…,"value":…}, with string values.';
+    END IF;
+    -- A token or header value goes into a header as it is (basic
+    -- credentials are base64-encoded first): the poller can send only
+    -- printable ASCII there, so anything else would fail every attempt.
+    IF coalesce(auth ->> 'token', auth ->> 'value') ~ '[^\t\x20-\x7e]' THEN
+        RAISE EXCEPTION 'invalid auth: the % holds characters an HTTP header cannot carry',
+                        CASE WHEN auth ? 'token' THEN 'token' ELSE 'value' END
+          USING ERRCODE = 'invalid_parameter_value',
+                HINT = 'Header values are printable ASCII: no line breaks, control characters or other text.';
+    END IF;
+    RETURN auth;
+END $$;
+COMMENT ON FUNCTION webhooks.check_auth(jsonb) IS
+  'Validate endpoint credentials: bearer, basic or a custom header.';
+
+CREATE OR REPLACE FUNCTION webhooks.render_template(template jsonb, context jsonb) RETURNS jsonb
+LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    s      text;
+    whole  text[];
+    m      record;
+    v      jsonb;
+    pieces text[];
+    out    text;
+BEGIN
+    CASE jsonb_typeof(template)
+    WHEN 'object' THEN
+        RETURN (SELECT coalesce(jsonb_object_agg(x.k, webhooks.render_template(x.v, context)), '{}')
+                  FROM jsonb_each(template) AS x(k, v));
+    WHEN 'array' THEN
+        RETURN (SELECT coalesce(jsonb_agg(webhooks.render_template(x.v, context) ORDER BY x.o), '[]')
+                  FROM jsonb_array_elements(template) WITH ORDINALITY AS x(v, o));
+    WHEN 'string' THEN
+        s := template #>> '{}';
+        IF position('{{' IN s) = 0 THEN
+            RETURN template;
+        END IF;
+        whole := regexp_match(s, '^\{\{\s*([^{}]*?)\s*\}\}$');
+        IF whole IS NOT NULL THEN
+            RETURN coalesce(context #> string_to_array(whole[1], '.'), 'null');
+        END IF;
+        -- The text between placeholders, then each placeholder's value in
+        -- turn: a value is never searched for placeholders itself (data
+        -- must not pull other fields into the text).
+        pieces := regexp_split_to_array(s, '\{\{\s*[^{}]*?\s*\}\}');
+        out := pieces[1];
+        FOR m IN SELECT r.m, r.n FROM regexp_matches(s, '\{\{\s*([^{}]*?)\s*\}\}', 'g') WITH ORDINALITY r(m, n)
+                  ORDER BY r.n LOOP
+            v := context #> string_to_array(m.m[1], '.');
+            out := out || CASE WHEN v IS NULL OR jsonb_typeof(v) = 'null' THEN ''
+                               WHEN jsonb_typeof(v) = 'string' THEN v #>> '{}'
+                               ELSE v::text END
+                       || pieces[m.n + 1];
+        END LOOP;
+        RETURN to_jsonb(out);
+    ELSE
+        RETURN template;
+    END CASE;
+END $$;
+COMMENT ON FUNCTION webhooks.render_template(jsonb, jsonb) IS
+  'Render a body template against a context (see webhooks.template_context).';
 
 -- Privileges of the new functions, as a fresh install has them.
 REVOKE ALL ON FUNCTION webhooks.capture_event(), webhooks.invalidate_capture(regclass),

@@ -51,9 +51,9 @@ SELECT webhooks.render_template('"{{event.unix_ms}}"', :'ctx'), webhooks.render_
 SELECT webhooks.render_template('{}', :'ctx'), webhooks.render_template('[]', :'ctx');
 SELECT webhooks.render_template(NULL, :'ctx') IS NULL AS null_template,
        webhooks.render_template('{"a": "{{data.id}}"}', NULL) AS null_context;
--- KNOWN BUG: a value substituted into a string is searched again for the
--- template's later placeholders: a customer named "{{data.id}}" renders as
--- "42 42" instead of "{{data.id}} 42" (data can pull other fields into text).
+-- A value substituted into a string is never searched for placeholders
+-- itself: a customer named "{{data.id}}" renders as "{{data.id}} 42" (data
+-- cannot pull other fields into the text).
 SELECT webhooks.render_template('"{{data.customer.name}} {{data.id}}"',
                                 jsonb_set(:'ctx'::jsonb, '{data,customer,name}', '"{{data.id}}"'));
 
