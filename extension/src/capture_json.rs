@@ -1,5 +1,5 @@
 //! The JSON of captured rows, written against PostgreSQL's jsonb C API (so
-//! these are plain C-ABI functions declared in sql/pg_webhooks.sql: a
+//! these are plain C-ABI functions declared in sql/02_capture.sql: a
 //! `#[pg_extern]` would convert documents to serde values and back).
 //!
 //! - `webhooks.row_jsonb(record)`: `to_jsonb(row)` for rows whose columns are
