@@ -111,8 +111,11 @@ COMMENT ON FUNCTION webhooks.ordering_key(webhooks.endpoint, webhooks.event) IS
 CREATE FUNCTION webhooks.source_changed() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    owner oid;
-    fn    regprocedure;
+    owner       oid;
+    fn          regprocedure;
+    here        text;
+    named       boolean;
+    foreign_row boolean;
 BEGIN
     -- A table's settings are for those who may track it: writing, moving
     -- or deleting them needs the table's TRIGGER privilege, as track() and
@@ -129,47 +132,78 @@ BEGIN
     -- On every write, not only when payload changes: moving a row's
     -- settings to another table must not carry someone else's payload.
     -- The columns are made to name one function, with its signature, OID,
-    -- owner and this database's webhooks.oid_scope() (a row from pg_upgrade
-    -- or a restore is made this database's here): the one a writer names
-    -- by signature alone (an INSERT without OID, an UPDATE of payload
-    -- only), else the one webhooks.payload_function() finds. Either way
-    -- the writer's rights are checked below.
+    -- owner and this database's webhooks.oid_scope():
+    -- - a row written by hand (no payload_scope), or an UPDATE of payload
+    --   alone, names it by signature (or OID);
+    -- - a row of this database, by OID (webhooks.payload_function());
+    -- - a row from pg_upgrade or a restore, by signature and owner, or,
+    --   its owner renamed (pg_restore --no-owner, ALTER ROLE ... RENAME),
+    --   by signature alone: then as for track(), the writer's rights are
+    --   what is checked. One that cannot be made this database's is kept
+    --   with no function, and a warning: a restore keeps every other
+    --   table's settings, and capture refuses this table's writes (42883)
+    --   until track() names a function.
     IF TG_OP <> 'DELETE' AND (NEW.payload IS NOT NULL OR NEW.payload_oid IS NOT NULL) THEN
-        IF NEW.payload_oid IS NULL
-           OR (TG_OP = 'UPDATE' AND NEW.payload IS DISTINCT FROM OLD.payload AND NEW.payload IS NOT NULL
-               AND NEW.payload_oid IS NOT DISTINCT FROM OLD.payload_oid) THEN
-            fn := pg_catalog.to_regprocedure(NEW.payload);
+        here := webhooks.oid_scope();
+        named := NEW.payload_scope IS NULL
+                 OR (TG_OP = 'UPDATE' AND NEW.payload IS DISTINCT FROM OLD.payload AND NEW.payload IS NOT NULL
+                     AND NEW.payload_oid IS NOT DISTINCT FROM OLD.payload_oid);
+        foreign_row := NOT named AND NEW.payload_scope IS DISTINCT FROM here;
+        IF named THEN
+            fn := CASE WHEN NEW.payload IS NOT NULL THEN pg_catalog.to_regprocedure(NEW.payload)
+                       ELSE (SELECT p.oid::pg_catalog.regprocedure FROM pg_catalog.pg_proc p
+                              WHERE p.oid = NEW.payload_oid) END;
         ELSE
-            fn := webhooks.payload_function(NEW.payload, NEW.payload_oid, NEW.payload_scope, NEW.payload_owner);
+            fn := coalesce(webhooks.payload_function(NEW.payload, NEW.payload_oid, NEW.payload_scope,
+                                                     NEW.payload_owner),
+                           CASE WHEN foreign_row THEN webhooks.signature_function(NEW.payload) END);
         END IF;
-        IF fn IS NULL AND TG_OP = 'UPDATE' AND NEW.source = OLD.source
-           AND (NEW.payload, NEW.payload_oid, NEW.payload_scope, NEW.payload_owner)
-               IS NOT DISTINCT FROM (OLD.payload, OLD.payload_oid, OLD.payload_scope, OLD.payload_owner) THEN
-            -- The function is gone and this write (on_ddl() after an ALTER
-            -- TABLE, say) does not name another: the row stays as it was,
-            -- and capture refuses the table's writes (42883) until track()
-            -- names a payload function that exists. Never rebound by name
-            -- within one database: whoever makes a function of the same
-            -- signature later is not whom the settings trusted.
-            PERFORM webhooks.invalidate_capture(NEW.source);
-            RETURN NEW;
-        END IF;
-        IF fn IS NULL THEN
-            RAISE EXCEPTION 'payload function % does not exist', coalesce(NEW.payload, NEW.payload_oid::text)
-              USING ERRCODE = 'undefined_function';
-        END IF;
-        PERFORM webhooks.check_payload(fn);
-        SELECT p.proowner INTO owner FROM pg_catalog.pg_proc p WHERE p.oid = fn::pg_catalog.oid;
+        BEGIN
+            IF fn IS NULL THEN
+                -- (The text as JSON: it may be anything a writer typed, line breaks included.)
+                RAISE EXCEPTION 'payload function % does not exist',
+                                coalesce(pg_catalog.to_json(NEW.payload)::text, NEW.payload_oid::text)
+                  USING ERRCODE = 'undefined_function';
+            END IF;
+            PERFORM webhooks.check_payload(fn);
+            SELECT p.proowner INTO owner FROM pg_catalog.pg_proc p WHERE p.oid = fn::pg_catalog.oid;
+            IF NOT pg_catalog.pg_has_role(current_user, owner, 'USAGE') THEN
+                RAISE EXCEPTION 'payload function % is owned by %, whose rights % does not have',
+                                fn, pg_catalog.pg_get_userbyid(owner), current_user
+                  USING ERRCODE = 'insufficient_privilege',
+                        HINT = 'Payload functions run as their owner: use one owned by you or by a role you belong to.';
+            END IF;
+        EXCEPTION WHEN undefined_function OR invalid_function_definition OR insufficient_privilege THEN
+            -- Kept as it was: a row from elsewhere, or one whose function
+            -- is gone, written (on_ddl() after an ALTER TABLE, say) without
+            -- naming another. A dropped function is never looked for again
+            -- by name in the database that tracked it: whoever makes one of
+            -- the same signature later is not whom the settings trusted.
+            -- (Other refusals stand: a write keeps no one else's payload.)
+            IF foreign_row OR (SQLSTATE = '42883' AND TG_OP = 'UPDATE' AND NEW.source = OLD.source
+                               AND (NEW.payload, NEW.payload_oid, NEW.payload_scope, NEW.payload_owner)
+                                   IS NOT DISTINCT FROM (OLD.payload, OLD.payload_oid, OLD.payload_scope,
+                                                         OLD.payload_owner)) THEN
+                IF foreign_row THEN
+                    -- Made this database's with no function: capture refuses
+                    -- the table (42883), and nothing binds it later by name
+                    -- (payload_scope and payload_owner are a writer's to
+                    -- write, so a row kept as it came would let anyone name
+                    -- someone else's function). payload stays, to say which.
+                    RAISE WARNING 'pg_webhooks: the payload function of % cannot be used here: %', NEW.source, SQLERRM
+                      USING HINT = 'Writes to it fail until webhooks.track() names a payload function.';
+                    NEW.payload_oid := NULL;
+                    NEW.payload_scope := here;
+                END IF;
+                PERFORM webhooks.invalidate_capture(NEW.source);
+                RETURN NEW;
+            END IF;
+            RAISE;
+        END;
         NEW.payload := fn::pg_catalog.text;
         NEW.payload_oid := fn::pg_catalog.oid;
-        NEW.payload_scope := webhooks.oid_scope();
+        NEW.payload_scope := here;
         NEW.payload_owner := pg_catalog.pg_get_userbyid(owner);
-        IF NOT pg_catalog.pg_has_role(current_user, owner, 'USAGE') THEN
-            RAISE EXCEPTION 'payload function % is owned by %, whose rights % does not have',
-                            fn, pg_catalog.pg_get_userbyid(owner), current_user
-              USING ERRCODE = 'insufficient_privilege',
-                    HINT = 'Payload functions run as their owner: use one owned by you or by a role you belong to.';
-        END IF;
     ELSIF TG_OP <> 'DELETE' THEN
         NEW.payload_scope := NULL;
         NEW.payload_owner := NULL;
@@ -405,30 +439,42 @@ $$;
 COMMENT ON FUNCTION webhooks.temporary_namespace(oid) IS
   'Internal: whether a schema is a session''s temporary schema (this one''s or another''s).';
 
+-- The function a signature names: the (jsonb) function that prints as it
+-- (never an OID in digits, which is what a 0.1.0 regprocedure whose
+-- function was dropped became), not in a temporary schema. Matched against
+-- the catalog, not parsed: to_regprocedure() raises on some text (another
+-- database's name, on every version; more on PostgreSQL 15), and stored
+-- text is a writer's.
+CREATE FUNCTION webhooks.signature_function(signature text) RETURNS regprocedure
+LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT p.oid::pg_catalog.regprocedure
+      FROM pg_catalog.pg_proc p
+     WHERE p.pronargs OPERATOR(pg_catalog.=) 1
+       AND p.proargtypes[0] OPERATOR(pg_catalog.=) 'pg_catalog.jsonb'::pg_catalog.regtype
+       AND p.oid::pg_catalog.regprocedure::pg_catalog.text OPERATOR(pg_catalog.=) signature
+       AND NOT webhooks.temporary_namespace(p.pronamespace)
+$$;
+COMMENT ON FUNCTION webhooks.signature_function(text) IS
+  'Internal: the function a payload signature names exactly (as it prints with search_path = pg_catalog), '
+  'outside temporary schemas; NULL if none.';
+
 -- Settings name a payload function by OID, by signature and by owner.
 -- Within the database that wrote them (the same webhooks.oid_scope()) the
 -- OID alone: it follows renames, and a dropped function stays dropped (a
 -- function made later with the same signature, by whoever may, is not the
 -- one whose owner's rights were checked). After pg_upgrade or a restore,
--- where OIDs change, the signature, and only if it prints back as itself
--- (never an OID in digits, which is what a 0.1.0 regprocedure whose
--- function was dropped became), is not in a temporary schema, and is
--- still the same role's function. (Only what looks like a signature is
--- parsed: PostgreSQL 15's to_regprocedure() raises on other text.)
+-- where OIDs change, the signature, if the function is still the same
+-- role's (by name: role OIDs change in a restore).
 CREATE FUNCTION webhooks.payload_function(signature text, function oid, scope text, owner name)
 RETURNS regprocedure
 LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
     SELECT p.oid::pg_catalog.regprocedure
-      FROM (SELECT scope OPERATOR(pg_catalog.=) webhooks.oid_scope() AS here) h
-      JOIN pg_catalog.pg_proc p
-        ON p.oid OPERATOR(pg_catalog.=) CASE WHEN h.here THEN function
-                                             ELSE pg_catalog.to_regprocedure(
-                                                      CASE WHEN signature OPERATOR(pg_catalog.~) '\(.*\)$'
-                                                           THEN signature END)::pg_catalog.oid END
-     WHERE h.here
-        OR (p.oid::pg_catalog.regprocedure::pg_catalog.text OPERATOR(pg_catalog.=) signature
-            AND pg_catalog.pg_get_userbyid(p.proowner) OPERATOR(pg_catalog.=) owner
-            AND NOT webhooks.temporary_namespace(p.pronamespace))
+      FROM pg_catalog.pg_proc p
+     WHERE p.oid OPERATOR(pg_catalog.=)
+               CASE WHEN scope OPERATOR(pg_catalog.=) webhooks.oid_scope() THEN function
+                    ELSE (SELECT f::pg_catalog.oid FROM webhooks.signature_function(signature) f
+                           JOIN pg_catalog.pg_proc q ON q.oid OPERATOR(pg_catalog.=) f::pg_catalog.oid
+                          WHERE pg_catalog.pg_get_userbyid(q.proowner) OPERATOR(pg_catalog.=) owner) END
 $$;
 COMMENT ON FUNCTION webhooks.payload_function(text, oid, text, name) IS
   'The payload function a settings row (webhooks.source, webhooks.source_event) names: by OID in the database '

@@ -360,7 +360,8 @@ LANGUAGE sql AS $$
             webhooks.check_header_name(create_endpoint.signature_header),
             webhooks.check_choice('method', upper(create_endpoint.method), '{POST,PUT,PATCH}'),
             webhooks.check_retry_schedule(create_endpoint.retry_schedule),
-            create_endpoint.timeout, create_endpoint.connect_timeout,
+            webhooks.check_timeout('timeout', create_endpoint.timeout),
+            webhooks.check_timeout('connect_timeout', create_endpoint.connect_timeout),
             create_endpoint.success_codes,
             webhooks.check_positive('max_in_flight', coalesce(create_endpoint.max_in_flight, 16)),
             coalesce(create_endpoint.ordered, false),
@@ -374,6 +375,81 @@ COMMENT ON FUNCTION webhooks.create_endpoint(text, text[], text, text, text, jso
                                              boolean, integer, text, jsonb) IS
   'Register a receiver. Returns its id and its secret; the secret is shown here once and never again.';
 
+-- A request timeout the lease can cover: claim() adds the endpoint's
+-- timeouts to now(), and an interval of years would overflow it for every
+-- endpoint's claim.
+CREATE FUNCTION webhooks.check_timeout(what text, value interval) RETURNS interval
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    -- (More than 0 is the table's CHECK endpoint_timeouts.)
+    IF value > interval '1 hour' THEN
+        RAISE EXCEPTION '% must be at most 1 hour, not %', what, value
+          USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN value;
+END $$;
+COMMENT ON FUNCTION webhooks.check_timeout(text, interval) IS
+  'Internal: raise 22023 if a request timeout is over 1 hour.';
+
+-- create_endpoint()'s checks of an endpoint row: of the columns that
+-- differ from was, or of all when was is NULL (a new row, or one being
+-- resumed). quietly: no warning either (see endpoint_checked()).
+CREATE FUNCTION webhooks.check_endpoint_columns(e webhooks.endpoint, was webhooks.endpoint, quietly boolean)
+RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    everything boolean := was.id IS NULL;
+BEGIN
+    IF everything OR e.url IS DISTINCT FROM was.url THEN
+        IF NOT quietly THEN
+            PERFORM webhooks.check_url(e.url);
+        ELSIF webhooks.https_refuses(e.url) THEN
+            RAISE EXCEPTION 'endpoint URL must use https' USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+    END IF;
+    IF everything OR e.events IS DISTINCT FROM was.events THEN
+        PERFORM webhooks.check_patterns(e.events);
+    END IF;
+    IF everything OR e.secret IS DISTINCT FROM was.secret THEN
+        PERFORM webhooks.check_secret(e.secret);
+    END IF;
+    IF e.previous_secret IS NOT NULL AND (everything OR e.previous_secret IS DISTINCT FROM was.previous_secret) THEN
+        PERFORM webhooks.check_secret(e.previous_secret);
+    END IF;
+    IF everything OR e.template IS DISTINCT FROM was.template THEN
+        PERFORM webhooks.check_template(e.template);
+    END IF;
+    IF everything OR e.headers IS DISTINCT FROM was.headers THEN
+        PERFORM webhooks.check_headers(e.headers);
+    END IF;
+    IF everything OR e.auth IS DISTINCT FROM was.auth THEN
+        PERFORM webhooks.check_auth(e.auth);
+    END IF;
+    IF everything OR e.signature_header IS DISTINCT FROM was.signature_header THEN
+        PERFORM webhooks.check_header_name(e.signature_header);
+    END IF;
+    IF everything OR e.retry_schedule IS DISTINCT FROM was.retry_schedule THEN
+        PERFORM webhooks.check_retry_schedule(e.retry_schedule);
+    END IF;
+    IF everything OR (e.url, e.client_cert, e.client_key, e.ca_cert)
+                     IS DISTINCT FROM (was.url, was.client_cert, was.client_key, was.ca_cert) THEN
+        PERFORM webhooks.check_endpoint_tls(e.url, e.client_cert, e.client_key, e.ca_cert);
+    END IF;
+    IF everything OR e.timeout IS DISTINCT FROM was.timeout THEN
+        PERFORM webhooks.check_timeout('timeout', e.timeout);
+    END IF;
+    IF everything OR e.connect_timeout IS DISTINCT FROM was.connect_timeout THEN
+        PERFORM webhooks.check_timeout('connect_timeout', e.connect_timeout);
+    END IF;
+    -- (NULL would make claim() redact no custom header in attempts.)
+    IF (everything OR e.public_headers IS DISTINCT FROM was.public_headers) AND e.public_headers IS NOT NULL THEN
+        PERFORM webhooks.check_header_name(h) FROM pg_catalog.unnest(e.public_headers) h;
+    END IF;
+END $$;
+COMMENT ON FUNCTION webhooks.check_endpoint_columns(webhooks.endpoint, webhooks.endpoint, boolean) IS
+  'Internal: create_endpoint()''s checks (22023 and friends) of the columns of an endpoint row that differ from '
+  'another (all when it is NULL); quietly raises no warning.';
+
 -- The endpoint table keeps itself valid, whoever writes to it (an admin's
 -- own UPDATE bypasses create_endpoint()/update_endpoint()): one row that
 -- cannot be signed or sent would otherwise make every claim fail, for every
@@ -382,9 +458,11 @@ COMMENT ON FUNCTION webhooks.create_endpoint(text, text[], text, text, text, jso
 CREATE FUNCTION webhooks.endpoint_checked() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    fresh boolean := TG_OP = 'INSERT';
-    missing text;
-    violated text;
+    fresh      boolean := TG_OP = 'INSERT';
+    missing    text;
+    violated   text;
+    problem    text;
+    plain_http boolean;
 BEGIN
     -- (Names are kept unique by the index endpoint_name.)
     -- The table's own NOT NULL and CHECK constraints are checked here too
@@ -420,48 +498,35 @@ BEGIN
             USING ERRCODE = 'not_null_violation', SCHEMA = 'webhooks', TABLE = 'endpoint', COLUMN = missing;
     END IF;
     IF fresh THEN
-        -- A new row says nothing here (create_endpoint() has checked and
-        -- warned already): pg_restore's COPY writes rows straight into the
-        -- table, and any message raised for one carries COPY's context
-        -- line, the start of the row with its secret, into the log. The URL
-        -- must parse (url_parts()); one that webhooks.require_https refuses,
-        -- from a server where it was off, is kept but paused, and checked
-        -- again when the endpoint is resumed.
-        IF webhooks.https_refuses(NEW.url) AND NEW.active THEN
+        -- A new row is never refused nor warned about for its values
+        -- (create_endpoint() has checked them and warned already):
+        -- pg_restore's COPY writes rows straight into the table, and any
+        -- message raised for one carries COPY's context line, the start of
+        -- the row with its secret, into the log; one row refused would
+        -- also lose every endpoint of the restore. A row that fails the
+        -- checks (kept paused by the upgrade to 0.2.0, or an http URL from
+        -- a server where webhooks.require_https was off) is kept paused;
+        -- resuming it runs every check. paused_reason names no value.
+        BEGIN
+            PERFORM webhooks.check_endpoint_columns(NEW, NULL, true);
+        EXCEPTION WHEN OTHERS THEN
+            problem := SQLSTATE;
+        END;
+        IF problem IS NOT NULL AND NEW.active THEN
+            BEGIN
+                plain_http := webhooks.https_refuses(NEW.url);
+            EXCEPTION WHEN OTHERS THEN
+                plain_http := false;
+            END;
             NEW.active := false;
             NEW.paused_at := now();
-            NEW.paused_reason := 'its URL is not https, and webhooks.require_https is on';
+            NEW.paused_reason := CASE WHEN plain_http THEN 'its URL is not https, and webhooks.require_https is on'
+                                      ELSE format('invalid when written (SQLSTATE %s): mend it with '
+                                                  'webhooks.update_endpoint(), then resume it', problem) END;
         END IF;
-    ELSIF NEW.url IS DISTINCT FROM OLD.url OR (NEW.active AND NOT OLD.active) THEN
-        PERFORM webhooks.check_url(NEW.url);
-    END IF;
-    IF fresh OR NEW.events IS DISTINCT FROM OLD.events THEN
-        PERFORM webhooks.check_patterns(NEW.events);
-    END IF;
-    IF fresh OR NEW.secret IS DISTINCT FROM OLD.secret THEN
-        PERFORM webhooks.check_secret(NEW.secret);
-    END IF;
-    IF NEW.previous_secret IS NOT NULL AND (fresh OR NEW.previous_secret IS DISTINCT FROM OLD.previous_secret) THEN
-        PERFORM webhooks.check_secret(NEW.previous_secret);
-    END IF;
-    IF fresh OR NEW.template IS DISTINCT FROM OLD.template THEN
-        PERFORM webhooks.check_template(NEW.template);
-    END IF;
-    IF fresh OR NEW.headers IS DISTINCT FROM OLD.headers THEN
-        PERFORM webhooks.check_headers(NEW.headers);
-    END IF;
-    IF fresh OR NEW.auth IS DISTINCT FROM OLD.auth THEN
-        PERFORM webhooks.check_auth(NEW.auth);
-    END IF;
-    IF fresh OR NEW.signature_header IS DISTINCT FROM OLD.signature_header THEN
-        PERFORM webhooks.check_header_name(NEW.signature_header);
-    END IF;
-    IF fresh OR NEW.retry_schedule IS DISTINCT FROM OLD.retry_schedule THEN
-        PERFORM webhooks.check_retry_schedule(NEW.retry_schedule);
-    END IF;
-    IF fresh OR (NEW.url, NEW.client_cert, NEW.client_key, NEW.ca_cert)
-                IS DISTINCT FROM (OLD.url, OLD.client_cert, OLD.client_key, OLD.ca_cert) THEN
-        PERFORM webhooks.check_endpoint_tls(NEW.url, NEW.client_cert, NEW.client_key, NEW.ca_cert);
+    ELSE
+        PERFORM webhooks.check_endpoint_columns(NEW, CASE WHEN NEW.active AND NOT OLD.active THEN NULL ELSE OLD END,
+                                                false);
     END IF;
     violated := CASE
         WHEN jsonb_typeof(NEW.headers) <> 'object' THEN 'endpoint_headers_object'
@@ -480,9 +545,8 @@ END $$;
 COMMENT ON FUNCTION webhooks.endpoint_checked() IS
   'Internal trigger of webhooks.endpoint: the same checks as create_endpoint() on every changed column, '
   'whoever writes (22023 and friends, as there), then the table''s NOT NULL and CHECK constraints, raised without '
-  'the row''s values (PostgreSQL''s own DETAIL would log the secrets). A new row whose http URL '
-  'webhooks.require_https refuses is paused (a restore from a server without it), and its URL checked again '
-  'when it is resumed.';
+  'the row''s values (PostgreSQL''s own DETAIL would log the secrets). A new row that fails the checks (a '
+  'restore) is kept paused, with no message; resuming an endpoint runs every check.';
 CREATE TRIGGER endpoint_checked BEFORE INSERT OR UPDATE ON webhooks.endpoint
     FOR EACH ROW EXECUTE FUNCTION webhooks.endpoint_checked();
 

@@ -214,7 +214,7 @@ BEGIN
                                   WHEN 'basic' THEN '{Authorization}'::text[]
                                   ELSE '{}'::text[] END
              || ARRAY(SELECT h FROM jsonb_object_keys(e.headers) h
-                       WHERE lower(h) NOT IN (SELECT lower(p) FROM unnest(e.public_headers) p)),
+                       WHERE NOT EXISTS (SELECT 1 FROM unnest(e.public_headers) p WHERE lower(p) = lower(h))),
            extract(epoch FROM ev.created_at)::double precision,
            e.client_cert, e.client_key, e.ca_cert
       FROM claimed c

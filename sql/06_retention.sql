@@ -51,6 +51,10 @@ BEGIN
     -- deadlock_timeout first).
     PERFORM set_config('lock_timeout', '500ms', true);
     PERFORM set_config('deadlock_timeout', '50ms', true);
+    -- Settings from pg_upgrade or a restore become this database's soon,
+    -- and payload functions' owners renamed since are caught up with
+    -- (webhooks.sync_payload_functions()).
+    PERFORM webhooks.sync_payload_functions();
     FOREACH tbl IN ARRAY ARRAY['event', 'attempt']::name[] LOOP
         key := CASE tbl WHEN 'event' THEN 'id' ELSE 'delivery_id' END;
         lo := coalesce((SELECT max(p.upper) FROM webhooks.partition p WHERE p.parent = tbl),
@@ -113,6 +117,7 @@ BEGIN
 END $$;
 COMMENT ON FUNCTION webhooks.maintain() IS
   'Create the partitions of webhooks.event and webhooks.attempt for the coming intervals; returns how many. '
+  'Also brings tracking settings'' payload functions up to date (webhooks.sync_payload_functions()). '
   'Pollers call it at start and every minute; safe to call any time.';
 
 CREATE FUNCTION webhooks.purge(older_than interval DEFAULT '30 days', include_failed boolean DEFAULT false)

@@ -58,7 +58,7 @@ GRANT EXECUTE ON FUNCTION webhooks.version(), webhooks.retry_delay(interval[], i
                           webhooks.envelope(webhooks.event), webhooks.redacted_url(text),
                           webhooks.redacted_headers(jsonb, text[]),
                           webhooks.payload_function(text, oid, text, name), webhooks.oid_scope(),
-                          webhooks.temporary_namespace(oid)
+                          webhooks.temporary_namespace(oid), webhooks.signature_function(text)
    TO webhooks_reader;
 
 -- The poller's functions run as the extension's owner, so the role needs no

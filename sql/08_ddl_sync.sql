@@ -23,7 +23,6 @@ DECLARE
     keys    name[];
     dropped name[];
     renamed jsonb;
-    fix     record;
 BEGIN
     -- (A RENAME COLUMN is reported as a 'table column', with the table as objid.)
     FOR cmd IN SELECT DISTINCT objid FROM pg_event_trigger_ddl_commands()
@@ -104,32 +103,12 @@ BEGIN
         RETURNING * INTO src;
     END LOOP;
     -- A payload function renamed, moved or given to another owner, or its
-    -- schema renamed: the settings that name it by OID in this database
-    -- take its new signature and owner (setting payload to NULL makes
-    -- webhooks.source_changed() write them from the OID), so that they
-    -- still name it after a pg_upgrade or a restore. One row at a time: a
-    -- function the checks refuse (check_payload()) leaves its own rows as
-    -- they are rather than failing the DBA's ALTER, and capture reports it.
-    FOR fix IN WITH altered AS (
-                   SELECT p.oid FROM pg_event_trigger_ddl_commands() c
-                     JOIN pg_catalog.pg_proc p
-                       ON (c.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND p.oid = c.objid)
-                       OR (c.classid = 'pg_catalog.pg_namespace'::pg_catalog.regclass AND p.pronamespace = c.objid))
-               SELECT 'source' AS kind, s.id FROM webhooks.source s
-                WHERE s.payload_scope = webhooks.oid_scope() AND s.payload_oid IN (SELECT a.oid FROM altered a)
-               UNION ALL
-               SELECT 'source_event', x.id FROM webhooks.source_event x
-                WHERE x.payload_scope = webhooks.oid_scope() AND x.payload_oid IN (SELECT a.oid FROM altered a) LOOP
-        BEGIN
-            IF fix.kind = 'source' THEN
-                UPDATE webhooks.source s SET payload = NULL WHERE s.id = fix.id;
-            ELSE
-                UPDATE webhooks.source_event x SET payload = NULL WHERE x.id = fix.id;
-            END IF;
-        EXCEPTION WHEN invalid_function_definition OR insufficient_privilege OR undefined_function THEN
-            NULL;
-        END;
-    END LOOP;
+    -- schema renamed: its settings take its new signature and owner.
+    IF EXISTS (SELECT 1 FROM pg_event_trigger_ddl_commands() c
+                WHERE c.classid IN ('pg_catalog.pg_proc'::pg_catalog.regclass,
+                                    'pg_catalog.pg_namespace'::pg_catalog.regclass)) THEN
+        PERFORM webhooks.sync_payload_functions();
+    END IF;
 END $$;
 COMMENT ON FUNCTION webhooks.on_ddl() IS
   'Event trigger: after ALTER TABLE on a tracked table, bring its settings up to date (following renamed '
@@ -156,38 +135,88 @@ END $$;
 COMMENT ON FUNCTION webhooks.on_drop() IS
   'Event trigger: forget a tracked table (its settings and business events) when it is dropped.';
 
--- After pg_upgrade or a restore, the settings name payload functions by
--- signature until their rows are written again (webhooks.payload_function()).
--- Before a function or schema is renamed, those rows are written again (an
--- OID of this database from the signature and owner), so that on_ddl() can
--- follow the rename. One row at a time, and a refused one is left as it is:
--- a function the checks refuse never fails the DBA's ALTER (it may be the
--- one that mends it); capture reports it when it is called.
-CREATE FUNCTION webhooks.on_ddl_start() RETURNS event_trigger
-LANGUAGE plpgsql AS $$
+-- Keeps each settings row's payload function named as it is now: rows
+-- from pg_upgrade or a restore are made this database's (by signature and
+-- owner, as capture finds them), and those of this database take a renamed
+-- or moved function's signature and a new owner's name, so that they still
+-- name it after a later pg_upgrade or restore. Run by the DDL event
+-- triggers and by maintain() (an owner renamed with ALTER ROLE or REASSIGN
+-- OWNED, which no event trigger sees). One row at a time: a function the
+-- checks refuse, or a row someone holds locked, leaves that row as it is
+-- (capture reports an unfit function) and never fails nor holds up the
+-- DDL that runs this.
+CREATE FUNCTION webhooks.sync_payload_functions() RETURNS integer
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    fix record;
+    here   text := webhooks.oid_scope();
+    fix    record;
+    fn     regprocedure;
+    synced integer := 0;
 BEGIN
-    FOR fix IN SELECT 'source' AS kind, s.id FROM webhooks.source s
-                WHERE s.payload IS NOT NULL AND s.payload_scope IS DISTINCT FROM webhooks.oid_scope()
+    FOR fix IN SELECT 'source' AS kind, s.id FROM webhooks.source s WHERE s.payload IS NOT NULL
                UNION ALL
-               SELECT 'source_event', x.id FROM webhooks.source_event x
-                WHERE x.payload IS NOT NULL AND x.payload_scope IS DISTINCT FROM webhooks.oid_scope() LOOP
+               SELECT 'source_event', x.id FROM webhooks.source_event x WHERE x.payload IS NOT NULL LOOP
         BEGIN
-            -- (A write that changes nothing still runs source_changed().)
+            -- A row someone holds is skipped rather than waited for: this
+            -- runs inside the DBA's DDL.
             IF fix.kind = 'source' THEN
-                UPDATE webhooks.source s SET payload = s.payload WHERE s.id = fix.id;
+                SELECT webhooks.payload_function(s.payload, s.payload_oid, s.payload_scope, s.payload_owner)
+                  INTO fn
+                  FROM webhooks.source s
+                 WHERE s.id = fix.id
+                   AND (s.payload_scope IS DISTINCT FROM here OR s.payload IS DISTINCT FROM
+                            webhooks.payload_function(s.payload, s.payload_oid, s.payload_scope, s.payload_owner)::text
+                        OR s.payload_owner IS DISTINCT FROM
+                            (SELECT pg_catalog.pg_get_userbyid(p.proowner) FROM pg_catalog.pg_proc p
+                              WHERE p.oid = s.payload_oid))
+                   FOR UPDATE SKIP LOCKED;
             ELSE
-                UPDATE webhooks.source_event x SET payload = x.payload WHERE x.id = fix.id;
+                SELECT webhooks.payload_function(x.payload, x.payload_oid, x.payload_scope, x.payload_owner)
+                  INTO fn
+                  FROM webhooks.source_event x
+                 WHERE x.id = fix.id
+                   AND (x.payload_scope IS DISTINCT FROM here OR x.payload IS DISTINCT FROM
+                            webhooks.payload_function(x.payload, x.payload_oid, x.payload_scope, x.payload_owner)::text
+                        OR x.payload_owner IS DISTINCT FROM
+                            (SELECT pg_catalog.pg_get_userbyid(p.proowner) FROM pg_catalog.pg_proc p
+                              WHERE p.oid = x.payload_oid))
+                   FOR UPDATE SKIP LOCKED;
             END IF;
-        EXCEPTION WHEN invalid_function_definition OR insufficient_privilege OR undefined_function THEN
+            CONTINUE WHEN fn IS NULL;
+            -- (webhooks.source_changed() writes signature and owner from the OID.)
+            IF fix.kind = 'source' THEN
+                UPDATE webhooks.source s SET payload = NULL, payload_oid = fn::pg_catalog.oid, payload_scope = here
+                 WHERE s.id = fix.id;
+            ELSE
+                UPDATE webhooks.source_event x SET payload = NULL, payload_oid = fn::pg_catalog.oid,
+                                                   payload_scope = here
+                 WHERE x.id = fix.id;
+            END IF;
+            synced := synced + 1;
+        EXCEPTION WHEN OTHERS THEN
+            -- Whatever one row's trouble, the others are synced and the
+            -- DDL goes on; capture reports that row's function.
             NULL;
         END;
     END LOOP;
+    RETURN synced;
+END $$;
+COMMENT ON FUNCTION webhooks.sync_payload_functions() IS
+  'Internal: make the settings'' payload functions this database''s (after pg_upgrade or a restore) and bring their '
+  'signatures and owners up to date; returns how many rows changed.';
+
+-- Before a function or schema is renamed, rows from pg_upgrade or a
+-- restore are made this database's, so that on_ddl() can follow the
+-- rename (after it, the old signature names nothing).
+CREATE FUNCTION webhooks.on_ddl_start() RETURNS event_trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM webhooks.sync_payload_functions();
 END $$;
 COMMENT ON FUNCTION webhooks.on_ddl_start() IS
   'Event trigger: before ALTER FUNCTION or ALTER SCHEMA, make the payload functions of settings that came '
-  'through pg_upgrade or a restore this database''s (by signature and owner), so that on_ddl() follows them.';
+  'through pg_upgrade or a restore this database''s (webhooks.sync_payload_functions()), so that on_ddl() '
+  'follows them.';
 
 -- Event triggers run as whoever issues the DDL: as the owner instead, or an
 -- ALTER TABLE by a role without rights on schema webhooks would fail.
@@ -196,6 +225,8 @@ ALTER FUNCTION webhooks.on_drop() SECURITY DEFINER SET search_path = pg_catalog,
 ALTER FUNCTION webhooks.on_ddl_start() SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 -- Only Postgres calls event trigger functions; nobody needs EXECUTE.
 REVOKE ALL ON FUNCTION webhooks.on_ddl(), webhooks.on_drop(), webhooks.on_ddl_start() FROM PUBLIC;
+-- For those three and maintain(), which run it as the extension's owner.
+REVOKE ALL ON FUNCTION webhooks.sync_payload_functions() FROM PUBLIC;
 
 CREATE EVENT TRIGGER webhooks_ddl ON ddl_command_end
     WHEN TAG IN ('ALTER TABLE', 'CREATE TABLE', 'CREATE FOREIGN TABLE', 'CREATE SCHEMA',

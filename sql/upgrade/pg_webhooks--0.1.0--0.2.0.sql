@@ -467,17 +467,18 @@ $$;
 COMMENT ON FUNCTION webhooks.temporary_namespace(oid) IS
   'Internal: whether a schema is a session''s temporary schema (this one''s or another''s).';
 
--- The function a signature names, if it prints back as itself (never an
--- OID in digits, which is what a 0.1.0 regprocedure whose function was
--- dropped became) and is not in a temporary schema. Only what looks like
--- a payload function's signature is parsed: PostgreSQL 15's
--- to_regprocedure() raises on some other text.
+-- The function a signature names: the (jsonb) function that prints as it
+-- (never an OID in digits, which is what a 0.1.0 regprocedure whose
+-- function was dropped became), not in a temporary schema. Matched against
+-- the catalog, not parsed: to_regprocedure() raises on some text (another
+-- database's name, on every version; more on PostgreSQL 15), and stored
+-- text is a writer's.
 CREATE FUNCTION webhooks.signature_function(signature text) RETURNS regprocedure
 LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
     SELECT p.oid::pg_catalog.regprocedure
       FROM pg_catalog.pg_proc p
-     WHERE p.oid OPERATOR(pg_catalog.=) pg_catalog.to_regprocedure(
-               CASE WHEN signature OPERATOR(pg_catalog.~) '\(jsonb\)$' THEN signature END)::pg_catalog.oid
+     WHERE p.pronargs OPERATOR(pg_catalog.=) 1
+       AND p.proargtypes[0] OPERATOR(pg_catalog.=) 'pg_catalog.jsonb'::pg_catalog.regtype
        AND p.oid::pg_catalog.regprocedure::pg_catalog.text OPERATOR(pg_catalog.=) signature
        AND NOT webhooks.temporary_namespace(p.pronamespace)
 $$;
@@ -606,9 +607,9 @@ BEGIN
     --   its owner renamed (pg_restore --no-owner, ALTER ROLE ... RENAME),
     --   by signature alone: then as for track(), the writer's rights are
     --   what is checked. One that cannot be made this database's is kept
-    --   as it is, with a warning: a restore keeps every other table's
-    --   settings, and capture refuses this table's writes (42883) until
-    --   track() names a function.
+    --   with no function, and a warning: a restore keeps every other
+    --   table's settings, and capture refuses this table's writes (42883)
+    --   until track() names a function.
     IF TG_OP <> 'DELETE' AND (NEW.payload IS NOT NULL OR NEW.payload_oid IS NOT NULL) THEN
         here := webhooks.oid_scope();
         named := NEW.payload_scope IS NULL
@@ -626,7 +627,9 @@ BEGIN
         END IF;
         BEGIN
             IF fn IS NULL THEN
-                RAISE EXCEPTION 'payload function % does not exist', coalesce(NEW.payload, NEW.payload_oid::text)
+                -- (The text as JSON: it may be anything a writer typed, line breaks included.)
+                RAISE EXCEPTION 'payload function % does not exist',
+                                coalesce(pg_catalog.to_json(NEW.payload)::text, NEW.payload_oid::text)
                   USING ERRCODE = 'undefined_function';
             END IF;
             PERFORM webhooks.check_payload(fn);
@@ -649,9 +652,15 @@ BEGIN
                                    IS NOT DISTINCT FROM (OLD.payload, OLD.payload_oid, OLD.payload_scope,
                                                          OLD.payload_owner)) THEN
                 IF foreign_row THEN
-                    RAISE WARNING 'pg_webhooks: % keeps its payload function %, which cannot be used here: %',
-                                  NEW.source, NEW.payload, SQLERRM
+                    -- Made this database's with no function: capture refuses
+                    -- the table (42883), and nothing binds it later by name
+                    -- (payload_scope and payload_owner are a writer's to
+                    -- write, so a row kept as it came would let anyone name
+                    -- someone else's function). payload stays, to say which.
+                    RAISE WARNING 'pg_webhooks: the payload function of % cannot be used here: %', NEW.source, SQLERRM
                       USING HINT = 'Writes to it fail until webhooks.track() names a payload function.';
+                    NEW.payload_oid := NULL;
+                    NEW.payload_scope := here;
                 END IF;
                 PERFORM webhooks.invalidate_capture(NEW.source);
                 RETURN NEW;
@@ -683,6 +692,22 @@ CREATE TRIGGER source_changed BEFORE INSERT OR UPDATE OR DELETE ON webhooks.sour
     FOR EACH ROW EXECUTE FUNCTION webhooks.source_changed();
 CREATE TRIGGER source_changed BEFORE INSERT OR UPDATE OR DELETE ON webhooks.source_event
     FOR EACH ROW EXECUTE FUNCTION webhooks.source_changed();
+
+-- A request timeout the lease can cover: claim() adds the endpoint's
+-- timeouts to now(), and an interval of years would overflow it for every
+-- endpoint's claim.
+CREATE FUNCTION webhooks.check_timeout(what text, value interval) RETURNS interval
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    -- (More than 0 is the table's CHECK endpoint_timeouts.)
+    IF value > interval '1 hour' THEN
+        RAISE EXCEPTION '% must be at most 1 hour, not %', what, value
+          USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN value;
+END $$;
+COMMENT ON FUNCTION webhooks.check_timeout(text, interval) IS
+  'Internal: raise 22023 if a request timeout is over 1 hour.';
 
 -- create_endpoint()'s checks of an endpoint row: of the columns that
 -- differ from was, or of all when was is NULL (a new row, or one being
@@ -727,6 +752,16 @@ BEGIN
     IF everything OR (e.url, e.client_cert, e.client_key, e.ca_cert)
                      IS DISTINCT FROM (was.url, was.client_cert, was.client_key, was.ca_cert) THEN
         PERFORM webhooks.check_endpoint_tls(e.url, e.client_cert, e.client_key, e.ca_cert);
+    END IF;
+    IF everything OR e.timeout IS DISTINCT FROM was.timeout THEN
+        PERFORM webhooks.check_timeout('timeout', e.timeout);
+    END IF;
+    IF everything OR e.connect_timeout IS DISTINCT FROM was.connect_timeout THEN
+        PERFORM webhooks.check_timeout('connect_timeout', e.connect_timeout);
+    END IF;
+    -- (NULL would make claim() redact no custom header in attempts.)
+    IF (everything OR e.public_headers IS DISTINCT FROM was.public_headers) AND e.public_headers IS NOT NULL THEN
+        PERFORM webhooks.check_header_name(h) FROM pg_catalog.unnest(e.public_headers) h;
     END IF;
 END $$;
 COMMENT ON FUNCTION webhooks.check_endpoint_columns(webhooks.endpoint, webhooks.endpoint, boolean) IS
@@ -1478,7 +1513,7 @@ BEGIN
                                   WHEN 'basic' THEN '{Authorization}'::text[]
                                   ELSE '{}'::text[] END
              || ARRAY(SELECT h FROM jsonb_object_keys(e.headers) h
-                       WHERE lower(h) NOT IN (SELECT lower(p) FROM unnest(e.public_headers) p)),
+                       WHERE NOT EXISTS (SELECT 1 FROM unnest(e.public_headers) p WHERE lower(p) = lower(h))),
            extract(epoch FROM ev.created_at)::double precision,
            e.client_cert, e.client_key, e.ca_cert
       FROM claimed c
@@ -1624,42 +1659,60 @@ CREATE EVENT TRIGGER webhooks_ddl ON ddl_command_end
 -- name it after a later pg_upgrade or restore. Run by the DDL event
 -- triggers and by maintain() (an owner renamed with ALTER ROLE or REASSIGN
 -- OWNED, which no event trigger sees). One row at a time: a function the
--- checks refuse, or a row lock not had within lock_timeout, leaves that
--- row as it is (capture reports an unfit function) and never fails the
+-- checks refuse, or a row someone holds locked, leaves that row as it is
+-- (capture reports an unfit function) and never fails nor holds up the
 -- DDL that runs this.
 CREATE FUNCTION webhooks.sync_payload_functions() RETURNS integer
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    here    text := webhooks.oid_scope();
-    fix     record;
-    synced  integer := 0;
+    here   text := webhooks.oid_scope();
+    fix    record;
+    fn     regprocedure;
+    synced integer := 0;
 BEGIN
-    FOR fix IN SELECT * FROM (
-                   SELECT 'source' AS kind, s.id, s.payload, s.payload_scope, s.payload_owner,
-                          webhooks.payload_function(s.payload, s.payload_oid, s.payload_scope, s.payload_owner) AS fn
-                     FROM webhooks.source s WHERE s.payload IS NOT NULL
-                   UNION ALL
-                   SELECT 'source_event', x.id, x.payload, x.payload_scope, x.payload_owner,
-                          webhooks.payload_function(x.payload, x.payload_oid, x.payload_scope, x.payload_owner)
-                     FROM webhooks.source_event x WHERE x.payload IS NOT NULL) r
-                WHERE r.fn IS NOT NULL
-                  AND (r.payload_scope IS DISTINCT FROM here OR r.payload IS DISTINCT FROM r.fn::text
-                       OR r.payload_owner IS DISTINCT FROM
-                          (SELECT pg_catalog.pg_get_userbyid(p.proowner) FROM pg_catalog.pg_proc p
-                            WHERE p.oid = r.fn::pg_catalog.oid)) LOOP
+    FOR fix IN SELECT 'source' AS kind, s.id FROM webhooks.source s WHERE s.payload IS NOT NULL
+               UNION ALL
+               SELECT 'source_event', x.id FROM webhooks.source_event x WHERE x.payload IS NOT NULL LOOP
         BEGIN
+            -- A row someone holds is skipped rather than waited for: this
+            -- runs inside the DBA's DDL.
+            IF fix.kind = 'source' THEN
+                SELECT webhooks.payload_function(s.payload, s.payload_oid, s.payload_scope, s.payload_owner)
+                  INTO fn
+                  FROM webhooks.source s
+                 WHERE s.id = fix.id
+                   AND (s.payload_scope IS DISTINCT FROM here OR s.payload IS DISTINCT FROM
+                            webhooks.payload_function(s.payload, s.payload_oid, s.payload_scope, s.payload_owner)::text
+                        OR s.payload_owner IS DISTINCT FROM
+                            (SELECT pg_catalog.pg_get_userbyid(p.proowner) FROM pg_catalog.pg_proc p
+                              WHERE p.oid = s.payload_oid))
+                   FOR UPDATE SKIP LOCKED;
+            ELSE
+                SELECT webhooks.payload_function(x.payload, x.payload_oid, x.payload_scope, x.payload_owner)
+                  INTO fn
+                  FROM webhooks.source_event x
+                 WHERE x.id = fix.id
+                   AND (x.payload_scope IS DISTINCT FROM here OR x.payload IS DISTINCT FROM
+                            webhooks.payload_function(x.payload, x.payload_oid, x.payload_scope, x.payload_owner)::text
+                        OR x.payload_owner IS DISTINCT FROM
+                            (SELECT pg_catalog.pg_get_userbyid(p.proowner) FROM pg_catalog.pg_proc p
+                              WHERE p.oid = x.payload_oid))
+                   FOR UPDATE SKIP LOCKED;
+            END IF;
+            CONTINUE WHEN fn IS NULL;
             -- (webhooks.source_changed() writes signature and owner from the OID.)
             IF fix.kind = 'source' THEN
-                UPDATE webhooks.source s SET payload = NULL, payload_oid = fix.fn::pg_catalog.oid, payload_scope = here
+                UPDATE webhooks.source s SET payload = NULL, payload_oid = fn::pg_catalog.oid, payload_scope = here
                  WHERE s.id = fix.id;
             ELSE
-                UPDATE webhooks.source_event x SET payload = NULL, payload_oid = fix.fn::pg_catalog.oid,
+                UPDATE webhooks.source_event x SET payload = NULL, payload_oid = fn::pg_catalog.oid,
                                                    payload_scope = here
                  WHERE x.id = fix.id;
             END IF;
             synced := synced + 1;
-        EXCEPTION WHEN invalid_function_definition OR insufficient_privilege OR undefined_function
-                       OR lock_not_available THEN
+        EXCEPTION WHEN OTHERS THEN
+            -- Whatever one row's trouble, the others are synced and the
+            -- DDL goes on; capture reports that row's function.
             NULL;
         END;
     END LOOP;
@@ -1878,6 +1931,63 @@ COMMENT ON FUNCTION webhooks.maintain() IS
   'Also brings tracking settings'' payload functions up to date (webhooks.sync_payload_functions()). '
   'Pollers call it at start and every minute; safe to call any time.';
 
+-- create_endpoint() bounds the timeouts (check_timeout()).
+CREATE OR REPLACE FUNCTION webhooks.create_endpoint(
+    url              text,
+    events           text[] DEFAULT '{*}',
+    name             text DEFAULT NULL,
+    secret           text DEFAULT NULL,
+    tenant           text DEFAULT NULL,
+    filter           jsonpath DEFAULT NULL,
+    template         jsonb DEFAULT NULL,
+    headers          jsonb DEFAULT '{}',
+    auth             jsonb DEFAULT NULL,
+    signature        text DEFAULT 'standard',
+    signature_header text DEFAULT 'X-Webhook-Signature',
+    method           text DEFAULT 'POST',
+    retry_schedule   interval[] DEFAULT '{30s,2min,10min,1h,6h,24h}',
+    timeout          interval DEFAULT '30s',
+    connect_timeout  interval DEFAULT '10s',
+    success_codes    int4multirange DEFAULT '{[200,300)}',
+    max_in_flight    integer DEFAULT 16,
+    ordered          boolean DEFAULT false,
+    pause_after      integer DEFAULT NULL,
+    description      text DEFAULT NULL,
+    metadata         jsonb DEFAULT '{}'
+) RETURNS TABLE (id bigint, secret text)
+LANGUAGE sql AS $$
+    INSERT INTO webhooks.endpoint AS e
+        (name, url, events, secret, tenant, filter, template, headers, auth, signature, signature_header,
+         method, retry_schedule, timeout, connect_timeout, success_codes, max_in_flight, ordered,
+         pause_after, description, metadata)
+    VALUES (webhooks.check_endpoint_name(create_endpoint.name),
+            webhooks.check_url(create_endpoint.url),
+            webhooks.check_patterns(create_endpoint.events),
+            webhooks.check_secret(coalesce(create_endpoint.secret, webhooks.generate_secret())),
+            webhooks.check_tenant_limit(create_endpoint.tenant),
+            create_endpoint.filter,
+            webhooks.check_template(create_endpoint.template),
+            webhooks.check_headers(create_endpoint.headers),
+            webhooks.check_auth(create_endpoint.auth),
+            webhooks.check_choice('signature', create_endpoint.signature, '{standard,hex,sha256,none}'),
+            webhooks.check_header_name(create_endpoint.signature_header),
+            webhooks.check_choice('method', upper(create_endpoint.method), '{POST,PUT,PATCH}'),
+            webhooks.check_retry_schedule(create_endpoint.retry_schedule),
+            webhooks.check_timeout('timeout', create_endpoint.timeout),
+            webhooks.check_timeout('connect_timeout', create_endpoint.connect_timeout),
+            create_endpoint.success_codes,
+            webhooks.check_positive('max_in_flight', coalesce(create_endpoint.max_in_flight, 16)),
+            coalesce(create_endpoint.ordered, false),
+            webhooks.check_positive('pause_after', create_endpoint.pause_after),
+            create_endpoint.description,
+            coalesce(create_endpoint.metadata, '{}'))
+    RETURNING e.id, e.secret
+$$;
+COMMENT ON FUNCTION webhooks.create_endpoint(text, text[], text, text, text, jsonpath, jsonb, jsonb, jsonb, text, text,
+                                             text, interval[], interval, interval, int4multirange, integer,
+                                             boolean, integer, text, jsonb) IS
+  'Register a receiver. Returns its id and its secret; the secret is shown here once and never again.';
+
 -- Privileges of the new functions, as a fresh install has them.
 REVOKE ALL ON FUNCTION webhooks.capture_event(), webhooks.invalidate_capture(regclass),
                        webhooks.apply_payload(regclass, jsonb), webhooks.source_changed(),
@@ -1893,7 +2003,8 @@ REVOKE ALL ON FUNCTION webhooks.capture_event(), webhooks.invalidate_capture(reg
                        webhooks.payload_function(text, oid, text, name), webhooks.oid_scope(),
                        webhooks.temporary_namespace(oid), webhooks.https_refuses(text),
                        webhooks.signature_function(text),
-                       webhooks.check_endpoint_columns(webhooks.endpoint, webhooks.endpoint, boolean)
+                       webhooks.check_endpoint_columns(webhooks.endpoint, webhooks.endpoint, boolean),
+                       webhooks.check_timeout(text, interval)
   FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION webhooks.capture_event(), webhooks.invalidate_capture(regclass),
                           webhooks.source_changed(), webhooks.install_capture(webhooks.source),
@@ -1908,7 +2019,8 @@ GRANT EXECUTE ON FUNCTION webhooks.capture_event(), webhooks.invalidate_capture(
                           webhooks.payload_function(text, oid, text, name), webhooks.oid_scope(),
                           webhooks.temporary_namespace(oid), webhooks.https_refuses(text),
                           webhooks.signature_function(text),
-                          webhooks.check_endpoint_columns(webhooks.endpoint, webhooks.endpoint, boolean)
+                          webhooks.check_endpoint_columns(webhooks.endpoint, webhooks.endpoint, boolean),
+                          webhooks.check_timeout(text, interval)
    TO webhooks_admin;
 GRANT EXECUTE ON FUNCTION webhooks.claim(integer, interval) TO webhooks_poller;
 REVOKE CREATE ON SCHEMA webhooks FROM webhooks_admin;
@@ -1980,13 +2092,7 @@ DECLARE
 BEGIN
     FOR e IN SELECT * FROM webhooks.endpoint WHERE deleted_at IS NULL LOOP
         BEGIN
-            PERFORM webhooks.check_url(e.url), webhooks.check_patterns(e.events),
-                    webhooks.check_secret(e.secret), webhooks.check_template(e.template),
-                    webhooks.check_headers(e.headers), webhooks.check_auth(e.auth),
-                    webhooks.check_header_name(e.signature_header), webhooks.check_retry_schedule(e.retry_schedule);
-            IF e.previous_secret IS NOT NULL THEN
-                PERFORM webhooks.check_secret(e.previous_secret);
-            END IF;
+            PERFORM webhooks.check_endpoint_columns(e, NULL, false);
         EXCEPTION WHEN OTHERS THEN
             -- (Not SQLERRM: it can quote the URL, and readers see paused_reason.)
             RAISE WARNING 'pg_webhooks: endpoint % (%) fails the checks of 0.2.0 (SQLSTATE %) and is paused',

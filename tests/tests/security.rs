@@ -516,6 +516,11 @@ async fn an_endpoint_row_cannot_be_made_unsendable() {
         ("template = '{\"a\": \"{{nope\"}'", "22023"),
         ("retry_schedule = '{-1s}'", "22023"),
         ("signature_header = 'bad header'", "22023"),
+        // Review of 1c320a2: claim() adds the timeouts to now().
+        ("timeout = '100000000 years'", "22023"),
+        ("connect_timeout = '2 hours'", "22023"),
+        // A NULL here made claim() redact no custom header in attempts.
+        ("public_headers = '{NULL}'", "22023"),
     ] {
         refused_with(
             &dba,
@@ -524,6 +529,27 @@ async fn an_endpoint_row_cannot_be_made_unsendable() {
         )
         .await;
     }
+    // A new row that fails them is kept, paused (see endpoint_checked()).
+    ok(
+        &dba,
+        "INSERT INTO webhooks.endpoint (name, url, secret, timeout)
+         VALUES ('two', 'http://127.0.0.1:9/h', 'whsec_MDEyMzQ1Njc4OWFiY2RlZg==', '100000000 years')",
+    )
+    .await;
+    assert_eq!(
+        count(
+            &su,
+            "SELECT count(*) FROM webhooks.endpoint WHERE name = 'two' AND NOT active"
+        )
+        .await,
+        1
+    );
+    refused_with(
+        &dba,
+        "UPDATE webhooks.endpoint SET active = true WHERE name = 'two'",
+        "22023",
+    )
+    .await;
     ok(&su, "INSERT INTO orders VALUES (1, 'new')").await;
     assert_eq!(count(&su, "SELECT count(*) FROM webhooks.claim(10, '1s')").await, 1);
 }
@@ -890,6 +916,71 @@ async fn a_dropped_payload_function_is_not_rebound_by_name() {
         )
         .await,
         1
+    );
+    assert_eq!(climbed(&su).await, Vec::<String>::new());
+}
+
+/// Review of 1c320a2 (HIGH): payload_scope and payload_owner are an
+/// admin's to write, so settings that say they come from elsewhere are
+/// never trusted as they are: an admin that marks its own table's settings
+/// as another cluster's, naming a superuser's function and owner, gets a
+/// table whose writes fail (42883), on plain and business events, and
+/// maintain() (run by the poller as the extension's owner) does not make
+/// them this database's. Nor does text that the catalog cannot parse
+/// (another database's name) stop maintain(), the view or a DBA's ALTER.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_marked_foreign_by_an_admin_bind_nothing() {
+    let (cluster, su) = setup().await;
+    ok(
+        &su,
+        "CREATE SCHEMA dba_only;
+         CREATE TABLE dba_only.secrets (v text); INSERT INTO dba_only.secrets VALUES ('TOP-SECRET');
+         CREATE FUNCTION dba_only.enrich(d jsonb) RETURNS jsonb LANGUAGE sql
+             AS $$ SELECT d || jsonb_build_object('secret', (SELECT v FROM dba_only.secrets), 'who', current_user) $$;
+         CREATE SCHEMA adm AUTHORIZATION dba;
+         CREATE ROLE pol LOGIN IN ROLE webhooks_poller;",
+    )
+    .await;
+    let dba = login(&cluster, "dba").await;
+    ok(
+        &dba,
+        "CREATE TABLE adm.t (id int PRIMARY KEY, v text); GRANT USAGE ON SCHEMA adm TO app; GRANT INSERT ON adm.t TO app;
+         CREATE TABLE adm.u (id int PRIMARY KEY);
+         SELECT webhooks.track('adm.t'); SELECT webhooks.track_event('adm.t', 't.made', 'true');
+         SELECT webhooks.track('adm.u');
+         UPDATE webhooks.source SET payload = 'dba_only.enrich(jsonb)', payload_oid = 0, payload_scope = 'elsewhere',
+                payload_owner = 'postgres' WHERE source = 'adm.t'::regclass;
+         UPDATE webhooks.source_event SET payload = 'dba_only.enrich(jsonb)', payload_oid = 0,
+                payload_scope = 'elsewhere', payload_owner = 'postgres' WHERE source = 'adm.t'::regclass;
+         UPDATE webhooks.source SET payload = 'erp.adm.shape(jsonb)', payload_oid = 0, payload_scope = 'elsewhere',
+                payload_owner = 'dba' WHERE source = 'adm.u'::regclass;",
+    )
+    .await;
+    let pol = login(&cluster, "pol").await;
+    ok(&pol, "SELECT webhooks.maintain()").await;
+    ok(&su, "ALTER FUNCTION dba_only.enrich(jsonb) RENAME TO enrich2").await;
+    ok(&su, "ALTER FUNCTION dba_only.enrich2(jsonb) RENAME TO enrich").await;
+    assert_eq!(count(&su, "SELECT count(*) FROM webhooks.sources").await, 4);
+    let app = login(&cluster, "app").await;
+    refused_with(&app, "INSERT INTO adm.t VALUES (1, 'x')", "42883").await;
+    ok(&pol, "SELECT webhooks.maintain()").await;
+    refused_with(&app, "INSERT INTO adm.t VALUES (1, 'x')", "42883").await;
+    assert_eq!(
+        count(
+            &su,
+            "SELECT count(*) FROM webhooks.event WHERE data::text LIKE '%TOP-SECRET%'"
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        count(
+            &su,
+            "SELECT count(*) FROM webhooks.source WHERE payload_oid IS NOT NULL AND source::text LIKE 'adm.%'"
+        )
+        .await,
+        0,
+        "a settings row an admin marked as from elsewhere names a function"
     );
     assert_eq!(climbed(&su).await, Vec::<String>::new());
 }
