@@ -15,7 +15,7 @@
 //! that name everything with its schema and take values as parameters.
 //!
 //! The statement's rows are read straight from its transition tables, made
-//! into JSON with capture_json's conversions, and written by prepared
+//! into JSON with row_json's conversions, and written by prepared
 //! INSERTs (one row's with `VALUES`, more rows' 256 at a time from arrays).
 //! The old and new transition tables hold an UPDATE's versions of a row at
 //! the same position, so they are paired by position; a row whose key
@@ -25,7 +25,7 @@
 //! entry is invalidated: webhooks.source_changed() invalidates it on every
 //! change of the settings, and Postgres on every ALTER TABLE.
 
-use crate::capture_json::{json_values, row_object, same, valid_cache, RowCache};
+use crate::row_json::{json_values, row_object, same, valid_cache, RowCache};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode;
@@ -1108,7 +1108,7 @@ unsafe fn keys_differ(
                 && !binary_equal(
                     *new_values.add(i),
                     *old_values.add(i),
-                    crate::capture_json::attr(tupdesc, i),
+                    crate::row_json::attr(tupdesc, i),
                 ))
     })
 }

@@ -8,11 +8,12 @@ use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode;
 use std::cell::Cell;
 
-pub mod capture_json;
 pub mod capture_trigger;
 pub mod endpoint_url;
 pub mod ids;
 pub mod pattern;
+pub mod planner;
+pub mod row_json;
 pub mod sign;
 
 ::pgrx::pg_module_magic!(name, version);
@@ -100,7 +101,7 @@ pub extern "C-unwind" fn _PG_init() {
         GucContext::Suset,
         GucFlags::default(),
     );
-    capture_json::install_planner_hook();
+    planner::install_planner_hook();
     capture_trigger::register_callbacks();
 }
 
