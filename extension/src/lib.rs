@@ -8,7 +8,7 @@ use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode;
 use std::cell::Cell;
 
-pub mod capture_trigger;
+pub mod capture;
 pub mod endpoint_url;
 pub mod ids;
 pub mod pattern;
@@ -102,7 +102,7 @@ pub extern "C-unwind" fn _PG_init() {
         GucFlags::default(),
     );
     planner::install_planner_hook();
-    capture_trigger::register_callbacks();
+    capture::register_callbacks();
 }
 
 fn invalid(message: String) -> ! {
@@ -219,7 +219,7 @@ fn redacted_url(url: &str) -> String {
 /// schema) or `'a, pg_temp'` (one schema of that name) do not.
 #[pg_extern(immutable, strict, parallel_safe)]
 fn search_path_ends_with_pg_temp(path: &str) -> bool {
-    capture_trigger::search_path_ends_with_pg_temp(path)
+    capture::search_path_ends_with_pg_temp(path)
 }
 
 /// Raises 22023 unless the text is a valid event name; returns it.
@@ -263,7 +263,7 @@ pub(crate) fn notify_once() {
 /// superusers and webhooks_admin members; others get 42501.
 #[pg_extern(stable, parallel_safe)]
 fn capture_enabled() -> bool {
-    capture_trigger::capture_on()
+    capture::capture_on()
 }
 
 /// `webhooks.max_endpoints_per_tenant` (0: no limit).
