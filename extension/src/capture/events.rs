@@ -27,7 +27,7 @@ thread_local! {
 /// Raises 54000 when an event's data is bigger than webhooks.max_event_size.
 pub(super) unsafe fn check_event_size(data: *mut pg_sys::varlena, source: &CStr) {
     let size = pgrx::varlena::varsize_any(data);
-    let limit = crate::MAX_EVENT_SIZE.get().max(0) as usize;
+    let limit = crate::guc::MAX_EVENT_SIZE.get().max(0) as usize;
     if size > limit {
         ereport!(
             ERROR,

@@ -205,7 +205,7 @@ pub unsafe extern "C-unwind" fn capture_event(fcinfo: pg_sys::FunctionCallInfo) 
     let mut batch = vec![with_payload(change, &settings)];
     write(&mut batch, event, &settings, operation);
     pg_sys::SPI_finish();
-    crate::notify_once();
+    crate::notify::notify_once();
     pg_sys::Datum::from(0usize)
 }
 
@@ -288,7 +288,7 @@ unsafe fn capture_rows(trigdata: *mut pg_sys::TriggerData, op: u32, s: &Settings
     drop(new);
     // (Staged changes notify when capture_commit() makes them events.)
     if written > 0 && !s.deferred {
-        crate::notify_once();
+        crate::notify::notify_once();
     }
     if written > 0 && s.deferred {
         deferred::stage(s.relid);

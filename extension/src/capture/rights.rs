@@ -96,7 +96,7 @@ unsafe fn may_skip_capture() -> bool {
 /// Whether to capture: `webhooks.capture` is on, or off for a session
 /// allowed to turn it off; raises 42501 for any other session with it off.
 pub(crate) fn capture_on() -> bool {
-    if crate::CAPTURE.get() {
+    if crate::guc::CAPTURE.get() {
         return true;
     }
     if unsafe { may_skip_capture() } {
