@@ -33,7 +33,72 @@ pub mod sign;
 
 ::pgrx::pg_module_magic!(name, version);
 
-extension_sql_file!("../../sql/pg_webhooks.sql", name = "pg_webhooks_sql", finalize);
+// The extension's SQL, one file per concern (sql/01_schema.sql says what
+// each holds). Each requires the one before, so the install script runs them
+// in this order, the first after every function written in Rust (it
+// comments on them, and its tables call uuid_v7()).
+extension_sql_file!(
+    "../../sql/01_schema.sql",
+    name = "pg_webhooks_schema",
+    requires = [
+        guc::capture_enabled,
+        check_event_name,
+        check_patterns,
+        check_secret,
+        delivery_id,
+        event_matches,
+        generate_secret,
+        guc::https_required,
+        guc::max_endpoints_per_tenant,
+        normalized_url,
+        notify::notify_once,
+        redacted_url,
+        refused_address,
+        row_json::row_jsonb_type,
+        search_path_ends_with_pg_temp,
+        sign_hex,
+        sign_standard,
+        url_parts,
+        uuid_v7,
+    ]
+);
+extension_sql_file!(
+    "../../sql/02_capture.sql",
+    name = "pg_webhooks_capture",
+    requires = ["pg_webhooks_schema"]
+);
+extension_sql_file!(
+    "../../sql/03_endpoints.sql",
+    name = "pg_webhooks_endpoints",
+    requires = ["pg_webhooks_capture"]
+);
+extension_sql_file!(
+    "../../sql/04_delivery.sql",
+    name = "pg_webhooks_delivery",
+    requires = ["pg_webhooks_endpoints"]
+);
+extension_sql_file!(
+    "../../sql/05_operations.sql",
+    name = "pg_webhooks_operations",
+    requires = ["pg_webhooks_delivery"]
+);
+extension_sql_file!(
+    "../../sql/06_retention.sql",
+    name = "pg_webhooks_retention",
+    requires = ["pg_webhooks_operations"]
+);
+extension_sql_file!(
+    "../../sql/07_privileges.sql",
+    name = "pg_webhooks_privileges",
+    requires = ["pg_webhooks_retention"]
+);
+// Last (finalize): after the grants of 07, which must not reach its functions.
+extension_sql_file!(
+    "../../sql/08_ddl_sync.sql",
+    name = "pg_webhooks_ddl_sync",
+    requires = ["pg_webhooks_privileges"],
+    finalize
+);
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {

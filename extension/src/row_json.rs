@@ -10,8 +10,8 @@
 //! The capture engine builds its documents with `valid_cache`,
 //! `json_values` and `row_object`, and compares values with `same`. The
 //! same conversions are SQL functions too (0.1.0's generated capture
-//! functions called them), plain C-ABI functions declared in the
-//! extension's SQL: a `#[pg_extern]` would convert documents to serde
+//! functions called them), plain C-ABI functions declared in
+//! sql/02_capture.sql: a `#[pg_extern]` would convert documents to serde
 //! values and back.
 //! - `webhooks.row_jsonb(record)`: `to_jsonb(row)` for rows whose columns
 //!   are all of the types `webhooks.row_jsonb_type(oid)` accepts.

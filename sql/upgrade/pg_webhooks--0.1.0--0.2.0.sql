@@ -467,21 +467,35 @@ $$;
 COMMENT ON FUNCTION webhooks.temporary_namespace(oid) IS
   'Internal: whether a schema is a session''s temporary schema (this one''s or another''s).';
 
+-- The function a signature names, if it prints back as itself (never an
+-- OID in digits, which is what a 0.1.0 regprocedure whose function was
+-- dropped became) and is not in a temporary schema. Only what looks like
+-- a payload function's signature is parsed: PostgreSQL 15's
+-- to_regprocedure() raises on some other text.
+CREATE FUNCTION webhooks.signature_function(signature text) RETURNS regprocedure
+LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT p.oid::pg_catalog.regprocedure
+      FROM pg_catalog.pg_proc p
+     WHERE p.oid OPERATOR(pg_catalog.=) pg_catalog.to_regprocedure(
+               CASE WHEN signature OPERATOR(pg_catalog.~) '\(jsonb\)$' THEN signature END)::pg_catalog.oid
+       AND p.oid::pg_catalog.regprocedure::pg_catalog.text OPERATOR(pg_catalog.=) signature
+       AND NOT webhooks.temporary_namespace(p.pronamespace)
+$$;
+COMMENT ON FUNCTION webhooks.signature_function(text) IS
+  'Internal: the function a payload signature names exactly (as it prints with search_path = pg_catalog), '
+  'outside temporary schemas; NULL if none.';
+
 -- Settings name payload functions by OID, signature and owner (see above).
 CREATE FUNCTION webhooks.payload_function(signature text, function oid, scope text, owner name)
 RETURNS regprocedure
 LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
     SELECT p.oid::pg_catalog.regprocedure
-      FROM (SELECT scope OPERATOR(pg_catalog.=) webhooks.oid_scope() AS here) h
-      JOIN pg_catalog.pg_proc p
-        ON p.oid OPERATOR(pg_catalog.=) CASE WHEN h.here THEN function
-                                             ELSE pg_catalog.to_regprocedure(
-                                                      CASE WHEN signature OPERATOR(pg_catalog.~) '\(.*\)$'
-                                                           THEN signature END)::pg_catalog.oid END
-     WHERE h.here
-        OR (p.oid::pg_catalog.regprocedure::pg_catalog.text OPERATOR(pg_catalog.=) signature
-            AND pg_catalog.pg_get_userbyid(p.proowner) OPERATOR(pg_catalog.=) owner
-            AND NOT webhooks.temporary_namespace(p.pronamespace))
+      FROM pg_catalog.pg_proc p
+     WHERE p.oid OPERATOR(pg_catalog.=)
+               CASE WHEN scope OPERATOR(pg_catalog.=) webhooks.oid_scope() THEN function
+                    ELSE (SELECT f::pg_catalog.oid FROM webhooks.signature_function(signature) f
+                           JOIN pg_catalog.pg_proc q ON q.oid OPERATOR(pg_catalog.=) f::pg_catalog.oid
+                          WHERE pg_catalog.pg_get_userbyid(q.proowner) OPERATOR(pg_catalog.=) owner) END
 $$;
 COMMENT ON FUNCTION webhooks.payload_function(text, oid, text, name) IS
   'The payload function a settings row (webhooks.source, webhooks.source_event) names: by OID in the database '
@@ -563,8 +577,11 @@ COMMENT ON FUNCTION webhooks.track(regclass, text, text[], name[], name[], name,
 CREATE FUNCTION webhooks.source_changed() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    owner oid;
-    fn    regprocedure;
+    owner       oid;
+    fn          regprocedure;
+    here        text;
+    named       boolean;
+    foreign_row boolean;
 BEGIN
     -- A table's settings are for those who may track it: writing, moving
     -- or deleting them needs the table's TRIGGER privilege, as track() and
@@ -581,47 +598,70 @@ BEGIN
     -- On every write, not only when payload changes: moving a row's
     -- settings to another table must not carry someone else's payload.
     -- The columns are made to name one function, with its signature, OID,
-    -- owner and this database's webhooks.oid_scope() (a row from pg_upgrade
-    -- or a restore is made this database's here): the one a writer names
-    -- by signature alone (an INSERT without OID, an UPDATE of payload
-    -- only), else the one webhooks.payload_function() finds. Either way
-    -- the writer's rights are checked below.
+    -- owner and this database's webhooks.oid_scope():
+    -- - a row written by hand (no payload_scope), or an UPDATE of payload
+    --   alone, names it by signature (or OID);
+    -- - a row of this database, by OID (webhooks.payload_function());
+    -- - a row from pg_upgrade or a restore, by signature and owner, or,
+    --   its owner renamed (pg_restore --no-owner, ALTER ROLE ... RENAME),
+    --   by signature alone: then as for track(), the writer's rights are
+    --   what is checked. One that cannot be made this database's is kept
+    --   as it is, with a warning: a restore keeps every other table's
+    --   settings, and capture refuses this table's writes (42883) until
+    --   track() names a function.
     IF TG_OP <> 'DELETE' AND (NEW.payload IS NOT NULL OR NEW.payload_oid IS NOT NULL) THEN
-        IF NEW.payload_oid IS NULL
-           OR (TG_OP = 'UPDATE' AND NEW.payload IS DISTINCT FROM OLD.payload AND NEW.payload IS NOT NULL
-               AND NEW.payload_oid IS NOT DISTINCT FROM OLD.payload_oid) THEN
-            fn := pg_catalog.to_regprocedure(NEW.payload);
+        here := webhooks.oid_scope();
+        named := NEW.payload_scope IS NULL
+                 OR (TG_OP = 'UPDATE' AND NEW.payload IS DISTINCT FROM OLD.payload AND NEW.payload IS NOT NULL
+                     AND NEW.payload_oid IS NOT DISTINCT FROM OLD.payload_oid);
+        foreign_row := NOT named AND NEW.payload_scope IS DISTINCT FROM here;
+        IF named THEN
+            fn := CASE WHEN NEW.payload IS NOT NULL THEN pg_catalog.to_regprocedure(NEW.payload)
+                       ELSE (SELECT p.oid::pg_catalog.regprocedure FROM pg_catalog.pg_proc p
+                              WHERE p.oid = NEW.payload_oid) END;
         ELSE
-            fn := webhooks.payload_function(NEW.payload, NEW.payload_oid, NEW.payload_scope, NEW.payload_owner);
+            fn := coalesce(webhooks.payload_function(NEW.payload, NEW.payload_oid, NEW.payload_scope,
+                                                     NEW.payload_owner),
+                           CASE WHEN foreign_row THEN webhooks.signature_function(NEW.payload) END);
         END IF;
-        IF fn IS NULL AND TG_OP = 'UPDATE' AND NEW.source = OLD.source
-           AND (NEW.payload, NEW.payload_oid, NEW.payload_scope, NEW.payload_owner)
-               IS NOT DISTINCT FROM (OLD.payload, OLD.payload_oid, OLD.payload_scope, OLD.payload_owner) THEN
-            -- The function is gone and this write (on_ddl() after an ALTER
-            -- TABLE, say) does not name another: the row stays as it was,
-            -- and capture refuses the table's writes (42883) until track()
-            -- names a payload function that exists. Never rebound by name
-            -- within one database: whoever makes a function of the same
-            -- signature later is not whom the settings trusted.
-            PERFORM webhooks.invalidate_capture(NEW.source);
-            RETURN NEW;
-        END IF;
-        IF fn IS NULL THEN
-            RAISE EXCEPTION 'payload function % does not exist', coalesce(NEW.payload, NEW.payload_oid::text)
-              USING ERRCODE = 'undefined_function';
-        END IF;
-        PERFORM webhooks.check_payload(fn);
-        SELECT p.proowner INTO owner FROM pg_catalog.pg_proc p WHERE p.oid = fn::pg_catalog.oid;
+        BEGIN
+            IF fn IS NULL THEN
+                RAISE EXCEPTION 'payload function % does not exist', coalesce(NEW.payload, NEW.payload_oid::text)
+                  USING ERRCODE = 'undefined_function';
+            END IF;
+            PERFORM webhooks.check_payload(fn);
+            SELECT p.proowner INTO owner FROM pg_catalog.pg_proc p WHERE p.oid = fn::pg_catalog.oid;
+            IF NOT pg_catalog.pg_has_role(current_user, owner, 'USAGE') THEN
+                RAISE EXCEPTION 'payload function % is owned by %, whose rights % does not have',
+                                fn, pg_catalog.pg_get_userbyid(owner), current_user
+                  USING ERRCODE = 'insufficient_privilege',
+                        HINT = 'Payload functions run as their owner: use one owned by you or by a role you belong to.';
+            END IF;
+        EXCEPTION WHEN undefined_function OR invalid_function_definition OR insufficient_privilege THEN
+            -- Kept as it was: a row from elsewhere, or one whose function
+            -- is gone, written (on_ddl() after an ALTER TABLE, say) without
+            -- naming another. A dropped function is never looked for again
+            -- by name in the database that tracked it: whoever makes one of
+            -- the same signature later is not whom the settings trusted.
+            -- (Other refusals stand: a write keeps no one else's payload.)
+            IF foreign_row OR (SQLSTATE = '42883' AND TG_OP = 'UPDATE' AND NEW.source = OLD.source
+                               AND (NEW.payload, NEW.payload_oid, NEW.payload_scope, NEW.payload_owner)
+                                   IS NOT DISTINCT FROM (OLD.payload, OLD.payload_oid, OLD.payload_scope,
+                                                         OLD.payload_owner)) THEN
+                IF foreign_row THEN
+                    RAISE WARNING 'pg_webhooks: % keeps its payload function %, which cannot be used here: %',
+                                  NEW.source, NEW.payload, SQLERRM
+                      USING HINT = 'Writes to it fail until webhooks.track() names a payload function.';
+                END IF;
+                PERFORM webhooks.invalidate_capture(NEW.source);
+                RETURN NEW;
+            END IF;
+            RAISE;
+        END;
         NEW.payload := fn::pg_catalog.text;
         NEW.payload_oid := fn::pg_catalog.oid;
-        NEW.payload_scope := webhooks.oid_scope();
+        NEW.payload_scope := here;
         NEW.payload_owner := pg_catalog.pg_get_userbyid(owner);
-        IF NOT pg_catalog.pg_has_role(current_user, owner, 'USAGE') THEN
-            RAISE EXCEPTION 'payload function % is owned by %, whose rights % does not have',
-                            fn, pg_catalog.pg_get_userbyid(owner), current_user
-              USING ERRCODE = 'insufficient_privilege',
-                    HINT = 'Payload functions run as their owner: use one owned by you or by a role you belong to.';
-        END IF;
     ELSIF TG_OP <> 'DELETE' THEN
         NEW.payload_scope := NULL;
         NEW.payload_owner := NULL;
@@ -644,12 +684,63 @@ CREATE TRIGGER source_changed BEFORE INSERT OR UPDATE OR DELETE ON webhooks.sour
 CREATE TRIGGER source_changed BEFORE INSERT OR UPDATE OR DELETE ON webhooks.source_event
     FOR EACH ROW EXECUTE FUNCTION webhooks.source_changed();
 
+-- create_endpoint()'s checks of an endpoint row: of the columns that
+-- differ from was, or of all when was is NULL (a new row, or one being
+-- resumed). quietly: no warning either (see endpoint_checked()).
+CREATE FUNCTION webhooks.check_endpoint_columns(e webhooks.endpoint, was webhooks.endpoint, quietly boolean)
+RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    everything boolean := was.id IS NULL;
+BEGIN
+    IF everything OR e.url IS DISTINCT FROM was.url THEN
+        IF NOT quietly THEN
+            PERFORM webhooks.check_url(e.url);
+        ELSIF webhooks.https_refuses(e.url) THEN
+            RAISE EXCEPTION 'endpoint URL must use https' USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+    END IF;
+    IF everything OR e.events IS DISTINCT FROM was.events THEN
+        PERFORM webhooks.check_patterns(e.events);
+    END IF;
+    IF everything OR e.secret IS DISTINCT FROM was.secret THEN
+        PERFORM webhooks.check_secret(e.secret);
+    END IF;
+    IF e.previous_secret IS NOT NULL AND (everything OR e.previous_secret IS DISTINCT FROM was.previous_secret) THEN
+        PERFORM webhooks.check_secret(e.previous_secret);
+    END IF;
+    IF everything OR e.template IS DISTINCT FROM was.template THEN
+        PERFORM webhooks.check_template(e.template);
+    END IF;
+    IF everything OR e.headers IS DISTINCT FROM was.headers THEN
+        PERFORM webhooks.check_headers(e.headers);
+    END IF;
+    IF everything OR e.auth IS DISTINCT FROM was.auth THEN
+        PERFORM webhooks.check_auth(e.auth);
+    END IF;
+    IF everything OR e.signature_header IS DISTINCT FROM was.signature_header THEN
+        PERFORM webhooks.check_header_name(e.signature_header);
+    END IF;
+    IF everything OR e.retry_schedule IS DISTINCT FROM was.retry_schedule THEN
+        PERFORM webhooks.check_retry_schedule(e.retry_schedule);
+    END IF;
+    IF everything OR (e.url, e.client_cert, e.client_key, e.ca_cert)
+                     IS DISTINCT FROM (was.url, was.client_cert, was.client_key, was.ca_cert) THEN
+        PERFORM webhooks.check_endpoint_tls(e.url, e.client_cert, e.client_key, e.ca_cert);
+    END IF;
+END $$;
+COMMENT ON FUNCTION webhooks.check_endpoint_columns(webhooks.endpoint, webhooks.endpoint, boolean) IS
+  'Internal: create_endpoint()''s checks (22023 and friends) of the columns of an endpoint row that differ from '
+  'another (all when it is NULL); quietly raises no warning.';
+
 CREATE FUNCTION webhooks.endpoint_checked() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    fresh boolean := TG_OP = 'INSERT';
-    missing text;
-    violated text;
+    fresh      boolean := TG_OP = 'INSERT';
+    missing    text;
+    violated   text;
+    problem    text;
+    plain_http boolean;
 BEGIN
     -- (Names are kept unique by the index endpoint_name.)
     -- The table's own NOT NULL and CHECK constraints are checked here too
@@ -685,48 +776,35 @@ BEGIN
             USING ERRCODE = 'not_null_violation', SCHEMA = 'webhooks', TABLE = 'endpoint', COLUMN = missing;
     END IF;
     IF fresh THEN
-        -- A new row says nothing here (create_endpoint() has checked and
-        -- warned already): pg_restore's COPY writes rows straight into the
-        -- table, and any message raised for one carries COPY's context
-        -- line, the start of the row with its secret, into the log. The URL
-        -- must parse (url_parts()); one that webhooks.require_https refuses,
-        -- from a server where it was off, is kept but paused, and checked
-        -- again when the endpoint is resumed.
-        IF webhooks.https_refuses(NEW.url) AND NEW.active THEN
+        -- A new row is never refused nor warned about for its values
+        -- (create_endpoint() has checked them and warned already):
+        -- pg_restore's COPY writes rows straight into the table, and any
+        -- message raised for one carries COPY's context line, the start of
+        -- the row with its secret, into the log; one row refused would
+        -- also lose every endpoint of the restore. A row that fails the
+        -- checks (kept paused by the upgrade to 0.2.0, or an http URL from
+        -- a server where webhooks.require_https was off) is kept paused;
+        -- resuming it runs every check. paused_reason names no value.
+        BEGIN
+            PERFORM webhooks.check_endpoint_columns(NEW, NULL, true);
+        EXCEPTION WHEN OTHERS THEN
+            problem := SQLSTATE;
+        END;
+        IF problem IS NOT NULL AND NEW.active THEN
+            BEGIN
+                plain_http := webhooks.https_refuses(NEW.url);
+            EXCEPTION WHEN OTHERS THEN
+                plain_http := false;
+            END;
             NEW.active := false;
             NEW.paused_at := now();
-            NEW.paused_reason := 'its URL is not https, and webhooks.require_https is on';
+            NEW.paused_reason := CASE WHEN plain_http THEN 'its URL is not https, and webhooks.require_https is on'
+                                      ELSE format('invalid when written (SQLSTATE %s): mend it with '
+                                                  'webhooks.update_endpoint(), then resume it', problem) END;
         END IF;
-    ELSIF NEW.url IS DISTINCT FROM OLD.url OR (NEW.active AND NOT OLD.active) THEN
-        PERFORM webhooks.check_url(NEW.url);
-    END IF;
-    IF fresh OR NEW.events IS DISTINCT FROM OLD.events THEN
-        PERFORM webhooks.check_patterns(NEW.events);
-    END IF;
-    IF fresh OR NEW.secret IS DISTINCT FROM OLD.secret THEN
-        PERFORM webhooks.check_secret(NEW.secret);
-    END IF;
-    IF NEW.previous_secret IS NOT NULL AND (fresh OR NEW.previous_secret IS DISTINCT FROM OLD.previous_secret) THEN
-        PERFORM webhooks.check_secret(NEW.previous_secret);
-    END IF;
-    IF fresh OR NEW.template IS DISTINCT FROM OLD.template THEN
-        PERFORM webhooks.check_template(NEW.template);
-    END IF;
-    IF fresh OR NEW.headers IS DISTINCT FROM OLD.headers THEN
-        PERFORM webhooks.check_headers(NEW.headers);
-    END IF;
-    IF fresh OR NEW.auth IS DISTINCT FROM OLD.auth THEN
-        PERFORM webhooks.check_auth(NEW.auth);
-    END IF;
-    IF fresh OR NEW.signature_header IS DISTINCT FROM OLD.signature_header THEN
-        PERFORM webhooks.check_header_name(NEW.signature_header);
-    END IF;
-    IF fresh OR NEW.retry_schedule IS DISTINCT FROM OLD.retry_schedule THEN
-        PERFORM webhooks.check_retry_schedule(NEW.retry_schedule);
-    END IF;
-    IF fresh OR (NEW.url, NEW.client_cert, NEW.client_key, NEW.ca_cert)
-                IS DISTINCT FROM (OLD.url, OLD.client_cert, OLD.client_key, OLD.ca_cert) THEN
-        PERFORM webhooks.check_endpoint_tls(NEW.url, NEW.client_cert, NEW.client_key, NEW.ca_cert);
+    ELSE
+        PERFORM webhooks.check_endpoint_columns(NEW, CASE WHEN NEW.active AND NOT OLD.active THEN NULL ELSE OLD END,
+                                                false);
     END IF;
     violated := CASE
         WHEN jsonb_typeof(NEW.headers) <> 'object' THEN 'endpoint_headers_object'
@@ -745,9 +823,8 @@ END $$;
 COMMENT ON FUNCTION webhooks.endpoint_checked() IS
   'Internal trigger of webhooks.endpoint: the same checks as create_endpoint() on every changed column, '
   'whoever writes (22023 and friends, as there), then the table''s NOT NULL and CHECK constraints, raised without '
-  'the row''s values (PostgreSQL''s own DETAIL would log the secrets). A new row whose http URL '
-  'webhooks.require_https refuses is paused (a restore from a server without it), and its URL checked again '
-  'when it is resumed.';
+  'the row''s values (PostgreSQL''s own DETAIL would log the secrets). A new row that fails the checks (a '
+  'restore) is kept paused, with no message; resuming an endpoint runs every check.';
 CREATE TRIGGER endpoint_checked BEFORE INSERT OR UPDATE ON webhooks.endpoint
     FOR EACH ROW EXECUTE FUNCTION webhooks.endpoint_checked();
 
@@ -1077,7 +1154,6 @@ DECLARE
     keys    name[];
     dropped name[];
     renamed jsonb;
-    fix     record;
 BEGIN
     -- (A RENAME COLUMN is reported as a 'table column', with the table as objid.)
     FOR cmd IN SELECT DISTINCT objid FROM pg_event_trigger_ddl_commands()
@@ -1158,32 +1234,12 @@ BEGIN
         RETURNING * INTO src;
     END LOOP;
     -- A payload function renamed, moved or given to another owner, or its
-    -- schema renamed: the settings that name it by OID in this database
-    -- take its new signature and owner (setting payload to NULL makes
-    -- webhooks.source_changed() write them from the OID), so that they
-    -- still name it after a pg_upgrade or a restore. One row at a time: a
-    -- function the checks refuse (check_payload()) leaves its own rows as
-    -- they are rather than failing the DBA's ALTER, and capture reports it.
-    FOR fix IN WITH altered AS (
-                   SELECT p.oid FROM pg_event_trigger_ddl_commands() c
-                     JOIN pg_catalog.pg_proc p
-                       ON (c.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND p.oid = c.objid)
-                       OR (c.classid = 'pg_catalog.pg_namespace'::pg_catalog.regclass AND p.pronamespace = c.objid))
-               SELECT 'source' AS kind, s.id FROM webhooks.source s
-                WHERE s.payload_scope = webhooks.oid_scope() AND s.payload_oid IN (SELECT a.oid FROM altered a)
-               UNION ALL
-               SELECT 'source_event', x.id FROM webhooks.source_event x
-                WHERE x.payload_scope = webhooks.oid_scope() AND x.payload_oid IN (SELECT a.oid FROM altered a) LOOP
-        BEGIN
-            IF fix.kind = 'source' THEN
-                UPDATE webhooks.source s SET payload = NULL WHERE s.id = fix.id;
-            ELSE
-                UPDATE webhooks.source_event x SET payload = NULL WHERE x.id = fix.id;
-            END IF;
-        EXCEPTION WHEN invalid_function_definition OR insufficient_privilege OR undefined_function THEN
-            NULL;
-        END;
-    END LOOP;
+    -- schema renamed: its settings take its new signature and owner.
+    IF EXISTS (SELECT 1 FROM pg_event_trigger_ddl_commands() c
+                WHERE c.classid IN ('pg_catalog.pg_proc'::pg_catalog.regclass,
+                                    'pg_catalog.pg_namespace'::pg_catalog.regclass)) THEN
+        PERFORM webhooks.sync_payload_functions();
+    END IF;
 END $$;
 COMMENT ON FUNCTION webhooks.on_ddl() IS
   'Event trigger: after ALTER TABLE on a tracked table, bring its settings up to date (following renamed '
@@ -1561,40 +1617,73 @@ CREATE EVENT TRIGGER webhooks_ddl ON ddl_command_end
     WHEN TAG IN ('ALTER TABLE', 'CREATE TABLE', 'CREATE FOREIGN TABLE', 'CREATE SCHEMA',
                  'ALTER FUNCTION', 'ALTER ROUTINE', 'ALTER SCHEMA')
     EXECUTE FUNCTION webhooks.on_ddl();
--- After pg_upgrade or a restore, the settings name payload functions by
--- signature until their rows are written again (webhooks.payload_function()).
--- Before a function or schema is renamed, those rows are written again (an
--- OID of this database from the signature and owner), so that on_ddl() can
--- follow the rename. One row at a time, and a refused one is left as it is:
--- a function the checks refuse never fails the DBA's ALTER (it may be the
--- one that mends it); capture reports it when it is called.
-CREATE FUNCTION webhooks.on_ddl_start() RETURNS event_trigger
-LANGUAGE plpgsql AS $$
+-- Keeps each settings row's payload function named as it is now: rows
+-- from pg_upgrade or a restore are made this database's (by signature and
+-- owner, as capture finds them), and those of this database take a renamed
+-- or moved function's signature and a new owner's name, so that they still
+-- name it after a later pg_upgrade or restore. Run by the DDL event
+-- triggers and by maintain() (an owner renamed with ALTER ROLE or REASSIGN
+-- OWNED, which no event trigger sees). One row at a time: a function the
+-- checks refuse, or a row lock not had within lock_timeout, leaves that
+-- row as it is (capture reports an unfit function) and never fails the
+-- DDL that runs this.
+CREATE FUNCTION webhooks.sync_payload_functions() RETURNS integer
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    fix record;
+    here    text := webhooks.oid_scope();
+    fix     record;
+    synced  integer := 0;
 BEGIN
-    FOR fix IN SELECT 'source' AS kind, s.id FROM webhooks.source s
-                WHERE s.payload IS NOT NULL AND s.payload_scope IS DISTINCT FROM webhooks.oid_scope()
-               UNION ALL
-               SELECT 'source_event', x.id FROM webhooks.source_event x
-                WHERE x.payload IS NOT NULL AND x.payload_scope IS DISTINCT FROM webhooks.oid_scope() LOOP
+    FOR fix IN SELECT * FROM (
+                   SELECT 'source' AS kind, s.id, s.payload, s.payload_scope, s.payload_owner,
+                          webhooks.payload_function(s.payload, s.payload_oid, s.payload_scope, s.payload_owner) AS fn
+                     FROM webhooks.source s WHERE s.payload IS NOT NULL
+                   UNION ALL
+                   SELECT 'source_event', x.id, x.payload, x.payload_scope, x.payload_owner,
+                          webhooks.payload_function(x.payload, x.payload_oid, x.payload_scope, x.payload_owner)
+                     FROM webhooks.source_event x WHERE x.payload IS NOT NULL) r
+                WHERE r.fn IS NOT NULL
+                  AND (r.payload_scope IS DISTINCT FROM here OR r.payload IS DISTINCT FROM r.fn::text
+                       OR r.payload_owner IS DISTINCT FROM
+                          (SELECT pg_catalog.pg_get_userbyid(p.proowner) FROM pg_catalog.pg_proc p
+                            WHERE p.oid = r.fn::pg_catalog.oid)) LOOP
         BEGIN
-            -- (A write that changes nothing still runs source_changed().)
+            -- (webhooks.source_changed() writes signature and owner from the OID.)
             IF fix.kind = 'source' THEN
-                UPDATE webhooks.source s SET payload = s.payload WHERE s.id = fix.id;
+                UPDATE webhooks.source s SET payload = NULL, payload_oid = fix.fn::pg_catalog.oid, payload_scope = here
+                 WHERE s.id = fix.id;
             ELSE
-                UPDATE webhooks.source_event x SET payload = x.payload WHERE x.id = fix.id;
+                UPDATE webhooks.source_event x SET payload = NULL, payload_oid = fix.fn::pg_catalog.oid,
+                                                   payload_scope = here
+                 WHERE x.id = fix.id;
             END IF;
-        EXCEPTION WHEN invalid_function_definition OR insufficient_privilege OR undefined_function THEN
+            synced := synced + 1;
+        EXCEPTION WHEN invalid_function_definition OR insufficient_privilege OR undefined_function
+                       OR lock_not_available THEN
             NULL;
         END;
     END LOOP;
+    RETURN synced;
+END $$;
+COMMENT ON FUNCTION webhooks.sync_payload_functions() IS
+  'Internal: make the settings'' payload functions this database''s (after pg_upgrade or a restore) and bring their '
+  'signatures and owners up to date; returns how many rows changed.';
+
+-- Before a function or schema is renamed, rows from pg_upgrade or a
+-- restore are made this database's, so that on_ddl() can follow the
+-- rename (after it, the old signature names nothing).
+CREATE FUNCTION webhooks.on_ddl_start() RETURNS event_trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM webhooks.sync_payload_functions();
 END $$;
 COMMENT ON FUNCTION webhooks.on_ddl_start() IS
   'Event trigger: before ALTER FUNCTION or ALTER SCHEMA, make the payload functions of settings that came '
-  'through pg_upgrade or a restore this database''s (by signature and owner), so that on_ddl() follows them.';
+  'through pg_upgrade or a restore this database''s (webhooks.sync_payload_functions()), so that on_ddl() '
+  'follows them.';
 ALTER FUNCTION webhooks.on_ddl_start() SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 REVOKE ALL ON FUNCTION webhooks.on_ddl_start() FROM PUBLIC;
+REVOKE ALL ON FUNCTION webhooks.sync_payload_functions() FROM PUBLIC;
 CREATE EVENT TRIGGER webhooks_ddl_start ON ddl_command_start
     WHEN TAG IN ('ALTER FUNCTION', 'ALTER ROUTINE', 'ALTER SCHEMA')
     EXECUTE FUNCTION webhooks.on_ddl_start();
@@ -1700,6 +1789,95 @@ END $$;
 COMMENT ON FUNCTION webhooks.render_template(jsonb, jsonb) IS
   'Render a body template against a context (see webhooks.template_context).';
 
+-- maintain() also brings the settings' payload functions up to date
+-- (sync_payload_functions(), below).
+CREATE OR REPLACE FUNCTION webhooks.maintain() RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    step    interval := webhooks.partition_interval();
+    horizon timestamptz := now() + greatest(step * 3, interval '1 minute');
+    tbl     name;
+    key     name;
+    lo      timestamptz;
+    hi      timestamptz;
+    newest  uuid;
+    part    name;
+    created integer := 0;
+BEGIN
+    -- Never hold writers up for long, and if a lock cycle forms, be the one
+    -- that gives up (the deadlock check runs in whoever waits past its own
+    -- deadlock_timeout first).
+    PERFORM set_config('lock_timeout', '500ms', true);
+    PERFORM set_config('deadlock_timeout', '50ms', true);
+    -- Settings from pg_upgrade or a restore become this database's soon,
+    -- and payload functions' owners renamed since are caught up with
+    -- (webhooks.sync_payload_functions()).
+    PERFORM webhooks.sync_payload_functions();
+    FOREACH tbl IN ARRAY ARRAY['event', 'attempt']::name[] LOOP
+        key := CASE tbl WHEN 'event' THEN 'id' ELSE 'delivery_id' END;
+        lo := coalesce((SELECT max(p.upper) FROM webhooks.partition p WHERE p.parent = tbl),
+                       date_bin(step, now(), timestamptz '2000-01-01 00:00:00+00'));
+        WHILE lo < horizon LOOP
+            hi := date_bin(step, lo, timestamptz '2000-01-01 00:00:00+00') + step;
+            -- Rows already in the default partition for this range stay
+            -- there; the new partition starts just after the newest of them.
+            EXECUTE format('SELECT %I FROM webhooks.%I WHERE %I >= $1 AND %I < $2 ORDER BY 1 DESC LIMIT 1',
+                           key, tbl || '_default', key, key)
+               INTO newest USING webhooks.uuid_v7_floor(lo), webhooks.uuid_v7_floor(hi);
+            IF newest IS NOT NULL THEN
+                lo := greatest(lo, webhooks.uuid_v7_time(newest) + interval '1 millisecond');
+            END IF;
+            -- Never attach a range a writer may be inserting into right now:
+            -- a row routed to the default partition just before the attach
+            -- would then fail its partition check. Ids are creation times,
+            -- so a range starting 2 s ahead is safe (an attach gives up
+            -- after 500 ms).
+            lo := greatest(lo, clock_timestamp() + interval '2 seconds');
+            IF lo < hi THEN
+                part := tbl || '_' || to_char(lo AT TIME ZONE 'UTC', 'YYYYMMDD"_"HH24MISSMS');
+                BEGIN
+                    -- Built apart, then attached: ATTACH PARTITION takes a lock
+                    -- on the parent that writers' inserts do not conflict
+                    -- with (CREATE TABLE ... PARTITION OF would block them,
+                    -- and deadlock with a transaction already holding one
+                    -- history table and wanting the other).
+                    EXECUTE format('CREATE TABLE webhooks.%I (LIKE webhooks.%I INCLUDING DEFAULTS) %s',
+                        part, tbl,
+                        CASE tbl WHEN 'event' THEN
+                            'WITH (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 5000, '
+                            'autovacuum_vacuum_insert_scale_factor = 0, '
+                            'autovacuum_vacuum_insert_threshold = 10000, autovacuum_vacuum_cost_delay = 0)'
+                        ELSE '' END);
+                    IF tbl = 'event' THEN
+                        EXECUTE format('ALTER TABLE webhooks.%I ADD PRIMARY KEY (id)', part);
+                        EXECUTE format('CREATE INDEX %I ON webhooks.%I (id) WHERE NOT fanned_out',
+                                       part || '_fan_out', part);
+                    ELSE
+                        EXECUTE format('ALTER TABLE webhooks.%I ADD PRIMARY KEY (delivery_id, attempt, id)', part);
+                    END IF;
+                    EXECUTE format('ALTER TABLE webhooks.%I ATTACH PARTITION webhooks.%I FOR VALUES FROM (%L) TO (%L)',
+                                   tbl, part, webhooks.uuid_v7_floor(lo), webhooks.uuid_v7_floor(hi));
+                    EXECUTE format('COMMENT ON TABLE webhooks.%I IS %L', part,
+                                   format('%s rows created from %s to %s (managed by webhooks.maintain/purge).',
+                                          tbl, lo, hi));
+                    INSERT INTO webhooks.partition (name, parent, lower, upper) VALUES (part, tbl, lo, hi);
+                    created := created + 1;
+                EXCEPTION WHEN lock_not_available OR check_violation OR deadlock_detected THEN
+                    -- Busy, or a row for this range reached the default
+                    -- partition meanwhile: next time.
+                    RETURN created;
+                END;
+            END IF;
+            lo := hi;
+        END LOOP;
+    END LOOP;
+    RETURN created;
+END $$;
+COMMENT ON FUNCTION webhooks.maintain() IS
+  'Create the partitions of webhooks.event and webhooks.attempt for the coming intervals; returns how many. '
+  'Also brings tracking settings'' payload functions up to date (webhooks.sync_payload_functions()). '
+  'Pollers call it at start and every minute; safe to call any time.';
+
 -- Privileges of the new functions, as a fresh install has them.
 REVOKE ALL ON FUNCTION webhooks.capture_event(), webhooks.invalidate_capture(regclass),
                        webhooks.apply_payload(regclass, jsonb), webhooks.source_changed(),
@@ -1713,7 +1891,9 @@ REVOKE ALL ON FUNCTION webhooks.capture_event(), webhooks.invalidate_capture(reg
                        webhooks.delivery_id(uuid, bigint), webhooks.claim(integer, interval),
                        webhooks.check_endpoint_tls(text, text, text, text), webhooks.set_endpoint_tls(bigint, text, text, text),
                        webhooks.payload_function(text, oid, text, name), webhooks.oid_scope(),
-                       webhooks.temporary_namespace(oid), webhooks.https_refuses(text)
+                       webhooks.temporary_namespace(oid), webhooks.https_refuses(text),
+                       webhooks.signature_function(text),
+                       webhooks.check_endpoint_columns(webhooks.endpoint, webhooks.endpoint, boolean)
   FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION webhooks.capture_event(), webhooks.invalidate_capture(regclass),
                           webhooks.source_changed(), webhooks.install_capture(webhooks.source),
@@ -1726,7 +1906,9 @@ GRANT EXECUTE ON FUNCTION webhooks.capture_event(), webhooks.invalidate_capture(
                           webhooks.delivery_id(uuid, bigint), webhooks.claim(integer, interval),
                           webhooks.check_endpoint_tls(text, text, text, text), webhooks.set_endpoint_tls(bigint, text, text, text),
                           webhooks.payload_function(text, oid, text, name), webhooks.oid_scope(),
-                          webhooks.temporary_namespace(oid), webhooks.https_refuses(text)
+                          webhooks.temporary_namespace(oid), webhooks.https_refuses(text),
+                          webhooks.signature_function(text),
+                          webhooks.check_endpoint_columns(webhooks.endpoint, webhooks.endpoint, boolean)
    TO webhooks_admin;
 GRANT EXECUTE ON FUNCTION webhooks.claim(integer, interval) TO webhooks_poller;
 REVOKE CREATE ON SCHEMA webhooks FROM webhooks_admin;
@@ -1738,7 +1920,7 @@ GRANT EXECUTE ON FUNCTION webhooks.endpoint_matches(webhooks.endpoint, webhooks.
                           webhooks.envelope(webhooks.event), webhooks.redacted_url(text),
                           webhooks.redacted_headers(jsonb, text[]),
                           webhooks.payload_function(text, oid, text, name), webhooks.oid_scope(),
-                          webhooks.temporary_namespace(oid)
+                          webhooks.temporary_namespace(oid), webhooks.signature_function(text)
    TO webhooks_reader;
 GRANT SELECT ON webhooks.sources TO webhooks_reader;
 

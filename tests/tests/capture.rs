@@ -1176,6 +1176,40 @@ async fn settings_from_elsewhere_name_payload_functions_by_signature_and_owner()
     assert_eq!(shaped, [serde_json::json!(1)]);
 }
 
+/// A payload function's owner renamed (ALTER ROLE ... RENAME) or replaced
+/// (REASSIGN OWNED), which no event trigger sees, is caught up with by
+/// maintain(), so that the settings still name the function after a later
+/// pg_upgrade or restore; capture goes on meanwhile.
+#[tokio::test]
+async fn maintain_catches_up_with_payload_function_owners() {
+    let (_c, db) = setup().await;
+    db.batch_execute(
+        "CREATE ROLE shaper; CREATE ROLE keeper;
+         CREATE FUNCTION public.doc(d jsonb) RETURNS jsonb LANGUAGE sql AS $$ SELECT d $$;
+         ALTER FUNCTION public.doc(jsonb) OWNER TO shaper;
+         SELECT webhooks.track('sales.customers', resource => 'customer', payload => 'public.doc(jsonb)');
+         ALTER ROLE shaper RENAME TO shaper2;",
+    )
+    .await
+    .unwrap();
+    assert_eq!(payload_owner(&db).await, "shaper");
+    db.batch_execute("INSERT INTO sales.customers VALUES (1, 'ACME'); SELECT webhooks.maintain();")
+        .await
+        .unwrap();
+    assert_eq!(payload_owner(&db).await, "shaper2");
+    db.batch_execute("REASSIGN OWNED BY shaper2 TO keeper; SELECT webhooks.maintain();")
+        .await
+        .unwrap();
+    assert_eq!(payload_owner(&db).await, "keeper");
+}
+
+async fn payload_owner(db: &Client) -> String {
+    db.query_one("SELECT payload_owner::text FROM webhooks.source", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
 /// Renames keep every kind of capture right: business events read the
 /// table's settings as they are now (an excluded column renamed stays
 /// excluded, a renamed key column is still the key, a re-track applies to

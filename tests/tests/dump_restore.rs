@@ -176,3 +176,107 @@ async fn dump_and_restore_in_one_transaction() {
         .get(0);
     assert!(signature.starts_with("v1,"), "{signature}");
 }
+
+/// Review of 21802e2: a restore keeps what the new server's checks refuse,
+/// and logs no secret for it. An endpoint row that fails the checks (as
+/// the upgrade to 0.2.0 keeps them, paused) comes back paused, and resuming
+/// it runs every check; a payload function restored with another owner
+/// (`pg_dump --no-owner`) is found by its signature, with the restoring
+/// role's rights, instead of losing every table's settings.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restore_keeps_what_the_new_server_refuses() {
+    let cluster = Cluster::start().unwrap();
+    let db = cluster.create_database("erp", true).await.unwrap();
+    db.batch_execute(
+        "CREATE ROLE shaper;
+         CREATE SCHEMA shapes AUTHORIZATION shaper;
+         CREATE FUNCTION shapes.note(d jsonb) RETURNS jsonb LANGUAGE sql AS $$ SELECT d || '{\"shaped\": true}' $$;
+         ALTER FUNCTION shapes.note(jsonb) OWNER TO shaper;
+         CREATE TABLE notes (id bigint PRIMARY KEY, body text);
+         CREATE TABLE plain (id bigint PRIMARY KEY);
+         SELECT webhooks.track('notes', resource => 'note', payload => 'shapes.note(jsonb)');
+         SELECT webhooks.track('plain');
+         ALTER TABLE webhooks.endpoint DISABLE TRIGGER endpoint_checked;
+         INSERT INTO webhooks.endpoint (name, url, secret, headers)
+              VALUES ('bad', 'https://example.com/bad', 'whsec_YmFkLXJvdy1zZWNyZXQtbmV2ZXItbG9nZ2Vk',
+                      '{\"X-Note\": \"caf\u{e9}\"}');
+         ALTER TABLE webhooks.endpoint ENABLE TRIGGER endpoint_checked;",
+    )
+    .await
+    .unwrap();
+    let port = cluster.port.to_string();
+    let conn = ["-h", "127.0.0.1", "-p", port.as_str(), "-U", "postgres"];
+    let dump = Command::new(bindir().join("pg_dump"))
+        .args(conn)
+        .args(["-d", "erp", "--no-owner"])
+        .output()
+        .unwrap();
+    assert!(dump.status.success(), "{}", String::from_utf8_lossy(&dump.stderr));
+    cluster.create_database("restored", false).await.unwrap();
+    let file = std::env::temp_dir().join(format!("pg_webhooks-dump-no-owner-{}.sql", std::process::id()));
+    std::fs::write(&file, &dump.stdout).unwrap();
+    let restore = Command::new(bindir().join("psql"))
+        .args(conn)
+        .args([
+            "-X",
+            "-q",
+            "-d",
+            "restored",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "--single-transaction",
+            "-f",
+        ])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&file);
+    assert!(restore.status.success(), "{}", String::from_utf8_lossy(&restore.stderr));
+
+    let restored = cluster.connect("restored").await.unwrap();
+    let (active, reason): (bool, Option<String>) = restored
+        .query_one(
+            "SELECT active, paused_reason FROM webhooks.endpoint WHERE name = 'bad'",
+            &[],
+        )
+        .await
+        .map(|r| (r.get(0), r.get(1)))
+        .unwrap();
+    assert!(!active);
+    assert_eq!(
+        reason.as_deref(),
+        Some("invalid when written (SQLSTATE 22023): mend it with webhooks.update_endpoint(), then resume it")
+    );
+    let e = restored
+        .batch_execute("SELECT webhooks.update_endpoint(id, active => true) FROM webhooks.endpoint WHERE name = 'bad'")
+        .await
+        .expect_err("an endpoint that fails the checks is resumed");
+    assert_eq!(e.code().map(|c| c.code()), Some("22023"), "{e}");
+    let owner: String = restored
+        .query_one(
+            "SELECT payload_owner::text FROM webhooks.source WHERE resource = 'note'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(owner, "postgres", "the restored function's owner");
+    restored
+        .batch_execute("INSERT INTO notes VALUES (1, 'hello'); INSERT INTO plain VALUES (1);")
+        .await
+        .unwrap();
+    let shaped: serde_json::Value = restored
+        .query_one(
+            "SELECT data -> 'shaped' FROM webhooks.event WHERE event = 'note.created'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(shaped, serde_json::json!(true));
+    let log = std::fs::read_to_string(cluster.log_file()).unwrap();
+    assert!(
+        !log.contains("YmFkLXJvdy1zZWNyZXQ"),
+        "the server log shows a secret:\n{log}"
+    );
+}

@@ -323,7 +323,13 @@ async fn endpoints_present_their_own_client_certificates() {
     let (code, error) = send(1).await;
     assert_eq!(code, None);
     let error = error.unwrap_or_default();
-    assert!(error.contains("CertificateRequired"), "{error}");
+    // TLS 1.3 finishes the client's handshake before the server judges its
+    // certificate: the alert arrives while the request is being written,
+    // or the connection is gone before it is read (seen under load).
+    assert!(
+        error.contains("CertificateRequired") || error.contains("connection was not ready"),
+        "{error}"
+    );
     assert_eq!(receiver.count(), 0);
 
     // Its own client certificate: delivered.

@@ -56,8 +56,9 @@ unsafe fn run_payload(function: pg_sys::Oid, data: *mut pg_sys::Jsonb) -> *mut p
             ERROR,
             PgSqlErrorCode::ERRCODE_UNDEFINED_FUNCTION,
             "webhooks.capture: the payload function in this table's settings does not exist",
-            "It was dropped, or renamed where pg_webhooks could not follow: track the table again with its \
-             payload function (see webhooks.sources)."
+            "It was dropped (a function made again with its signature is not taken for it), or the settings \
+             came from pg_upgrade or a restore where its owner is another: track the table again with its \
+             payload function (webhooks.source.payload names the one it had)."
         );
     }
     let proc = &*pg_sys::GETSTRUCT(tuple).cast::<pg_sys::FormData_pg_proc>();

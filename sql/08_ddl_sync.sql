@@ -1,0 +1,208 @@
+-- pg_webhooks, part 8 of 8: keeping tracking settings in step with the
+-- tables.
+--
+-- Event triggers: on_ddl() brings a tracked table's settings up to date
+-- after ALTER TABLE, gives partitions made later their capture triggers and
+-- follows renamed or moved payload functions; on_drop() forgets dropped
+-- tables; on_ddl_start() makes settings that came through pg_upgrade or a
+-- restore this database's before a function or schema is renamed. Last, after 07_privileges.sql, on purpose:
+-- its GRANT EXECUTE ON ALL FUNCTIONS to webhooks_admin must not reach these
+-- functions (only PostgreSQL calls them; they revoke PUBLIC's EXECUTE
+-- themselves).
+
+-- Settings name columns, and Postgres does not know: without this, renaming
+-- an excluded column would send it, and dropping a listed one would leave a
+-- name that no longer exists.
+
+CREATE FUNCTION webhooks.on_ddl() RETURNS event_trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    cmd     record;
+    src     webhooks.source;
+    tree    webhooks.source;
+    keys    name[];
+    dropped name[];
+    renamed jsonb;
+    fix     record;
+BEGIN
+    -- (A RENAME COLUMN is reported as a 'table column', with the table as objid.)
+    FOR cmd IN SELECT DISTINCT objid FROM pg_event_trigger_ddl_commands()
+                WHERE object_type IN ('table', 'table column', 'foreign table') LOOP
+        -- Partitions made or attached after track() (CREATE TABLE ...
+        -- PARTITION OF, ATTACH PARTITION, at any depth) get the capture
+        -- triggers they lack, so a write straight to them is not missed;
+        -- tables that have them keep them as they are (no lock, and one
+        -- disabled by its owner stays disabled).
+        SELECT s.* INTO tree
+          FROM pg_catalog.pg_partition_ancestors(cmd.objid) WITH ORDINALITY a(relid, depth)
+          JOIN webhooks.source s ON s.source = a.relid
+         ORDER BY a.depth
+         LIMIT 1;
+        IF FOUND THEN
+            PERFORM webhooks.add_capture_triggers(tree, t.relid) FROM pg_catalog.pg_partition_tree(cmd.objid) t;
+            -- A partition detached from a tracked tree is not tracked any
+            -- more: left, its capture triggers would refuse every write.
+            PERFORM webhooks.drop_capture_triggers(c.tgrelid)
+               FROM (SELECT DISTINCT t.tgrelid FROM pg_catalog.pg_trigger t
+                      WHERE t.tgname IN ('webhooks_capture_ins', 'webhooks_capture_upd',
+                                         'webhooks_capture_del', 'webhooks_capture_truncate')
+                        AND t.tgparentid = 0) c
+              WHERE NOT EXISTS (SELECT 1 FROM webhooks.source s
+                                 WHERE s.source = webhooks.tracked_table(c.tgrelid));
+        END IF;
+        SELECT * INTO src FROM webhooks.source s WHERE s.source = cmd.objid;
+        CONTINUE WHEN NOT FOUND;
+        keys := webhooks.primary_key(src.source);
+        IF keys IS NULL THEN
+            RAISE EXCEPTION 'table % is tracked by pg_webhooks and needs its primary key', src.source
+              USING ERRCODE = 'dependent_objects_still_exist',
+                    HINT = format('SELECT webhooks.untrack(%L) first.', src.source::text);
+        END IF;
+        -- A column named in the settings that is gone by name but whose
+        -- attnum is still there was renamed: the settings follow it (an
+        -- excluded column must stay excluded under its new name).
+        SELECT jsonb_object_agg(c, a.attname) INTO renamed
+          FROM unnest(array_remove(coalesce(src.columns, '{}') || src.exclude_columns || src.tenant_column, NULL)) c
+          JOIN pg_attribute a ON a.attrelid = src.source AND a.attnum = (src.column_numbers ->> c)::int2
+                              AND a.attnum > 0 AND NOT a.attisdropped
+         WHERE NOT EXISTS (SELECT 1 FROM pg_attribute b
+                            WHERE b.attrelid = src.source AND b.attname = c AND b.attnum > 0
+                              AND NOT b.attisdropped);
+        IF renamed IS NOT NULL THEN
+            RAISE NOTICE 'pg_webhooks: renamed column(s) of % followed in its tracking settings: %',
+                          src.source, renamed;
+            src.columns := (SELECT array_agg(coalesce(renamed ->> c, c)::name ORDER BY o)
+                              FROM unnest(src.columns) WITH ORDINALITY u(c, o));
+            src.exclude_columns := coalesce((SELECT array_agg(coalesce(renamed ->> c, c)::name ORDER BY o)
+                                               FROM unnest(src.exclude_columns) WITH ORDINALITY u(c, o)), '{}');
+            src.tenant_column := coalesce(renamed ->> src.tenant_column, src.tenant_column);
+        END IF;
+        SELECT array_agg(c) FILTER (WHERE a.attname IS NULL) INTO dropped
+          FROM unnest(array_remove(coalesce(src.columns, '{}') || src.exclude_columns || src.tenant_column, NULL)) c
+          LEFT JOIN pg_attribute a ON a.attrelid = src.source AND a.attname = c AND a.attnum > 0
+                                  AND NOT a.attisdropped;
+        IF dropped IS NOT NULL THEN
+            RAISE WARNING 'pg_webhooks: % no longer has column(s) %; removed from its tracking settings',
+                          src.source, dropped;
+        END IF;
+        UPDATE webhooks.source s
+           SET key_columns = keys,
+               columns = CASE WHEN src.columns IS NULL THEN NULL
+                              ELSE coalesce((SELECT array_agg(c) FROM unnest(src.columns) c
+                                              WHERE dropped IS NULL OR NOT c = ANY (dropped)), '{}') END,
+               exclude_columns = coalesce((SELECT array_agg(c) FROM unnest(src.exclude_columns) c
+                                            WHERE dropped IS NULL OR NOT c = ANY (dropped)), '{}'),
+               tenant_column = CASE WHEN src.tenant_column = ANY (coalesce(dropped, '{}')) THEN NULL
+                                    ELSE src.tenant_column END,
+               updated_at = now()
+         WHERE s.source = src.source
+        RETURNING * INTO src;
+        UPDATE webhooks.source s
+           SET column_numbers = webhooks.column_numbers(src.source,
+                                    coalesce(src.columns, '{}') || src.exclude_columns || src.tenant_column)
+         WHERE s.source = src.source
+        RETURNING * INTO src;
+    END LOOP;
+    -- A payload function renamed, moved or given to another owner, or its
+    -- schema renamed: the settings that name it by OID in this database
+    -- take its new signature and owner (setting payload to NULL makes
+    -- webhooks.source_changed() write them from the OID), so that they
+    -- still name it after a pg_upgrade or a restore. One row at a time: a
+    -- function the checks refuse (check_payload()) leaves its own rows as
+    -- they are rather than failing the DBA's ALTER, and capture reports it.
+    FOR fix IN WITH altered AS (
+                   SELECT p.oid FROM pg_event_trigger_ddl_commands() c
+                     JOIN pg_catalog.pg_proc p
+                       ON (c.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND p.oid = c.objid)
+                       OR (c.classid = 'pg_catalog.pg_namespace'::pg_catalog.regclass AND p.pronamespace = c.objid))
+               SELECT 'source' AS kind, s.id FROM webhooks.source s
+                WHERE s.payload_scope = webhooks.oid_scope() AND s.payload_oid IN (SELECT a.oid FROM altered a)
+               UNION ALL
+               SELECT 'source_event', x.id FROM webhooks.source_event x
+                WHERE x.payload_scope = webhooks.oid_scope() AND x.payload_oid IN (SELECT a.oid FROM altered a) LOOP
+        BEGIN
+            IF fix.kind = 'source' THEN
+                UPDATE webhooks.source s SET payload = NULL WHERE s.id = fix.id;
+            ELSE
+                UPDATE webhooks.source_event x SET payload = NULL WHERE x.id = fix.id;
+            END IF;
+        EXCEPTION WHEN invalid_function_definition OR insufficient_privilege OR undefined_function THEN
+            NULL;
+        END;
+    END LOOP;
+END $$;
+COMMENT ON FUNCTION webhooks.on_ddl() IS
+  'Event trigger: after ALTER TABLE on a tracked table, bring its settings up to date (following renamed '
+  'columns, dropping vanished ones with a warning); refuse to drop its primary key. Partitions made or '
+  'attached later get the capture triggers they lack; detached ones lose theirs. After ALTER FUNCTION or '
+  'ALTER SCHEMA, the signature and owner of a renamed, moved or given payload function follow it.';
+
+CREATE FUNCTION webhooks.on_drop() RETURNS event_trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    gone record;
+BEGIN
+    FOR gone IN SELECT s.id, s.source FROM webhooks.source s
+                  JOIN pg_event_trigger_dropped_objects() d ON d.objid = s.source::oid
+                 WHERE d.object_type = 'table' LOOP
+        DELETE FROM webhooks.source s WHERE s.id = gone.id;
+    END LOOP;
+    FOR gone IN SELECT x.id FROM webhooks.source_event x
+                  JOIN pg_event_trigger_dropped_objects() d ON d.objid = x.source::oid
+                 WHERE d.object_type = 'table' LOOP
+        DELETE FROM webhooks.source_event x WHERE x.id = gone.id;
+    END LOOP;
+END $$;
+COMMENT ON FUNCTION webhooks.on_drop() IS
+  'Event trigger: forget a tracked table (its settings and business events) when it is dropped.';
+
+-- After pg_upgrade or a restore, the settings name payload functions by
+-- signature until their rows are written again (webhooks.payload_function()).
+-- Before a function or schema is renamed, those rows are written again (an
+-- OID of this database from the signature and owner), so that on_ddl() can
+-- follow the rename. One row at a time, and a refused one is left as it is:
+-- a function the checks refuse never fails the DBA's ALTER (it may be the
+-- one that mends it); capture reports it when it is called.
+CREATE FUNCTION webhooks.on_ddl_start() RETURNS event_trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    fix record;
+BEGIN
+    FOR fix IN SELECT 'source' AS kind, s.id FROM webhooks.source s
+                WHERE s.payload IS NOT NULL AND s.payload_scope IS DISTINCT FROM webhooks.oid_scope()
+               UNION ALL
+               SELECT 'source_event', x.id FROM webhooks.source_event x
+                WHERE x.payload IS NOT NULL AND x.payload_scope IS DISTINCT FROM webhooks.oid_scope() LOOP
+        BEGIN
+            -- (A write that changes nothing still runs source_changed().)
+            IF fix.kind = 'source' THEN
+                UPDATE webhooks.source s SET payload = s.payload WHERE s.id = fix.id;
+            ELSE
+                UPDATE webhooks.source_event x SET payload = x.payload WHERE x.id = fix.id;
+            END IF;
+        EXCEPTION WHEN invalid_function_definition OR insufficient_privilege OR undefined_function THEN
+            NULL;
+        END;
+    END LOOP;
+END $$;
+COMMENT ON FUNCTION webhooks.on_ddl_start() IS
+  'Event trigger: before ALTER FUNCTION or ALTER SCHEMA, make the payload functions of settings that came '
+  'through pg_upgrade or a restore this database''s (by signature and owner), so that on_ddl() follows them.';
+
+-- Event triggers run as whoever issues the DDL: as the owner instead, or an
+-- ALTER TABLE by a role without rights on schema webhooks would fail.
+ALTER FUNCTION webhooks.on_ddl() SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION webhooks.on_drop() SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION webhooks.on_ddl_start() SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+-- Only Postgres calls event trigger functions; nobody needs EXECUTE.
+REVOKE ALL ON FUNCTION webhooks.on_ddl(), webhooks.on_drop(), webhooks.on_ddl_start() FROM PUBLIC;
+
+CREATE EVENT TRIGGER webhooks_ddl ON ddl_command_end
+    WHEN TAG IN ('ALTER TABLE', 'CREATE TABLE', 'CREATE FOREIGN TABLE', 'CREATE SCHEMA',
+                 'ALTER FUNCTION', 'ALTER ROUTINE', 'ALTER SCHEMA')
+    EXECUTE FUNCTION webhooks.on_ddl();
+CREATE EVENT TRIGGER webhooks_drop ON sql_drop WHEN TAG IN ('DROP TABLE', 'DROP SCHEMA', 'DROP OWNED')
+    EXECUTE FUNCTION webhooks.on_drop();
+CREATE EVENT TRIGGER webhooks_ddl_start ON ddl_command_start
+    WHEN TAG IN ('ALTER FUNCTION', 'ALTER ROUTINE', 'ALTER SCHEMA')
+    EXECUTE FUNCTION webhooks.on_ddl_start();
