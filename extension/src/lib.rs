@@ -1,44 +1,60 @@
-//! pg_webhooks: the Postgres side of webhooks. Capture, fan-out, claim and
-//! completion are SQL (see `sql/`); this crate supplies the pieces SQL cannot
-//! do well — HMAC signing, secret generation, UUIDv7, event patterns, and a
-//! once-per-transaction NOTIFY — as thin wrappers over pure modules.
+//! pg_webhooks: the Postgres side of webhooks. Fan-out, claim, completion
+//! and delivery policy are SQL (`sql/`, included below); this crate holds
+//! what SQL cannot do well:
+//! - `capture`: the capture engine, the C triggers that turn tracked tables'
+//!   changes into events;
+//! - `row_json`: the JSON of rows, as `to_jsonb` makes it but faster;
+//! - `planner`: the planner hook that keeps JIT off capture's INSERTs;
+//! - `guc`: the `webhooks.*` settings; `notify`: waking pollers;
+//! - pure modules, without Postgres types so their tests are plain unit
+//!   tests: `sign` (HMAC signatures, secrets), `pattern` (event names and
+//!   patterns), `endpoint_url` (endpoint URLs as the poller parses them),
+//!   `ids` (delivery ids).
+//!
+//! This file starts the extension (`_PG_init`), declares the SQL functions
+//! over the pure modules and the uuid crate (and
+//! `search_path_ends_with_pg_temp`, capture's rule for payload functions,
+//! for the SQL that checks them), which only convert arguments and turn
+//! errors into SQLSTATEs, and holds the `#[pg_test]`s, which
+//! `cargo pgrx test` runs inside a server.
 
-use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
 use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode;
-use std::cell::Cell;
 
-pub mod capture_json;
-pub mod capture_trigger;
+pub mod capture;
 pub mod endpoint_url;
+pub mod guc;
 pub mod ids;
+pub mod notify;
 pub mod pattern;
+pub mod planner;
+pub mod row_json;
 pub mod sign;
 
 ::pgrx::pg_module_magic!(name, version);
 
 // The extension's SQL, one file per concern (sql/01_schema.sql says what
 // each holds). Each requires the one before, so the install script runs them
-// in this order, the first after every function above and below that is
-// written in Rust (it comments on them, and its tables call uuid_v7()).
+// in this order, the first after every function written in Rust (it
+// comments on them, and its tables call uuid_v7()).
 extension_sql_file!(
     "../../sql/01_schema.sql",
     name = "pg_webhooks_schema",
     requires = [
-        capture_enabled,
+        guc::capture_enabled,
         check_event_name,
         check_patterns,
         check_secret,
         delivery_id,
         event_matches,
         generate_secret,
-        https_required,
-        max_endpoints_per_tenant,
+        guc::https_required,
+        guc::max_endpoints_per_tenant,
         normalized_url,
-        notify_once,
+        notify::notify_once,
         redacted_url,
         refused_address,
-        capture_json::row_jsonb_type,
+        row_json::row_jsonb_type,
         search_path_ends_with_pg_temp,
         sign_hex,
         sign_standard,
@@ -84,18 +100,6 @@ extension_sql_file!(
     finalize
 );
 
-pub(crate) static CAPTURE: GucSetting<bool> = GucSetting::<bool>::new(true);
-static NOTIFY: GucSetting<bool> = GucSetting::<bool>::new(true);
-static REQUIRE_HTTPS: GucSetting<bool> = GucSetting::<bool>::new(true);
-static RESPONSE_BODY_LIMIT: GucSetting<i32> = GucSetting::<i32>::new(8192);
-static MAX_ENDPOINTS_PER_TENANT: GucSetting<i32> = GucSetting::<i32>::new(0);
-/// Largest event document (bytes of `data` as stored): bounds what a poller
-/// holds per delivery.
-pub(crate) static MAX_EVENT_SIZE: GucSetting<i32> = GucSetting::<i32>::new(1 << 20);
-// Read by SQL (webhooks.partition_interval()), which validates it.
-static PARTITION_INTERVAL: GucSetting<Option<std::ffi::CString>> =
-    GucSetting::<Option<std::ffi::CString>>::new(Some(c"1 day"));
-
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     // pgrx puts a Rust backtrace in an error's DETAIL when the server's
@@ -103,70 +107,9 @@ pub extern "C-unwind" fn _PG_init() {
     // client should see. RUST_LIB_BACKTRACE wins over RUST_BACKTRACE for
     // captured backtraces, and this runs before any is captured.
     std::env::set_var("RUST_LIB_BACKTRACE", "0");
-    GucRegistry::define_bool_guc(
-        c"webhooks.capture",
-        c"Capture changes of tracked tables in this session.",
-        c"Turn off for bulk loads and backfills that must not produce webhooks (superusers and webhooks_admin members only; others get an error when they write).",
-        &CAPTURE,
-        GucContext::Userset,
-        GucFlags::default(),
-    );
-    GucRegistry::define_bool_guc(
-        c"webhooks.notify",
-        c"NOTIFY pollers once per transaction that produced deliveries.",
-        c"Off leaves pollers to their jittered fallback poll; useful when NOTIFY's commit-time lock matters more than latency.",
-        &NOTIFY,
-        GucContext::Userset,
-        GucFlags::default(),
-    );
-    GucRegistry::define_bool_guc(
-        c"webhooks.require_https",
-        c"Refuse endpoint URLs that are not https (loopback URLs are exempt).",
-        c"",
-        &REQUIRE_HTTPS,
-        GucContext::Suset,
-        GucFlags::default(),
-    );
-    GucRegistry::define_int_guc(
-        c"webhooks.response_body_limit",
-        c"Characters of each response body kept in webhooks.attempt.",
-        c"Longer bodies are truncated; 0 keeps none.",
-        &RESPONSE_BODY_LIMIT,
-        0,
-        1 << 20,
-        GucContext::Suset,
-        GucFlags::default(),
-    );
-    GucRegistry::define_int_guc(
-        c"webhooks.max_event_size",
-        c"Largest event data, in bytes (as stored): a bigger event is refused with SQLSTATE 54000.",
-        c"Bounds the memory a poller needs per delivery. Leave large columns out (exclude_columns) or shape data with a payload function rather than raising it far.",
-        &MAX_EVENT_SIZE,
-        1024,
-        1 << 30,
-        GucContext::Suset,
-        GucFlags::UNIT_BYTE,
-    );
-    GucRegistry::define_int_guc(
-        c"webhooks.max_endpoints_per_tenant",
-        c"Most endpoints one tenant may have (0: no limit).",
-        c"Endpoints without a tenant count as one group.",
-        &MAX_ENDPOINTS_PER_TENANT,
-        0,
-        1_000_000,
-        GucContext::Suset,
-        GucFlags::default(),
-    );
-    GucRegistry::define_string_guc(
-        c"webhooks.partition_interval",
-        c"Span of each new partition of webhooks.event and webhooks.attempt.",
-        c"An interval from 1 second to 31 days, without months; webhooks.purge() drops whole partitions.",
-        &PARTITION_INTERVAL,
-        GucContext::Suset,
-        GucFlags::default(),
-    );
-    capture_json::install_planner_hook();
-    capture_trigger::register_callbacks();
+    guc::register();
+    planner::install_planner_hook();
+    capture::register_callbacks();
 }
 
 fn invalid(message: String) -> ! {
@@ -283,7 +226,7 @@ fn redacted_url(url: &str) -> String {
 /// schema) or `'a, pg_temp'` (one schema of that name) do not.
 #[pg_extern(immutable, strict, parallel_safe)]
 fn search_path_ends_with_pg_temp(path: &str) -> bool {
-    capture_trigger::search_path_ends_with_pg_temp(path)
+    capture::search_path_ends_with_pg_temp(path)
 }
 
 /// Raises 22023 unless the text is a valid event name; returns it.
@@ -299,47 +242,6 @@ fn check_event_name(name: &str) -> &str {
 #[pg_extern(immutable, strict, parallel_safe)]
 fn event_matches(patterns: Array<'_, &str>, event: &str) -> bool {
     pattern::matches_any(patterns.iter().flatten(), event)
-}
-
-thread_local! {
-    static NOTIFIED_XID: Cell<pg_sys::TransactionId> = const { Cell::new(pg_sys::InvalidTransactionId) };
-}
-
-/// `NOTIFY webhooks` at most once per (sub)transaction, with a constant
-/// payload. Keyed on the current transaction id, so a rolled-back savepoint
-/// (which discards its notification) does not suppress the next one.
-#[pg_extern(volatile, parallel_unsafe)]
-pub(crate) fn notify_once() {
-    if !NOTIFY.get() {
-        return;
-    }
-    let xid = unsafe { pg_sys::GetCurrentTransactionIdIfAny() };
-    if xid != pg_sys::InvalidTransactionId && NOTIFIED_XID.get() == xid {
-        return;
-    }
-    unsafe {
-        pgrx::direct_function_call::<()>(pg_sys::pg_notify, &["webhooks".into_datum(), "".into_datum()]);
-    }
-    NOTIFIED_XID.set(xid);
-}
-
-/// Is capture on in this session (`webhooks.capture`)? Off only counts for
-/// superusers and webhooks_admin members; others get 42501.
-#[pg_extern(stable, parallel_safe)]
-fn capture_enabled() -> bool {
-    capture_trigger::capture_on()
-}
-
-/// `webhooks.max_endpoints_per_tenant` (0: no limit).
-#[pg_extern(stable, parallel_safe)]
-fn max_endpoints_per_tenant() -> i32 {
-    MAX_ENDPOINTS_PER_TENANT.get()
-}
-
-/// Is `webhooks.require_https` on?
-#[pg_extern(stable, parallel_safe)]
-fn https_required() -> bool {
-    REQUIRE_HTTPS.get()
 }
 
 #[cfg(any(test, feature = "pg_test"))]

@@ -1,21 +1,24 @@
-//! The JSON of captured rows, written against PostgreSQL's jsonb C API (so
-//! these are plain C-ABI functions declared in sql/02_capture.sql: a
-//! `#[pg_extern]` would convert documents to serde values and back).
+//! The JSON of rows, exactly as `to_jsonb` makes it, written against
+//! PostgreSQL's jsonb C API. Each column's conversion is looked up once (per
+//! table for the capture engine, per call site for SQL) instead of once per
+//! value: `to_jsonb` categorises every column's type (catalog lookups) on
+//! every row, and prints integers only to parse them back as numeric. The
+//! output is identical to `to_jsonb` (tested type by type); a column type
+//! without a conversion of its own goes to `to_jsonb` itself in capture,
+//! and is refused by `row_jsonb`.
 //!
-//! - `webhooks.row_jsonb(record)`: `to_jsonb(row)` for rows whose columns are
-//!   all of common scalar types, with each column's conversion looked up once
-//!   per statement instead of once per value. `to_jsonb` categorises every
-//!   column's type (catalog lookups) on every row, and prints integers only to
-//!   parse them back as numeric; on a 100k-row UPDATE that was the largest
-//!   part of the capture cost. The output is identical to `to_jsonb` (tested
-//!   type by type); the capture generator uses it only when every column's
-//!   type is one this handles (`webhooks.row_jsonb_type`).
+//! The capture engine builds its documents with `valid_cache`,
+//! `json_values` and `row_object`, and compares values with `same`. The
+//! same conversions are SQL functions too (0.1.0's generated capture
+//! functions called them), plain C-ABI functions declared in
+//! sql/02_capture.sql: a `#[pg_extern]` would convert documents to serde
+//! values and back.
+//! - `webhooks.row_jsonb(record)`: `to_jsonb(row)` for rows whose columns
+//!   are all of the types `webhooks.row_jsonb_type(oid)` accepts.
 //! - `webhooks.row_previous(old record, new jsonb)`: an UPDATE's `previous`
 //!   straight from the old row, without building its whole document.
 //! - `webhooks.jsonb_previous(old, new)`: the entries of `old` whose value is
-//!   not the same in `new` — an UPDATE event's `previous`, in one pass. It
-//!   replaces per-column comparisons evaluated twice (to drop no-op UPDATEs,
-//!   then to pick `previous`'s columns) plus `to_jsonb(old) - unchanged`.
+//!   not the same in `new` — an UPDATE event's `previous`, in one pass.
 //!   "The same" is jsonb equality of the value (jsonb `=`): numbers as numbers
 //!   (1.0 = 1.00), strings byte for byte, arrays and objects structurally.
 
@@ -633,56 +636,4 @@ pub(crate) unsafe fn same(a: &pg_sys::JsonbValue, b: &pg_sys::JsonbValue) -> boo
         // Not produced by stored jsonb; treat as changed rather than guess.
         _ => false,
     }
-}
-
-// Capture statements never get JIT. PL/pgSQL keeps a capture function's plans
-// for the session, planned for the size of the first statement that used
-// them; one planned for a huge first statement would be JIT-compiled again
-// on every later one, even for a single row (~100 ms each). `SET jit = off`
-// on the functions would cost every captured statement 4-6 µs (measured);
-// this hook costs nothing unless the planner has already chosen JIT.
-static mut PREVIOUS_PLANNER: pg_sys::planner_hook_type = None;
-
-/// Installs the planner hook (from `_PG_init`, once per backend).
-pub fn install_planner_hook() {
-    unsafe {
-        PREVIOUS_PLANNER = pg_sys::planner_hook;
-        pg_sys::planner_hook = Some(plan_inserts_into_history_without_jit);
-    }
-}
-
-/// Plans as usual, then drops JIT from INSERTs into pg_webhooks' own tables
-/// (the capture statements; webhooks.emit's single rows never reach JIT).
-#[pg_guard]
-unsafe extern "C-unwind" fn plan_inserts_into_history_without_jit(
-    parse: *mut pg_sys::Query,
-    query_string: *const std::ffi::c_char,
-    cursor_options: std::ffi::c_int,
-    bound_params: pg_sys::ParamListInfo,
-) -> *mut pg_sys::PlannedStmt {
-    let stmt = match PREVIOUS_PLANNER {
-        // Another extension's hook may raise an ERROR (a longjmp): let pgrx
-        // carry it across this Rust frame.
-        Some(previous) => pg_sys::submodules::ffi::pg_guard_ffi_boundary(|| {
-            previous(parse, query_string, cursor_options, bound_params)
-        }),
-        None => pg_sys::standard_planner(parse, query_string, cursor_options, bound_params),
-    };
-    if (*stmt).jitFlags != 0 && inserts_into_our_schema(stmt) {
-        (*stmt).jitFlags = 0;
-    }
-    stmt
-}
-
-unsafe fn inserts_into_our_schema(stmt: *mut pg_sys::PlannedStmt) -> bool {
-    if (*stmt).commandType != pg_sys::CmdType::CMD_INSERT || (*stmt).resultRelations.is_null() {
-        return false;
-    }
-    let index = pg_sys::list_nth_int((*stmt).resultRelations, 0);
-    let rte = pg_sys::list_nth((*stmt).rtable, index - 1).cast::<pg_sys::RangeTblEntry>();
-    if rte.is_null() || (*rte).rtekind != pg_sys::RTEKind::RTE_RELATION {
-        return false;
-    }
-    let schema = pg_sys::get_namespace_name(pg_sys::get_rel_namespace((*rte).relid));
-    !schema.is_null() && std::ffi::CStr::from_ptr(schema).to_bytes() == b"webhooks"
 }
