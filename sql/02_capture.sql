@@ -8,7 +8,7 @@
 -- its tables (source, source_event, staged_change, event) and take its row
 -- types as arguments.
 
--- How capture works: one engine, webhooks.capture() (C, capture_trigger.rs),
+-- How capture works: one engine, webhooks.capture() (C, extension/src/capture/),
 -- is every tracked table's statement-level trigger. It reads the table's
 -- settings from webhooks.source, keyed by the table the trigger fires on
 -- (never by an argument a role could forge: a capture trigger on a table
@@ -34,7 +34,7 @@
 -- entry, on which the engine drops what it kept. Writers pay for the event
 -- rows only: deliveries are created later, by webhooks.claim().
 
--- Written against PostgreSQL's jsonb C API (extension/src/capture_json.rs),
+-- Written against PostgreSQL's jsonb C API (extension/src/row_json.rs),
 -- so declared here rather than generated.
 CREATE FUNCTION webhooks.row_jsonb(rec record) RETURNS jsonb
 AS 'MODULE_PATHNAME', 'row_jsonb' LANGUAGE c STABLE STRICT PARALLEL SAFE;
