@@ -25,6 +25,40 @@ async fn history(db: &Client) -> Vec<String> {
     .collect()
 }
 
+/// pg_dump of database `erp` (with `dump_args`), restored into a new
+/// database `restored` in one transaction with ON_ERROR_STOP.
+async fn dump_and_restore(cluster: &Cluster, dump_args: &[&str]) {
+    let port = cluster.port.to_string();
+    let conn = ["-h", "127.0.0.1", "-p", port.as_str(), "-U", "postgres"];
+    let dump = Command::new(bindir().join("pg_dump"))
+        .args(conn)
+        .args(["-d", "erp"])
+        .args(dump_args)
+        .output()
+        .unwrap();
+    assert!(dump.status.success(), "{}", String::from_utf8_lossy(&dump.stderr));
+    cluster.create_database("restored", false).await.unwrap();
+    let file = std::env::temp_dir().join(format!("pg_webhooks-dump-{}.sql", std::process::id()));
+    std::fs::write(&file, &dump.stdout).unwrap();
+    let restore = Command::new(bindir().join("psql"))
+        .args(conn)
+        .args([
+            "-X",
+            "-q",
+            "-d",
+            "restored",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "--single-transaction",
+            "-f",
+        ])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&file);
+    assert!(restore.status.success(), "{}", String::from_utf8_lossy(&restore.stderr));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dump_and_restore_in_one_transaction() {
     let cluster = Cluster::start().unwrap();
@@ -75,34 +109,7 @@ async fn dump_and_restore_in_one_transaction() {
         .get(0);
     assert_eq!(dated, 1, "one event in a dated partition, one in the default one");
 
-    let port = cluster.port.to_string();
-    let conn = ["-h", "127.0.0.1", "-p", port.as_str(), "-U", "postgres"];
-    let dump = Command::new(bindir().join("pg_dump"))
-        .args(conn)
-        .args(["-d", "erp"])
-        .output()
-        .unwrap();
-    assert!(dump.status.success(), "{}", String::from_utf8_lossy(&dump.stderr));
-    cluster.create_database("restored", false).await.unwrap();
-    let file = std::env::temp_dir().join(format!("pg_webhooks-dump-{}.sql", std::process::id()));
-    std::fs::write(&file, &dump.stdout).unwrap();
-    let restore = Command::new(bindir().join("psql"))
-        .args(conn)
-        .args([
-            "-X",
-            "-q",
-            "-d",
-            "restored",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "--single-transaction",
-            "-f",
-        ])
-        .arg(&file)
-        .output()
-        .unwrap();
-    let _ = std::fs::remove_file(&file);
-    assert!(restore.status.success(), "{}", String::from_utf8_lossy(&restore.stderr));
+    dump_and_restore(&cluster, &[]).await;
 
     let restored = cluster.connect("restored").await.unwrap();
     assert_eq!(history(&restored).await, before);
@@ -204,34 +211,7 @@ async fn a_restore_keeps_what_the_new_server_refuses() {
     )
     .await
     .unwrap();
-    let port = cluster.port.to_string();
-    let conn = ["-h", "127.0.0.1", "-p", port.as_str(), "-U", "postgres"];
-    let dump = Command::new(bindir().join("pg_dump"))
-        .args(conn)
-        .args(["-d", "erp", "--no-owner"])
-        .output()
-        .unwrap();
-    assert!(dump.status.success(), "{}", String::from_utf8_lossy(&dump.stderr));
-    cluster.create_database("restored", false).await.unwrap();
-    let file = std::env::temp_dir().join(format!("pg_webhooks-dump-no-owner-{}.sql", std::process::id()));
-    std::fs::write(&file, &dump.stdout).unwrap();
-    let restore = Command::new(bindir().join("psql"))
-        .args(conn)
-        .args([
-            "-X",
-            "-q",
-            "-d",
-            "restored",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "--single-transaction",
-            "-f",
-        ])
-        .arg(&file)
-        .output()
-        .unwrap();
-    let _ = std::fs::remove_file(&file);
-    assert!(restore.status.success(), "{}", String::from_utf8_lossy(&restore.stderr));
+    dump_and_restore(&cluster, &["--no-owner"]).await;
 
     let restored = cluster.connect("restored").await.unwrap();
     let (active, reason): (bool, Option<String>) = restored
