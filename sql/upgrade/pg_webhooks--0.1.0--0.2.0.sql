@@ -583,6 +583,7 @@ DECLARE
     here        text;
     named       boolean;
     foreign_row boolean;
+    kept        boolean := false;
 BEGIN
     -- A table's settings are for those who may track it: writing, moving
     -- or deleting them needs the table's TRIGGER privilege, as track() and
@@ -662,15 +663,17 @@ BEGIN
                     NEW.payload_oid := NULL;
                     NEW.payload_scope := here;
                 END IF;
-                PERFORM webhooks.invalidate_capture(NEW.source);
-                RETURN NEW;
+                kept := true;
+            ELSE
+                RAISE;
             END IF;
-            RAISE;
         END;
-        NEW.payload := fn::pg_catalog.text;
-        NEW.payload_oid := fn::pg_catalog.oid;
-        NEW.payload_scope := here;
-        NEW.payload_owner := pg_catalog.pg_get_userbyid(owner);
+        IF NOT kept THEN
+            NEW.payload := fn::pg_catalog.text;
+            NEW.payload_oid := fn::pg_catalog.oid;
+            NEW.payload_scope := here;
+            NEW.payload_owner := pg_catalog.pg_get_userbyid(owner);
+        END IF;
     ELSIF TG_OP <> 'DELETE' THEN
         NEW.payload_scope := NULL;
         NEW.payload_owner := NULL;
