@@ -226,7 +226,8 @@ CREATE INDEX staged_change_xact ON webhooks.staged_change (xact, source, seq);
 -- time; rows outside every partition land in the _default ones.
 CREATE FUNCTION webhooks.uuid_v7_floor(at timestamptz) RETURNS uuid
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
-    SELECT (lpad(to_hex(floor(extract(epoch FROM at) * 1000)::bigint), 12, '0') || repeat('0', 20))::uuid
+    -- (Before 1970: the smallest UUIDv7 of all, not a negative count.)
+    SELECT (lpad(to_hex(greatest(floor(extract(epoch FROM at) * 1000)::bigint, 0)), 12, '0') || repeat('0', 20))::uuid
 $$;
 COMMENT ON FUNCTION webhooks.uuid_v7_floor(timestamptz) IS
   'The smallest UUIDv7 created at or after a time: event and delivery ids sort by creation (a delivery made '

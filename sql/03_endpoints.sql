@@ -11,15 +11,20 @@
 
 -- Raises unless the URL is absolute http(s) with a host; https unless
 -- webhooks.require_https is off or the host is loopback.
--- Whether webhooks.require_https refuses a URL: http to anything but loopback.
+-- Whether webhooks.require_https refuses a URL: http to anything but a
+-- loopback address written as one (127.0.0.0/8, [::1]) or localhost.
+-- Other names are not exempt, *.localhost included: a resolver may send
+-- them to the network, where http can be read.
 CREATE FUNCTION webhooks.https_refuses(url text) RETURNS boolean
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT p.scheme OPERATOR(pg_catalog.=) 'http' AND webhooks.https_required()
-           AND p.host OPERATOR(pg_catalog.<>) ALL (ARRAY['localhost', '127.0.0.1', '[::1]'])
+           AND p.host OPERATOR(pg_catalog.<>) ALL (ARRAY['localhost', 'localhost.', '[::1]'])
+           AND p.host OPERATOR(pg_catalog.!~) '^127\.[0-9]+\.[0-9]+\.[0-9]+$'
       FROM webhooks.url_parts(url) p
 $$;
 COMMENT ON FUNCTION webhooks.https_refuses(text) IS
-  'Internal: whether webhooks.require_https refuses an endpoint URL (http, and not to a loopback host).';
+  'Internal: whether webhooks.require_https refuses an endpoint URL (http, and not to localhost, 127.0.0.0/8 '
+  'or [::1]).';
 
 CREATE FUNCTION webhooks.check_url(url text) RETURNS text
 LANGUAGE plpgsql STABLE AS $$
@@ -34,7 +39,7 @@ BEGIN
     IF webhooks.https_refuses(url) THEN
         RAISE EXCEPTION 'endpoint URL must use https: %', webhooks.redacted_url(url)
           USING ERRCODE = 'invalid_parameter_value',
-                HINT = 'webhooks.require_https is on; only loopback URLs may use http.';
+                HINT = 'webhooks.require_https is on; only localhost, 127.0.0.0/8 and [::1] may use http.';
     END IF;
     -- The poller's SSRF guard judges the same address the same way (one
     -- table, pg_webhooks_address). A warning, not an error: whether the

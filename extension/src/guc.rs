@@ -38,7 +38,7 @@ pub(crate) fn register() {
     );
     GucRegistry::define_bool_guc(
         c"webhooks.require_https",
-        c"Refuse endpoint URLs that are not https (loopback URLs are exempt).",
+        c"Refuse endpoint URLs that are not https (localhost, 127.0.0.0/8 and [::1] are exempt).",
         c"",
         &REQUIRE_HTTPS,
         GucContext::Suset,

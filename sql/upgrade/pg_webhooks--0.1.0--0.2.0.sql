@@ -1566,15 +1566,20 @@ COMMENT ON FUNCTION webhooks.check_payload(regprocedure) IS
   'Internal: raise unless a payload function has the signature (jsonb) RETURNS jsonb, is not temporary, and any '
   'search_path it sets ends with pg_temp.';
 
--- Whether webhooks.require_https refuses a URL: http to anything but loopback.
+-- Whether webhooks.require_https refuses a URL: http to anything but a
+-- loopback address written as one (127.0.0.0/8, [::1]) or localhost.
+-- Other names are not exempt, *.localhost included: a resolver may send
+-- them to the network, where http can be read.
 CREATE FUNCTION webhooks.https_refuses(url text) RETURNS boolean
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT p.scheme OPERATOR(pg_catalog.=) 'http' AND webhooks.https_required()
-           AND p.host OPERATOR(pg_catalog.<>) ALL (ARRAY['localhost', '127.0.0.1', '[::1]'])
+           AND p.host OPERATOR(pg_catalog.<>) ALL (ARRAY['localhost', 'localhost.', '[::1]'])
+           AND p.host OPERATOR(pg_catalog.!~) '^127\.[0-9]+\.[0-9]+\.[0-9]+$'
       FROM webhooks.url_parts(url) p
 $$;
 COMMENT ON FUNCTION webhooks.https_refuses(text) IS
-  'Internal: whether webhooks.require_https refuses an endpoint URL (http, and not to a loopback host).';
+  'Internal: whether webhooks.require_https refuses an endpoint URL (http, and not to localhost, 127.0.0.0/8 '
+  'or [::1]).';
 
 CREATE OR REPLACE FUNCTION webhooks.check_url(url text) RETURNS text
 LANGUAGE plpgsql STABLE AS $$
@@ -1589,7 +1594,7 @@ BEGIN
     IF webhooks.https_refuses(url) THEN
         RAISE EXCEPTION 'endpoint URL must use https: %', webhooks.redacted_url(url)
           USING ERRCODE = 'invalid_parameter_value',
-                HINT = 'webhooks.require_https is on; only loopback URLs may use http.';
+                HINT = 'webhooks.require_https is on; only localhost, 127.0.0.0/8 and [::1] may use http.';
     END IF;
     -- The poller's SSRF guard judges the same address the same way (one
     -- table, pg_webhooks_address). A warning, not an error: whether the
@@ -1990,6 +1995,16 @@ COMMENT ON FUNCTION webhooks.create_endpoint(text, text[], text, text, text, jso
                                              text, interval[], interval, interval, int4multirange, integer,
                                              boolean, integer, text, jsonb) IS
   'Register a receiver. Returns its id and its secret; the secret is shown here once and never again.';
+
+-- uuid_v7_floor() of a time before 1970 is the smallest UUIDv7, not one of the far future.
+CREATE OR REPLACE FUNCTION webhooks.uuid_v7_floor(at timestamptz) RETURNS uuid
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
+    -- (Before 1970: the smallest UUIDv7 of all, not a negative count.)
+    SELECT (lpad(to_hex(greatest(floor(extract(epoch FROM at) * 1000)::bigint, 0)), 12, '0') || repeat('0', 20))::uuid
+$$;
+COMMENT ON FUNCTION webhooks.uuid_v7_floor(timestamptz) IS
+  'The smallest UUIDv7 created at or after a time: event and delivery ids sort by creation (a delivery made '
+  'by fan-out by its event''s), so id >= webhooks.uuid_v7_floor(t) selects rows created since t (and bounds the partitions).';
 
 -- Privileges of the new functions, as a fresh install has them.
 REVOKE ALL ON FUNCTION webhooks.capture_event(), webhooks.invalidate_capture(regclass),

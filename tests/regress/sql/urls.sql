@@ -72,10 +72,9 @@ SELECT webhooks.check_url('http://localhost:8080/hooks');
 SELECT webhooks.check_url('http://127.0.0.1/');
 SELECT webhooks.check_url('http://[::1]:9/');
 SELECT webhooks.check_url('http://LOCALHOST/');
--- The exemption is for the names localhost, 127.0.0.1 and [::1] only:
--- other loopback hosts (which refused_address knows) need https.
--- KNOWN BUG: check_url's comment and this hint say "loopback", but
--- 127.0.0.2, api.localhost and localhost. are loopback and are refused.
+-- Loopback written as such may use http: any 127.x.y.z and localhost.
+-- (with its root dot); other names, *.localhost included, may not (a
+-- resolver may send them to the network).
 SELECT webhooks.check_url('http://127.0.0.2/');
 SELECT webhooks.check_url('http://api.localhost/');
 SELECT webhooks.check_url('http://localhost./');
