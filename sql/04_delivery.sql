@@ -370,6 +370,17 @@ END $$;
 COMMENT ON FUNCTION webhooks.record_outcome(uuid, integer, integer, text, double precision) IS
   'Internal: decide and apply the next state of one delivery after an attempt (used by complete_batch).';
 
+-- One home for the limit: complete_batch() truncates to it, and the
+-- poller reads no more of a response than it (when it connects).
+CREATE FUNCTION webhooks.response_body_limit() RETURNS integer
+LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT coalesce(nullif(pg_catalog.current_setting('webhooks.response_body_limit', true), '')::integer,
+                    8192)
+$$;
+COMMENT ON FUNCTION webhooks.response_body_limit() IS
+  'Poller API: characters of each response body kept in webhooks.attempt (the webhooks.response_body_limit '
+  'setting, 8192 by default).';
+
 -- Record many attempts in one transaction and decide what happens next. The
 -- common case — a success for a lease we still hold — is one set-based
 -- UPDATE; everything else goes through record_outcome() one by one. Arrays
@@ -389,8 +400,7 @@ CREATE FUNCTION webhooks.complete_batch(
 ) RETURNS text[]
 LANGUAGE plpgsql AS $$
 DECLARE
-    body_limit integer :=
-        coalesce(nullif(current_setting('webhooks.response_body_limit', true), '')::integer, 8192);
+    body_limit integer := webhooks.response_body_limit();
     succeeded  uuid[];
     statuses   text[];
 BEGIN

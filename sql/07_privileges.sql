@@ -69,5 +69,5 @@ GRANT EXECUTE ON FUNCTION webhooks.claim(integer, interval),
                               double precision[], text),
       webhooks.complete(uuid, integer, integer, text, double precision, jsonb, jsonb, text, double precision, text),
       webhooks.release(uuid[], integer[]), webhooks.next_due(), webhooks.backlog(), webhooks.version(),
-      webhooks.maintain()
+      webhooks.maintain(), webhooks.response_body_limit()
    TO webhooks_poller;

@@ -217,6 +217,21 @@ impl Db {
         self.client.read().await.clone()
     }
 
+    /// Bytes of a response body worth reading: what complete_batch() keeps
+    /// (webhooks.response_body_limit(); 0.1 kept 8192 characters).
+    pub async fn response_body_limit(&self) -> Result<usize, DbError> {
+        if !self.gives_back {
+            return Ok(8192);
+        }
+        let row = self
+            .client()
+            .await
+            .query_typed_one("SELECT webhooks.response_body_limit()", &[])
+            .await
+            .map_err(DbError::Query)?;
+        Ok(usize::try_from(row.get::<_, i32>(0)).unwrap_or(0))
+    }
+
     /// Reconnects if the current connection is closed; returns whether the
     /// database is usable now.
     pub async fn ensure_connected(&self) -> Result<(), DbError> {

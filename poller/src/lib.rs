@@ -290,6 +290,7 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
     let egress = egress(&config).await.map_err(DbError::Setup)?;
     let db = Db::open(&url, Commit::Durable).await?;
     let outcomes_db = Db::open(&url, Commit::Async).await?;
+    let body_limit = db.response_body_limit().await?;
     let metrics = Arc::new(Metrics::new());
     metrics.database_up.set(1);
     let mut background = JoinSet::new();
@@ -307,7 +308,7 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
     let shared = Arc::new(Shared {
         db,
         outcomes_db,
-        clients: send::Clients::new(egress),
+        clients: send::Clients::new(egress, body_limit),
         poller_id: config.poller_id.clone().unwrap_or_else(default_poller_id),
         metrics,
         leased: Mutex::new(HashSet::new()),

@@ -1,14 +1,12 @@
 //! One HTTP attempt: send exactly the claimed bytes, never follow redirects,
-//! keep at most RESPONSE_BODY_LIMIT bytes of the answer.
+//! keep at most the database's webhooks.response_body_limit() bytes of the
+//! answer.
 
 use crate::db::{Claimed, EndpointTls, Outcome};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
-
-/// Bytes of a response body kept for the attempt log.
-pub const RESPONSE_BODY_LIMIT: usize = 8 * 1024;
 
 /// Headers whose values are always treated as credentials in the attempt log,
 /// on top of the ones the claim names.
@@ -59,13 +57,17 @@ pub fn shown_proxy(url: &reqwest::Url) -> String {
 pub struct Clients {
     by_settings: Mutex<HashMap<(Duration, Option<EndpointTls>), reqwest::Client>>,
     egress: Egress,
+    /// Bytes of a response body read for the attempt log: the database's
+    /// webhooks.response_body_limit(), which complete_batch() keeps.
+    body_limit: usize,
 }
 
 impl Clients {
-    pub fn new(egress: Egress) -> Clients {
+    pub fn new(egress: Egress, body_limit: usize) -> Clients {
         Clients {
             by_settings: Mutex::new(HashMap::new()),
             egress,
+            body_limit,
         }
     }
 
@@ -280,9 +282,9 @@ pub async fn send(clients: &Clients, c: &Claimed) -> Outcome {
     loop {
         match response.chunk().await {
             Ok(Some(chunk)) => {
-                let room = RESPONSE_BODY_LIMIT - body.len();
+                let room = clients.body_limit - body.len();
                 body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-                if body.len() >= RESPONSE_BODY_LIMIT {
+                if body.len() >= clients.body_limit {
                     break;
                 }
             }

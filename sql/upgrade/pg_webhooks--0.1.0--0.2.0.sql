@@ -2006,6 +2006,77 @@ COMMENT ON FUNCTION webhooks.uuid_v7_floor(timestamptz) IS
   'The smallest UUIDv7 created at or after a time: event and delivery ids sort by creation (a delivery made '
   'by fan-out by its event''s), so id >= webhooks.uuid_v7_floor(t) selects rows created since t (and bounds the partitions).';
 
+-- One home for the limit: complete_batch() truncates to it, and the
+-- poller reads no more of a response than it (when it connects).
+CREATE FUNCTION webhooks.response_body_limit() RETURNS integer
+LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT coalesce(nullif(pg_catalog.current_setting('webhooks.response_body_limit', true), '')::integer,
+                    8192)
+$$;
+COMMENT ON FUNCTION webhooks.response_body_limit() IS
+  'Poller API: characters of each response body kept in webhooks.attempt (the webhooks.response_body_limit '
+  'setting, 8192 by default).';
+
+-- complete_batch() takes its limit from webhooks.response_body_limit(), as the poller does.
+CREATE OR REPLACE FUNCTION webhooks.complete_batch(
+    delivery_ids     uuid[],
+    attempts         integer[],
+    status_codes     integer[],
+    errors           text[],
+    durations_ms     double precision[],
+    request_headers  jsonb[],
+    response_headers jsonb[],
+    response_bodies  text[],
+    retry_after_s    double precision[],
+    poller           text DEFAULT NULL
+) RETURNS text[]
+LANGUAGE plpgsql AS $$
+DECLARE
+    body_limit integer := webhooks.response_body_limit();
+    succeeded  uuid[];
+    statuses   text[];
+BEGIN
+    INSERT INTO webhooks.attempt (delivery_id, attempt, started_at, duration, status_code, error,
+                                  request_headers, response_headers, response_body, poller)
+    SELECT u.id, u.attempt, clock_timestamp() - make_interval(secs => coalesce(u.ms, 0) / 1000.0),
+           make_interval(secs => coalesce(u.ms, 0) / 1000.0), u.code, u.err, u.req, u.resp,
+           left(u.body, body_limit), poller
+      FROM unnest(delivery_ids, attempts, status_codes, errors, durations_ms, request_headers,
+                  response_headers, response_bodies) AS u(id, attempt, code, err, ms, req, resp, body);
+
+    WITH done AS (
+        UPDATE webhooks.delivery d
+           SET status = 'succeeded', completed_at = now(), locked_until = NULL,
+               last_status_code = u.code, last_error = NULL
+          FROM unnest(complete_batch.delivery_ids, complete_batch.attempts, complete_batch.status_codes)
+               AS u(id, attempt, code)
+         WHERE d.id = u.id AND d.status = 'delivering' AND d.attempts = u.attempt
+           -- A subquery, not a join: joined, the planner may reach deliveries
+           -- through the endpoint's index and scan all its unfinished ones.
+           AND (SELECT e.success_codes FROM webhooks.endpoint e WHERE e.id = d.endpoint_id) @> u.code
+        RETURNING d.id, d.endpoint_id
+    ), reset AS (
+        UPDATE webhooks.endpoint e SET consecutive_failures = 0
+         WHERE e.id IN (SELECT endpoint_id FROM done) AND e.consecutive_failures <> 0
+    )
+    SELECT coalesce(array_agg(done.id), '{}') INTO succeeded FROM done;
+
+    SELECT array_agg(CASE WHEN u.id = ANY (succeeded) THEN 'succeeded'
+                          ELSE webhooks.record_outcome(u.id, u.attempt, u.code, u.err, u.retry) END
+                     ORDER BY u.ord)
+      INTO statuses
+      FROM unnest(delivery_ids, attempts, status_codes, errors, retry_after_s)
+           WITH ORDINALITY AS u(id, attempt, code, err, retry, ord);
+    RETURN coalesce(statuses, '{}');
+END $$;
+COMMENT ON FUNCTION webhooks.complete_batch(uuid[], integer[], integer[], text[], double precision[], jsonb[],
+                                            jsonb[], text[], double precision[], text) IS
+  'Poller API: log many attempts and mark each delivery succeeded, pending (retry later) or failed. '
+  'Returns the new statuses in input order (''stale'' where the lease had been lost).';
+ALTER FUNCTION webhooks.complete_batch(uuid[], integer[], integer[], text[], double precision[], jsonb[], jsonb[],
+                                       text[], double precision[], text)
+      SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+
 -- Privileges of the new functions, as a fresh install has them.
 REVOKE ALL ON FUNCTION webhooks.capture_event(), webhooks.invalidate_capture(regclass),
                        webhooks.apply_payload(regclass, jsonb), webhooks.source_changed(),
@@ -2022,7 +2093,7 @@ REVOKE ALL ON FUNCTION webhooks.capture_event(), webhooks.invalidate_capture(reg
                        webhooks.temporary_namespace(oid), webhooks.https_refuses(text),
                        webhooks.signature_function(text),
                        webhooks.check_endpoint_columns(webhooks.endpoint, webhooks.endpoint, boolean),
-                       webhooks.check_timeout(text, interval)
+                       webhooks.check_timeout(text, interval), webhooks.response_body_limit()
   FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION webhooks.capture_event(), webhooks.invalidate_capture(regclass),
                           webhooks.source_changed(), webhooks.install_capture(webhooks.source),
@@ -2038,9 +2109,9 @@ GRANT EXECUTE ON FUNCTION webhooks.capture_event(), webhooks.invalidate_capture(
                           webhooks.temporary_namespace(oid), webhooks.https_refuses(text),
                           webhooks.signature_function(text),
                           webhooks.check_endpoint_columns(webhooks.endpoint, webhooks.endpoint, boolean),
-                          webhooks.check_timeout(text, interval)
+                          webhooks.check_timeout(text, interval), webhooks.response_body_limit()
    TO webhooks_admin;
-GRANT EXECUTE ON FUNCTION webhooks.claim(integer, interval) TO webhooks_poller;
+GRANT EXECUTE ON FUNCTION webhooks.claim(integer, interval), webhooks.response_body_limit() TO webhooks_poller;
 REVOKE CREATE ON SCHEMA webhooks FROM webhooks_admin;
 -- 0.1.0 granted ALL (on PostgreSQL 17 and later, MAINTAIN too); a fresh
 -- install grants these four.

@@ -713,6 +713,37 @@ fn json_logs_are_one_object_per_line_with_the_delivery_fields() {
     assert_eq!(recorded["event"], "order.created");
 }
 
+/// The poller reads as much of a response body as the database keeps
+/// (webhooks.response_body_limit(), one home for the setting): 12,000
+/// characters under a limit of 20,000, where it used to stop at 8 KiB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn response_bodies_are_kept_up_to_the_databases_limit() {
+    let env = Env::orders("retry_schedule => '{}'").await;
+    env.db
+        .batch_execute(
+            "DO $$ BEGIN
+                 EXECUTE format('ALTER DATABASE %I SET webhooks.response_body_limit = 20000', current_database());
+             END $$;",
+        )
+        .await
+        .unwrap();
+    env.receiver.set_default(Reply::status(200).body(&"x".repeat(12_000)));
+    env.db
+        .batch_execute("INSERT INTO orders (id, customer) VALUES (1, 'c')")
+        .await
+        .unwrap();
+    let poller = Poller::start(&env.url(), &FAST).unwrap();
+    env.all_finished().await;
+    poller.stop().await.unwrap();
+    let kept: i32 = env
+        .db
+        .query_one("SELECT length(response_body) FROM webhooks.attempt", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(kept, 12_000);
+}
+
 /// One outcome the database refuses must not drop the others recorded with
 /// it: a response body with a NUL byte (which Postgres text cannot hold) is
 /// stored with U+FFFD in its place, and an outcome the database refuses for
