@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the packages of `make package` with dpkg -i, checks the unit with
 # systemd-analyze verify, creates the extension from the packaged files in a
-# fresh cluster and runs the packaged poller (tests/tests/package.rs), then
+# fresh cluster and runs the packaged poller (tests/it/package.rs), then
 # purges them and checks that nothing of theirs is left. Needs root. A source
 # install of the extension for PostgreSQL 15 is put back afterwards.
 set -euo pipefail
@@ -56,7 +56,7 @@ mkdir -p "$(dirname "$wants")"
 ln -s /lib/systemd/system/pg-webhooks-poller.service "$wants"
 
 say "the packaged extension and poller in a fresh cluster"
-PG_BINDIR=/usr/lib/postgresql/15/bin cargo test --quiet -p pg_webhooks_tests --test package -- --include-ignored
+PG_BINDIR=/usr/lib/postgresql/15/bin cargo test --quiet -p pg_webhooks_tests --test it package:: -- --include-ignored
 
 say "dpkg --purge ${names[*]}"
 dpkg --purge "${names[@]}" >/dev/null

@@ -6,7 +6,7 @@
 //! partitions, so the objects made at run time are covered too.
 //!
 //! After a deliberate change: `UPDATE_CATALOG=1 cargo test -p
-//! pg_webhooks_tests --test catalog`, then review the diff of the list.
+//! pg_webhooks_tests --test it catalog::`, then review the diff of the list.
 
 use pg_webhooks_tests::catalog::{diff, privileges_dump};
 use pg_webhooks_tests::cluster::{db_message, Cluster};
@@ -46,7 +46,7 @@ async fn every_object_has_a_reviewed_privilege_decision() {
     let got = privileges_dump(&db).await;
     if std::env::var_os("UPDATE_CATALOG").is_some() {
         let header = "# The reviewed privilege decision of every object pg_webhooks has in a database (see\n\
-                      # tests/tests/catalog.rs and SECURITY.md). <owner> is the extension's owner.\n";
+                      # tests/it/catalog.rs and SECURITY.md). <owner> is the extension's owner.\n";
         std::fs::write(LIST, header.to_owned() + &got.join("\n") + "\n").expect("write the list");
         return;
     }
@@ -60,7 +60,7 @@ async fn every_object_has_a_reviewed_privilege_decision() {
     assert!(
         differences.is_empty(),
         "objects whose privileges are not the reviewed ones ('-' in the database, '+' in the list):\n{}\n\
-         Decide each, then UPDATE_CATALOG=1 cargo test -p pg_webhooks_tests --test catalog and review the diff.",
+         Decide each, then UPDATE_CATALOG=1 cargo test -p pg_webhooks_tests --test it catalog:: and review the diff.",
         differences.join("\n")
     );
 }
