@@ -9,22 +9,17 @@ mod catalog; // every object's privilege decision against tests/catalog/privileg
 mod chaos; // the short fault-injection run
 mod delivery; // the delivery engine: retries, timeouts, pausing, ordering, signatures
 mod demo; // `make demo` keeps working
-mod dump_restore; // pg_dump and restore with the extension in use
 mod e2e; // commit to signed POST, NOTIFY, --once, retries on schedule
-mod egress; // receivers through a forward proxy, private CAs, client certificates
-mod failover; // a primary killed, its standby promoted
 mod isolation; // the claim under PostgreSQL's isolation tester
 mod operations; // stats, retry, resend, cancel, replay, send_test and purge by SQL
 mod package; // the Debian packages, installed (ignored: scripts/package-test.sh)
-mod pg_upgrade; // pg_upgrade from an older PostgreSQL (PG_UPGRADE_FROM_BINDIR)
-mod pgbouncer; // the poller through PgBouncer in transaction pooling
 mod poller_cli; // the real binary's start-up errors and passwords
 mod properties; // property tests of the SQL functions that take user input
+mod reach; // the network around the poller: TLS, PgBouncer, proxies and private CAs, failover
 mod retention; // time-partitioned history, maintain() and purge()
 mod roles; // least privilege of each role
 mod security; // attacks on the installed extension (SECURITY.md)
 mod seeds; // seed conformance: one test per product in ../shared/seeds/
 mod sql_api; // the SQL API's accepted and refused input
 mod templates; // body templates end to end
-mod tls; // TLS to PostgreSQL with libpq's sslmode
-mod upgrade; // ALTER EXTENSION UPDATE from the last release equals a fresh install
+mod upgrade; // the extension's upgrade script, pg_upgrade, pg_dump and restore
