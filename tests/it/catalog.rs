@@ -1,15 +1,20 @@
-//! Every object pg_webhooks has in a database, with its privilege decision
-//! (owner, ACL, SECURITY DEFINER, pinned settings), against the reviewed
-//! allow-list tests/catalog/privileges.txt: a new object, or a changed
-//! grant, fails here until the list says it was decided. The database has
-//! tracked tables of every kind (plain, deferred, business events) and
-//! partitions, so the objects made at run time are covered too.
+//! What the extension puts in a database, object by object. CREATE
+//! EXTENSION gives this crate's version (and a database without it fails
+//! loudly: the harness's own guard); every function, table and view in
+//! schema webhooks has a COMMENT; and every object pg_webhooks has has its
+//! privilege decision (owner, ACL, SECURITY DEFINER, pinned settings)
+//! against the reviewed allow-list tests/catalog/privileges.txt: a new
+//! object, or a changed grant, fails here until the list says it was
+//! decided. That database has tracked tables of every kind (plain,
+//! deferred, business events) and partitions, so the objects made at run
+//! time are covered too.
 //!
 //! After a deliberate change: `UPDATE_CATALOG=1 cargo test -p
 //! pg_webhooks_tests --test it catalog::`, then review the diff of the list.
 
 use pg_webhooks_tests::catalog::{diff, privileges_dump};
 use pg_webhooks_tests::cluster::{db_message, Cluster};
+use tokio_postgres::Client;
 
 const LIST: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/catalog/privileges.txt");
 
@@ -63,4 +68,44 @@ async fn every_object_has_a_reviewed_privilege_decision() {
          Decide each, then UPDATE_CATALOG=1 cargo test -p pg_webhooks_tests --test it catalog:: and review the diff.",
         differences.join("\n")
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_extension_is_in_the_test_database() {
+    // Guards the harness itself: a missing extension must fail loudly here.
+    let cluster = Cluster::start().unwrap();
+    let db = cluster.create_database("plain", false).await.unwrap();
+    let err = db.batch_execute("SELECT webhooks.version()").await.unwrap_err();
+    assert!(db_message(&err).contains("webhooks"), "{}", db_message(&err));
+    db.batch_execute("CREATE EXTENSION pg_webhooks").await.unwrap();
+    let v: String = db.query_one("SELECT webhooks.version()", &[]).await.unwrap().get(0);
+    assert_eq!(v, env!("CARGO_PKG_VERSION"));
+}
+
+/// A database with the extension and nothing else.
+async fn setup() -> (Cluster, Client) {
+    let cluster = Cluster::start().expect("cluster");
+    let db = cluster.create_database("api", true).await.expect("database");
+    (cluster, db)
+}
+
+#[tokio::test]
+async fn every_public_object_is_commented() {
+    let (_cluster, db) = setup().await;
+    let missing: Vec<String> = db
+        .query(
+            "SELECT 'function ' || p.oid::regprocedure FROM pg_proc p
+              WHERE p.pronamespace = 'webhooks'::regnamespace AND obj_description(p.oid, 'pg_proc') IS NULL
+             UNION ALL
+             SELECT 'relation ' || c.oid::regclass FROM pg_class c
+              WHERE c.relnamespace = 'webhooks'::regnamespace AND c.relkind IN ('r', 'v')
+                AND obj_description(c.oid, 'pg_class') IS NULL",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(missing.is_empty(), "COMMENT ON missing for: {missing:?}");
 }

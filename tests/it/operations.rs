@@ -1,5 +1,7 @@
 //! Operating by SQL: stats, retry, retry_failed, resend, cancel, replay,
-//! send_test and purge, against real deliveries.
+//! send_test and purge, against real deliveries. (Automatic retries on the
+//! endpoint's schedule: delivery::retry; retention by partition:
+//! retention.)
 
 use pg_webhooks_tests::cluster::refused;
 use pg_webhooks_tests::fixture::{Env, WAIT};

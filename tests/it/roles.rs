@@ -1,5 +1,6 @@
 //! Least privilege: what an application, a reader, a poller and an admin can
 //! and cannot do. Each role logs in for real (trust auth on the test cluster).
+//! Attacks by the same roles are in security::.
 
 use pg_webhooks_tests::cluster::{connect_url, db_message, refused, Cluster};
 use pg_webhooks_tests::fixture::WAIT;
@@ -131,127 +132,6 @@ async fn each_role_can_do_its_job_and_nothing_more() {
         .unwrap()
         .get(0);
     assert_eq!(updates, 2);
-}
-
-/// Capture code runs with the table owner's rights but the writer's
-/// search_path (no per-call SET, for speed): every function, operator and type
-/// in it must be schema-qualified. A writer who puts look-alikes first on the
-/// search_path must not get them called.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn capture_never_calls_a_writers_lookalike_functions_or_operators() {
-    let cluster = Cluster::start().unwrap();
-    let su = cluster.create_database("erp", true).await.unwrap();
-    su.batch_execute(
-        "CREATE ROLE app LOGIN;
-         CREATE SCHEMA evil AUTHORIZATION app;
-         CREATE TABLE public.orders (id int, region text, status text, doc jsonb, PRIMARY KEY (id, region));
-         GRANT ALL ON public.orders TO app;
-         SELECT webhooks.track('public.orders', resource => 'order', tenant_column => 'region');
-         -- Only column types the C trigger serialises: its one-row path.
-         CREATE TABLE public.customers (id int PRIMARY KEY, name text);
-         GRANT ALL ON public.customers TO app;
-         SELECT webhooks.track('public.customers', resource => 'customer');",
-    )
-    .await
-    .unwrap();
-    let app = login(&cluster, "app").await;
-    allowed(
-        &app,
-        "CREATE FUNCTION evil.boom2(text, text) RETURNS boolean LANGUAGE plpgsql AS $$BEGIN RAISE EXCEPTION 'hijacked ='; END$$;
-         CREATE OPERATOR evil.= (LEFTARG = text, RIGHTARG = text, FUNCTION = evil.boom2);
-         CREATE FUNCTION evil.boom_int(int, int) RETURNS boolean LANGUAGE plpgsql AS $$BEGIN RAISE EXCEPTION 'hijacked int ='; END$$;
-         CREATE OPERATOR evil.= (LEFTARG = int, RIGHTARG = int, FUNCTION = evil.boom_int);
-         CREATE FUNCTION evil.boom_json(jsonb, jsonb) RETURNS boolean LANGUAGE plpgsql AS $$BEGIN RAISE EXCEPTION 'hijacked jsonb ='; END$$;
-         CREATE OPERATOR evil.= (LEFTARG = jsonb, RIGHTARG = jsonb, FUNCTION = evil.boom_json);
-         CREATE FUNCTION evil.to_jsonb(anyelement) RETURNS jsonb LANGUAGE plpgsql AS $$BEGIN RAISE EXCEPTION 'hijacked to_jsonb'; END$$;
-         CREATE FUNCTION evil.boom_path(jsonb, text[]) RETURNS text LANGUAGE plpgsql AS $$BEGIN RAISE EXCEPTION 'hijacked #>>'; END$$;
-         CREATE OPERATOR evil.#>> (LEFTARG = jsonb, RIGHTARG = text[], FUNCTION = evil.boom_path);
-         CREATE FUNCTION evil.boom_minus(jsonb, text[]) RETURNS jsonb LANGUAGE plpgsql AS $$BEGIN RAISE EXCEPTION 'hijacked -'; END$$;
-         CREATE OPERATOR evil.- (LEFTARG = jsonb, RIGHTARG = text[], FUNCTION = evil.boom_minus);
-         CREATE FUNCTION evil.boom_cat(text, text) RETURNS text LANGUAGE plpgsql AS $$BEGIN RAISE EXCEPTION 'hijacked ||'; END$$;
-         CREATE OPERATOR evil.|| (LEFTARG = text, RIGHTARG = text, FUNCTION = evil.boom_cat);
-         CREATE FUNCTION evil.array_remove(anyarray, anyelement) RETURNS anyarray LANGUAGE plpgsql
-             AS $$BEGIN RAISE EXCEPTION 'hijacked array_remove'; END$$;
-         CREATE FUNCTION evil.boom_oid(oid, oid) RETURNS boolean LANGUAGE plpgsql AS $$BEGIN RAISE EXCEPTION 'hijacked oid ='; END$$;
-         CREATE OPERATOR evil.= (LEFTARG = oid, RIGHTARG = oid, FUNCTION = evil.boom_oid);
-         CREATE FUNCTION evil.boom_regclass(regclass, regclass) RETURNS boolean LANGUAGE plpgsql
-             AS $$BEGIN RAISE EXCEPTION 'hijacked regclass ='; END$$;
-         CREATE OPERATOR evil.= (LEFTARG = regclass, RIGHTARG = regclass, FUNCTION = evil.boom_regclass);
-         CREATE FUNCTION evil.format(text, name, name) RETURNS text LANGUAGE plpgsql
-             AS $$BEGIN RAISE EXCEPTION 'hijacked format'; END$$;",
-    )
-    .await;
-    // The look-alikes work when called directly: they would be found.
-    refused(&app, "SET search_path = evil, pg_catalog; SELECT 'a' = 'b'", "P0001").await;
-    allowed(
-        &app,
-        "SET search_path = evil, pg_catalog, public;
-         INSERT INTO orders VALUES (1, 'eu', 'new', '{\"a\": 1}');
-         UPDATE orders SET status = 'paid', doc = '{\"a\": 2}';
-         UPDATE orders SET status = status;
-         DELETE FROM orders;
-         INSERT INTO customers VALUES (1, 'one');
-         UPDATE customers SET name = 'uno';
-         UPDATE customers SET name = name;
-         DELETE FROM customers;",
-    )
-    .await;
-    refused(
-        &app,
-        "SET search_path = evil, pg_catalog; SELECT format('%I.%I', 'a'::name, 'b'::name)",
-        "P0001",
-    )
-    .await;
-    refused(
-        &app,
-        "SET search_path = evil, pg_catalog; SELECT 1::oid = 1::oid",
-        "P0001",
-    )
-    .await;
-    let rows = su
-        .query(
-            "SELECT event, key, tenant, previous FROM webhooks.event WHERE event LIKE 'order.%' ORDER BY id",
-            &[],
-        )
-        .await
-        .unwrap();
-    let got: Vec<(String, String, String, Option<serde_json::Value>)> =
-        rows.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3))).collect();
-    assert_eq!(
-        got,
-        [
-            ("order.created".to_owned(), "1,eu".to_owned(), "eu".to_owned(), None),
-            (
-                "order.updated".to_owned(),
-                "1,eu".to_owned(),
-                "eu".to_owned(),
-                Some(serde_json::json!({"status": "new", "doc": {"a": 1}}))
-            ),
-            ("order.deleted".to_owned(), "1,eu".to_owned(), "eu".to_owned(), None),
-        ]
-    );
-    let customers: Vec<(String, String, Option<serde_json::Value>)> = su
-        .query(
-            "SELECT event, key, previous FROM webhooks.event WHERE event LIKE 'customer.%' ORDER BY id",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
-        .collect();
-    assert_eq!(
-        customers,
-        [
-            ("customer.created".to_owned(), "1".to_owned(), None),
-            (
-                "customer.updated".to_owned(),
-                "1".to_owned(),
-                Some(serde_json::json!({"name": "one"}))
-            ),
-            ("customer.deleted".to_owned(), "1".to_owned(), None),
-        ]
-    );
 }
 
 /// Partitions are created as the extension's owner (by pollers); an admin who

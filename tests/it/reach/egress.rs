@@ -1,8 +1,10 @@
 //! Egress: receivers reached through an explicit forward proxy (CONNECT for
 //! https, started here, asking for Basic credentials), a private CA for
-//! receivers (--receiver-ca-file), --no-proxy, and the SSRF guard under a
-//! proxy; bad egress settings are one line at start.
+//! receivers (--receiver-ca-file), --no-proxy, client certificates per
+//! endpoint, and the SSRF guard, which refuses private addresses by default
+//! and still does under a proxy; bad egress settings are one line at start.
 
+use crate::delivery::FAST;
 use base64::{engine::general_purpose::STANDARD, Engine};
 use pg_webhooks_tests::cluster::free_port;
 use pg_webhooks_tests::fixture::{Env, WAIT};
@@ -436,4 +438,37 @@ async fn endpoints_present_their_own_client_certificates() {
     let all: serde_json::Value = row.get(0);
     assert!(!all.to_string().contains(&key_body), "{all}");
     pg_webhooks_tests::cluster::refused(&reader, "SELECT client_key FROM webhooks.endpoint", "42501").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ssrf_guard_refuses_private_addresses_by_default() {
+    let env = Env::orders("retry_schedule => '{}'").await;
+    let by_name = env.receiver.url("/hooks").replace("127.0.0.1", "localhost");
+    env.db
+        .execute(
+            "SELECT webhooks.create_endpoint($1, events => '{order.*}', name => 'by-name', retry_schedule => '{}')",
+            &[&by_name],
+        )
+        .await
+        .unwrap();
+    let poller = Poller::start_exact(&env.url(), &FAST).unwrap();
+    env.insert_orders([1]).await;
+    env.all_finished().await;
+    poller.stop().await.unwrap();
+    assert!(
+        env.receiver.received().is_empty(),
+        "nothing reached the private address"
+    );
+    let errors: Vec<String> = env
+        .db
+        .query("SELECT error FROM webhooks.attempt ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(errors.len(), 2);
+    for e in &errors {
+        assert!(e.contains("SSRF guard") && e.contains("loopback"), "{e}");
+    }
 }

@@ -1,5 +1,5 @@
 //! Body templates end to end: typed placeholders, interpolation, per-attempt
-//! values, and validation when saved (each seed's body: tests/seeds.rs).
+//! values, and validation when saved (each seed's body: seeds::).
 
 use pg_webhooks_tests::cluster::sqlstate;
 use pg_webhooks_tests::fixture::{Env, WAIT};
