@@ -41,7 +41,7 @@ for v in "${versions[@]}"; do
     PG_VERSIONS="$v" bash scripts/setup.sh
 
     say "PostgreSQL $v: end-to-end tests"
-    # tests/pg_upgrade.rs upgrades from the first version of the list to
+    # tests/it/upgrade/pg_upgrade.rs upgrades from the first version of the list to
     # each later one (it is skipped in the first's pass).
     upgrade_from=()
     if [ "$v" != "${versions[0]}" ]; then

@@ -1,7 +1,7 @@
 //! Endpoint URLs, parsed by the same `url` crate the poller's HTTP client
 //! uses: a URL accepted here is one the poller can send to. (A hand-written
 //! pattern accepted `http://300.1.1.1/` and ports above 65535, which no
-//! delivery could ever reach; the property test in tests/tests/properties.rs
+//! delivery could ever reach; the property test in tests/it/properties.rs
 //! found them.)
 
 use url::Url;

@@ -1,4 +1,4 @@
-//! Test harness shared by the end-to-end tests, the demo and the benchmarks:
+//! Test harness shared by the end-to-end tests (tests/it/), the demo and the benchmarks:
 //! a throwaway PostgreSQL 15 cluster and a recording HTTP receiver.
 
 pub mod catalog;
