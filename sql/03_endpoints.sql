@@ -755,15 +755,36 @@ COMMENT ON FUNCTION webhooks.redacted_url(text) IS
   'An endpoint URL as readers see it: scheme, host and port as the poller parses them; any path, query or '
   'fragment shown as /[redacted].';
 
+-- The one list of which header values are secret, for readers
+-- (redacted_headers() in the endpoints view) and for attempts (claim()
+-- gives it to the poller, which records those values as [redacted]).
+CREATE FUNCTION webhooks.credential_headers() RETURNS text[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN '{Authorization,Proxy-Authorization,Cookie}'::text[];
+COMMENT ON FUNCTION webhooks.credential_headers() IS
+  'Headers whose values are credentials: never shown to readers nor recorded in attempts, and never public.';
+
+CREATE FUNCTION webhooks.secret_headers(headers jsonb, public_headers text[]) RETURNS text[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT webhooks.credential_headers()
+           || ARRAY(SELECT h FROM jsonb_object_keys(coalesce(headers, '{}')) h
+                     -- (NOT EXISTS: a NULL element must not make every header public.)
+                     WHERE NOT EXISTS (SELECT 1 FROM unnest(public_headers) p WHERE lower(p) = lower(h))
+                     ORDER BY h)
+$$;
+COMMENT ON FUNCTION webhooks.secret_headers(jsonb, text[]) IS
+  'The header names whose values are secret: webhooks.credential_headers(), and the custom headers not in '
+  'public_headers (names compared case-insensitively).';
+
 CREATE FUNCTION webhooks.redacted_headers(headers jsonb, public_headers text[]) RETURNS jsonb
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
-    SELECT coalesce(jsonb_object_agg(h.key, CASE WHEN lower(h.key) IN (SELECT lower(p) FROM unnest(public_headers) p)
-                                                 THEN h.value ELSE '"[redacted]"'::jsonb END), '{}')
+    SELECT coalesce(jsonb_object_agg(h.key, CASE WHEN lower(h.key) IN (SELECT lower(s)
+                                                                        FROM unnest(webhooks.secret_headers(headers, public_headers)) s)
+                                                 THEN '"[redacted]"'::jsonb ELSE h.value END), '{}')
       FROM jsonb_each(headers) h
 $$;
 COMMENT ON FUNCTION webhooks.redacted_headers(jsonb, text[]) IS
-  'Custom headers as readers see them: values [redacted] except those of public_headers (names compared '
-  'case-insensitively).';
+  'Custom headers as readers see them: the values of webhooks.secret_headers() [redacted].';
 
 CREATE FUNCTION webhooks.set_public_headers(endpoint bigint, public_headers text[]) RETURNS void
 LANGUAGE plpgsql AS $$
@@ -771,13 +792,20 @@ DECLARE
     e webhooks.endpoint := webhooks.endpoint_row(endpoint);
 BEGIN
     PERFORM webhooks.check_header_name(h) FROM unnest(coalesce(public_headers, '{}')) h;
+    IF EXISTS (SELECT 1 FROM unnest(public_headers) h
+                WHERE lower(h) IN (SELECT lower(c) FROM unnest(webhooks.credential_headers()) c)) THEN
+        RAISE EXCEPTION 'public_headers cannot name a credential header (%)',
+                        array_to_string(webhooks.credential_headers(), ', ')
+          USING ERRCODE = 'invalid_parameter_value';
+    END IF;
     UPDATE webhooks.endpoint x SET public_headers = coalesce(set_public_headers.public_headers, '{}'),
                                    updated_at = now()
      WHERE x.id = e.id;
 END $$;
 COMMENT ON FUNCTION webhooks.set_public_headers(bigint, text[]) IS
   'Name the custom headers of an endpoint whose values are not secret: readers see them in webhooks.endpoints '
-  'and in attempts; every other custom header''s value is [redacted] there.';
+  'and in attempts; every other custom header''s value is [redacted] there. Credential headers '
+  '(webhooks.credential_headers()) cannot be named.';
 
 -- Admins (and superusers) see URLs and headers whole: they manage them.
 CREATE VIEW webhooks.endpoints AS

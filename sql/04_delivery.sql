@@ -207,14 +207,11 @@ BEGIN
            r.body,
            (extract(epoch FROM e.timeout) * 1000)::bigint,
            (extract(epoch FROM e.connect_timeout) * 1000)::bigint,
-           -- Recorded as [redacted] in attempts: credentials, and custom
-           -- headers not marked public.
-           CASE e.auth ->> 'type' WHEN 'header' THEN ARRAY[e.auth ->> 'name']
-                                  WHEN 'bearer' THEN '{Authorization}'::text[]
-                                  WHEN 'basic' THEN '{Authorization}'::text[]
-                                  ELSE '{}'::text[] END
-             || ARRAY(SELECT h FROM jsonb_object_keys(e.headers) h
-                       WHERE NOT EXISTS (SELECT 1 FROM unnest(e.public_headers) p WHERE lower(p) = lower(h))),
+           -- Recorded as [redacted] in attempts: the auth header (bearer and
+           -- basic are Authorization, a credential header), and the secret
+           -- ones of webhooks.secret_headers().
+           CASE WHEN e.auth ->> 'type' = 'header' THEN ARRAY[e.auth ->> 'name'] ELSE '{}'::text[] END
+             || webhooks.secret_headers(e.headers, e.public_headers),
            extract(epoch FROM ev.created_at)::double precision,
            e.client_cert, e.client_key, e.ca_cert
       FROM claimed c

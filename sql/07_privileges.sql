@@ -50,13 +50,15 @@ GRANT SELECT ON webhooks.endpoints, webhooks.sources, webhooks.delivery_log,
                 webhooks.event, webhooks.delivery, webhooks.attempt
    TO webhooks_reader;
 -- endpoint_matches() and the envelope() it filters on are in the
--- delivery_log view, redacted_url() and redacted_headers() in the endpoints
+-- delivery_log view, redacted_url() and redacted_headers() (with the
+-- secret_headers() and credential_headers() it calls) in the endpoints
 -- view, whose functions are checked against the reader; all are pure.
 GRANT EXECUTE ON FUNCTION webhooks.version(), webhooks.retry_delay(interval[], integer, interval, double precision),
                           webhooks.event_matches(text[], text), webhooks.stats(interval),
                           webhooks.endpoint_matches(webhooks.endpoint, webhooks.event),
                           webhooks.envelope(webhooks.event), webhooks.redacted_url(text),
-                          webhooks.redacted_headers(jsonb, text[]),
+                          webhooks.redacted_headers(jsonb, text[]), webhooks.secret_headers(jsonb, text[]),
+                          webhooks.credential_headers(),
                           webhooks.payload_function(text, oid, text, name), webhooks.oid_scope(),
                           webhooks.temporary_namespace(oid), webhooks.signature_function(text)
    TO webhooks_reader;

@@ -150,49 +150,47 @@ LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     here   text := webhooks.oid_scope();
     fix    record;
-    fn     regprocedure;
+    cur    record;
+    fix_count integer;
     synced integer := 0;
 BEGIN
-    FOR fix IN SELECT 'source' AS kind, s.id FROM webhooks.source s WHERE s.payload IS NOT NULL
+    FOR fix IN SELECT 'source' AS settings, s.id FROM webhooks.source s WHERE s.payload IS NOT NULL
                UNION ALL
                SELECT 'source_event', x.id FROM webhooks.source_event x WHERE x.payload IS NOT NULL LOOP
         BEGIN
-            -- A row someone holds is skipped rather than waited for: this
-            -- runs inside the DBA's DDL.
-            IF fix.kind = 'source' THEN
-                SELECT webhooks.payload_function(s.payload, s.payload_oid, s.payload_scope, s.payload_owner)
-                  INTO fn
-                  FROM webhooks.source s
-                 WHERE s.id = fix.id
-                   AND (s.payload_scope IS DISTINCT FROM here OR s.payload IS DISTINCT FROM
-                            webhooks.payload_function(s.payload, s.payload_oid, s.payload_scope, s.payload_owner)::text
-                        OR s.payload_owner IS DISTINCT FROM
-                            (SELECT pg_catalog.pg_get_userbyid(p.proowner) FROM pg_catalog.pg_proc p
-                              WHERE p.oid = s.payload_oid))
-                   FOR UPDATE SKIP LOCKED;
-            ELSE
-                SELECT webhooks.payload_function(x.payload, x.payload_oid, x.payload_scope, x.payload_owner)
-                  INTO fn
-                  FROM webhooks.source_event x
-                 WHERE x.id = fix.id
-                   AND (x.payload_scope IS DISTINCT FROM here OR x.payload IS DISTINCT FROM
-                            webhooks.payload_function(x.payload, x.payload_oid, x.payload_scope, x.payload_owner)::text
-                        OR x.payload_owner IS DISTINCT FROM
-                            (SELECT pg_catalog.pg_get_userbyid(p.proowner) FROM pg_catalog.pg_proc p
-                              WHERE p.oid = x.payload_oid))
-                   FOR UPDATE SKIP LOCKED;
-            END IF;
-            CONTINUE WHEN fn IS NULL;
+            EXECUTE pg_catalog.format(
+                'SELECT s.payload, s.payload_oid, s.payload_scope, s.payload_owner, f.fn,
+                        (SELECT pg_catalog.pg_get_userbyid(p.proowner) FROM pg_catalog.pg_proc p
+                          WHERE p.oid OPERATOR(pg_catalog.=) f.fn::pg_catalog.oid) AS fn_owner
+                   FROM webhooks.%I s,
+                        LATERAL (SELECT webhooks.payload_function(s.payload, s.payload_oid, s.payload_scope,
+                                                                  s.payload_owner) AS fn OFFSET 0) f
+                  WHERE s.id OPERATOR(pg_catalog.=) $1', fix.settings)
+              INTO cur USING fix.id;
+            -- Written only if the row is not this database's yet, or if its
+            -- signature or owner no longer prints as the function does.
+            CONTINUE WHEN cur.fn IS NULL
+                       OR (cur.payload_scope IS NOT DISTINCT FROM here
+                           AND cur.payload IS NOT DISTINCT FROM cur.fn::pg_catalog.text
+                           AND cur.payload_owner IS NOT DISTINCT FROM cur.fn_owner);
+            -- A row someone holds is skipped rather than waited for (this
+            -- runs inside the DBA's DDL), and one changed since it was read
+            -- is left for the next run.
             -- (webhooks.source_changed() writes signature and owner from the OID.)
-            IF fix.kind = 'source' THEN
-                UPDATE webhooks.source s SET payload = NULL, payload_oid = fn::pg_catalog.oid, payload_scope = here
-                 WHERE s.id = fix.id;
-            ELSE
-                UPDATE webhooks.source_event x SET payload = NULL, payload_oid = fn::pg_catalog.oid,
-                                                   payload_scope = here
-                 WHERE x.id = fix.id;
-            END IF;
-            synced := synced + 1;
+            EXECUTE pg_catalog.format(
+                'UPDATE webhooks.%1$I s SET payload = NULL, payload_oid = $2, payload_scope = $3
+                  WHERE s.id OPERATOR(pg_catalog.=)
+                            (SELECT l.id FROM webhooks.%1$I l
+                              WHERE l.id OPERATOR(pg_catalog.=) $1
+                                AND l.payload IS NOT DISTINCT FROM $4
+                                AND l.payload_oid IS NOT DISTINCT FROM $5
+                                AND l.payload_scope IS NOT DISTINCT FROM $6
+                                AND l.payload_owner IS NOT DISTINCT FROM $7
+                                FOR UPDATE SKIP LOCKED)', fix.settings)
+              USING fix.id, cur.fn::pg_catalog.oid, here,
+                    cur.payload, cur.payload_oid, cur.payload_scope, cur.payload_owner;
+            GET DIAGNOSTICS fix_count = ROW_COUNT;
+            synced := synced + fix_count;
         EXCEPTION WHEN OTHERS THEN
             -- Whatever one row's trouble, the others are synced and the
             -- DDL goes on; capture reports that row's function.

@@ -196,9 +196,59 @@ pub struct Db {
     url: String,
     commit: Commit,
     client: RwLock<Arc<Client>>,
-    /// Whether webhooks.release() works here: 0.1's failed on every call
+    /// The extension's SQL the poller talks to (read when it connects).
+    pub schema: Schema,
+}
+
+/// What the installed extension's SQL offers, by its release: a poller
+/// works against an extension not yet updated (`ALTER EXTENSION pg_webhooks
+/// UPDATE` may come after the new poller), so each difference is asked of
+/// this, in one place.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Schema {
+    V0_1,
+    V0_2,
+}
+
+impl Schema {
+    fn of(version: &str) -> Schema {
+        if version.starts_with("0.1.") {
+            Schema::V0_1
+        } else {
+            Schema::V0_2
+        }
+    }
+
+    /// Whether webhooks.release() works: 0.1's failed on every call
     /// (42P10), so against 0.1 nothing claimed is given back.
-    pub gives_back: bool,
+    pub fn gives_back(self) -> bool {
+        self != Schema::V0_1
+    }
+
+    /// The claim: 0.1's claim() has no TLS columns (client_cert,
+    /// client_key, ca_cert), and its redact names only the auth and custom
+    /// headers (later ones add webhooks.credential_headers(), these three).
+    fn claim_sql(self) -> &'static str {
+        match self {
+            Schema::V0_2 => {
+                "SELECT delivery_id, attempt, endpoint_id, event, url, method, headers, body, \
+                        timeout_ms, connect_timeout_ms, redact, event_created_at, client_cert, client_key, ca_cert \
+                   FROM webhooks.claim($1, make_interval(secs => $2))"
+            }
+            Schema::V0_1 => {
+                "SELECT delivery_id, attempt, endpoint_id, event, url, method, headers, body, timeout_ms, \
+                        connect_timeout_ms, redact || '{Authorization,Proxy-Authorization,Cookie}'::text[], \
+                        event_created_at, NULL::text, NULL::text, NULL::text \
+                   FROM webhooks.claim($1, make_interval(secs => $2))"
+            }
+        }
+    }
+
+    /// Whether webhooks.response_body_limit() exists (0.1 kept 8192
+    /// characters of each response body).
+    fn names_body_limit(self) -> bool {
+        self != Schema::V0_1
+    }
 }
 
 impl Db {
@@ -209,7 +259,7 @@ impl Db {
             url: url.to_owned(),
             commit,
             client: RwLock::new(Arc::new(client)),
-            gives_back: !version.starts_with("0.1."),
+            schema: Schema::of(&version),
         })
     }
 
@@ -220,7 +270,7 @@ impl Db {
     /// Bytes of a response body worth reading: what complete_batch() keeps
     /// (webhooks.response_body_limit(); 0.1 kept 8192 characters).
     pub async fn response_body_limit(&self) -> Result<usize, DbError> {
-        if !self.gives_back {
+        if !self.schema.names_body_limit() {
             return Ok(8192);
         }
         let row = self
@@ -263,16 +313,7 @@ impl Db {
         let client = self.client().await;
         let params: [(&(dyn tokio_postgres::types::ToSql + Sync), Type); 2] =
             [(&(batch as i32), Type::INT4), (&lease.as_secs_f64(), Type::FLOAT8)];
-        // 0.1 extensions have no TLS columns in the claim.
-        let sql = if self.gives_back {
-            "SELECT delivery_id, attempt, endpoint_id, event, url, method, headers, body, \
-                    timeout_ms, connect_timeout_ms, redact, event_created_at, client_cert, client_key, ca_cert \
-               FROM webhooks.claim($1, make_interval(secs => $2))"
-        } else {
-            "SELECT delivery_id, attempt, endpoint_id, event, url, method, headers, body, \
-                    timeout_ms, connect_timeout_ms, redact, event_created_at, NULL::text, NULL::text, NULL::text \
-               FROM webhooks.claim($1, make_interval(secs => $2))"
-        };
+        let sql = self.schema.claim_sql();
         let rows = client.query_typed_raw(sql, params).await.map_err(DbError::Query)?;
         futures_util::pin_mut!(rows);
         let mut kept = Vec::new();

@@ -339,7 +339,7 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>) -> Result<
     let (done_tx, done_rx) = mpsc::channel(config.concurrency.max(1) as usize);
     let completer = tokio::spawn(completer(shared.clone(), done_rx, give_up));
     let permits = Arc::new(Semaphore::new(config.concurrency as usize));
-    let byte_budget = if shared.db.gives_back {
+    let byte_budget = if shared.db.schema.gives_back() {
         config.max_in_flight_bytes as usize
     } else {
         tracing::warn!("extension 0.1 cannot give deliveries back (its release() fails): --max-in-flight-bytes is not applied; upgrade the extension");

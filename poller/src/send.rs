@@ -8,10 +8,6 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
-/// Headers whose values are always treated as credentials in the attempt log,
-/// on top of the ones the claim names.
-const REDACTED: &[&str] = &["authorization", "proxy-authorization", "cookie"];
-
 /// How requests leave this host: the SSRF guard, an explicit proxy, and
 /// extra CA certificates for receivers.
 #[derive(Clone, Default)]
@@ -119,7 +115,6 @@ impl Clients {
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(connect_timeout)
             .pool_idle_timeout(Duration::from_secs(60))
-            .user_agent(concat!("pg_webhooks/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| match tls {
                 // (reqwest checks the pair only here.)
@@ -167,12 +162,13 @@ fn header_map(headers: &serde_json::Value) -> Result<HeaderMap, String> {
     Ok(map)
 }
 
-fn redacted(headers: &serde_json::Value, also: &[String]) -> serde_json::Value {
+/// The headers as the attempt log keeps them: the values of those the claim
+/// names secret (webhooks.secret_headers() decides which) as `[redacted]`.
+fn redacted(headers: &serde_json::Value, secret: &[String]) -> serde_json::Value {
     let mut out = serde_json::Map::new();
     if let Some(obj) = headers.as_object() {
         for (name, value) in obj {
-            let lower = name.to_ascii_lowercase();
-            let v = if REDACTED.contains(&lower.as_str()) || also.iter().any(|a| a.eq_ignore_ascii_case(name)) {
+            let v = if secret.iter().any(|a| a.eq_ignore_ascii_case(name)) {
                 serde_json::Value::from("[redacted]")
             } else {
                 value.clone()
@@ -326,7 +322,7 @@ mod tests {
     #[test]
     fn credentials_are_redacted() {
         let h = serde_json::json!({"Authorization": "Bearer x", "X-Api-Key": "k", "X-Webhook-Event": "a.b"});
-        let r = redacted(&h, &["x-api-key".to_owned()]);
+        let r = redacted(&h, &["authorization".to_owned(), "x-api-key".to_owned()]);
         assert_eq!(r["Authorization"], "[redacted]");
         assert_eq!(r["X-Api-Key"], "[redacted]");
         assert_eq!(r["X-Webhook-Event"], "a.b");

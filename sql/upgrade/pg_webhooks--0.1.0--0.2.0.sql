@@ -125,23 +125,35 @@ COMMENT ON COLUMN webhooks.endpoint.public_headers IS
   'is shown as [redacted]. Set with webhooks.set_public_headers().';
 ALTER TABLE webhooks.endpoint ADD COLUMN client_cert text, ADD COLUMN client_key text, ADD COLUMN ca_cert text;
 
+-- Where an OID means the object it was read from: this cluster (pg_upgrade
+-- makes a new system identifier), this database and this installation of
+-- the extension (a restore makes new ones). Nothing done inside one
+-- database changes it.
+CREATE FUNCTION webhooks.oid_scope() RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT pg_catalog.concat_ws('/', (SELECT c.system_identifier FROM pg_catalog.pg_control_system() c),
+                                (SELECT d.oid FROM pg_catalog.pg_database d
+                                  WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database()),
+                                (SELECT e.oid FROM pg_catalog.pg_extension e
+                                  WHERE e.extname OPERATOR(pg_catalog.=) 'pg_webhooks'))
+$$;
+COMMENT ON FUNCTION webhooks.oid_scope() IS
+  'Internal: system identifier/database OID/extension OID, where an OID kept in the settings (payload_oid) '
+  'names what it was read from.';
+
 -- Payload functions were regprocedure columns, which pg_upgrade refuses
 -- (function OIDs change there): now the OID, which names the function in
 -- this database, and the signature and owner, which name it after a
 -- pg_upgrade or a restore (webhooks.payload_function()). payload_scope says
--- where the OID was read: the expression is webhooks.oid_scope()'s, which
--- does not exist yet. The view on them is made again below.
+-- where the OID was read (webhooks.oid_scope(), above). The view on
+-- them is made again below.
 DROP VIEW webhooks.sources;
 ALTER TABLE webhooks.source ADD COLUMN payload_oid oid, ADD COLUMN payload_scope text, ADD COLUMN payload_owner name;
 ALTER TABLE webhooks.source_event ADD COLUMN payload_oid oid, ADD COLUMN payload_scope text,
                                   ADD COLUMN payload_owner name;
 DO $$
 DECLARE
-    here text := pg_catalog.concat_ws('/', (SELECT c.system_identifier FROM pg_catalog.pg_control_system() c),
-                                      (SELECT d.oid FROM pg_catalog.pg_database d
-                                        WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database()),
-                                      (SELECT e.oid FROM pg_catalog.pg_extension e
-                                        WHERE e.extname OPERATOR(pg_catalog.=) 'pg_webhooks'));
+    here text := webhooks.oid_scope();
     gone text;
 BEGIN
     UPDATE webhooks.source s
@@ -319,15 +331,36 @@ AS 'MODULE_PATHNAME', 'checked_event_size' LANGUAGE c STABLE STRICT PARALLEL SAF
 COMMENT ON FUNCTION webhooks.checked_event_size(jsonb) IS
   'Internal: the event data, or 54000 if it is bigger than webhooks.max_event_size.';
 
+-- The one list of which header values are secret, for readers
+-- (redacted_headers() in the endpoints view) and for attempts (claim()
+-- gives it to the poller, which records those values as [redacted]).
+CREATE FUNCTION webhooks.credential_headers() RETURNS text[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN '{Authorization,Proxy-Authorization,Cookie}'::text[];
+COMMENT ON FUNCTION webhooks.credential_headers() IS
+  'Headers whose values are credentials: never shown to readers nor recorded in attempts, and never public.';
+
+CREATE FUNCTION webhooks.secret_headers(headers jsonb, public_headers text[]) RETURNS text[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT webhooks.credential_headers()
+           || ARRAY(SELECT h FROM jsonb_object_keys(coalesce(headers, '{}')) h
+                     -- (NOT EXISTS: a NULL element must not make every header public.)
+                     WHERE NOT EXISTS (SELECT 1 FROM unnest(public_headers) p WHERE lower(p) = lower(h))
+                     ORDER BY h)
+$$;
+COMMENT ON FUNCTION webhooks.secret_headers(jsonb, text[]) IS
+  'The header names whose values are secret: webhooks.credential_headers(), and the custom headers not in '
+  'public_headers (names compared case-insensitively).';
+
 CREATE FUNCTION webhooks.redacted_headers(headers jsonb, public_headers text[]) RETURNS jsonb
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
-    SELECT coalesce(jsonb_object_agg(h.key, CASE WHEN lower(h.key) IN (SELECT lower(p) FROM unnest(public_headers) p)
-                                                 THEN h.value ELSE '"[redacted]"'::jsonb END), '{}')
+    SELECT coalesce(jsonb_object_agg(h.key, CASE WHEN lower(h.key) IN (SELECT lower(s)
+                                                                        FROM unnest(webhooks.secret_headers(headers, public_headers)) s)
+                                                 THEN '"[redacted]"'::jsonb ELSE h.value END), '{}')
       FROM jsonb_each(headers) h
 $$;
 COMMENT ON FUNCTION webhooks.redacted_headers(jsonb, text[]) IS
-  'Custom headers as readers see them: values [redacted] except those of public_headers (names compared '
-  'case-insensitively).';
+  'Custom headers as readers see them: the values of webhooks.secret_headers() [redacted].';
 
 CREATE FUNCTION webhooks.set_public_headers(endpoint bigint, public_headers text[]) RETURNS void
 LANGUAGE plpgsql AS $$
@@ -335,13 +368,20 @@ DECLARE
     e webhooks.endpoint := webhooks.endpoint_row(endpoint);
 BEGIN
     PERFORM webhooks.check_header_name(h) FROM unnest(coalesce(public_headers, '{}')) h;
+    IF EXISTS (SELECT 1 FROM unnest(public_headers) h
+                WHERE lower(h) IN (SELECT lower(c) FROM unnest(webhooks.credential_headers()) c)) THEN
+        RAISE EXCEPTION 'public_headers cannot name a credential header (%)',
+                        array_to_string(webhooks.credential_headers(), ', ')
+          USING ERRCODE = 'invalid_parameter_value';
+    END IF;
     UPDATE webhooks.endpoint x SET public_headers = coalesce(set_public_headers.public_headers, '{}'),
                                    updated_at = now()
      WHERE x.id = e.id;
 END $$;
 COMMENT ON FUNCTION webhooks.set_public_headers(bigint, text[]) IS
   'Name the custom headers of an endpoint whose values are not secret: readers see them in webhooks.endpoints '
-  'and in attempts; every other custom header''s value is [redacted] there.';
+  'and in attempts; every other custom header''s value is [redacted] there. Credential headers '
+  '(webhooks.credential_headers()) cannot be named.';
 
 CREATE FUNCTION webhooks.commit_staged(source regclass) RETURNS bigint
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -442,21 +482,6 @@ COMMENT ON VIEW webhooks.endpoints IS
   'Endpoints without their secrets or credentials; for roles that are not webhooks_admin members, URL path and '
   'query, and custom header values not marked public, [redacted] too.';
 
--- Where an OID means the object it was read from: this cluster (pg_upgrade
--- makes a new system identifier), this database and this installation of
--- the extension (a restore makes new ones). Nothing done inside one
--- database changes it.
-CREATE FUNCTION webhooks.oid_scope() RETURNS text
-LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT pg_catalog.concat_ws('/', (SELECT c.system_identifier FROM pg_catalog.pg_control_system() c),
-                                (SELECT d.oid FROM pg_catalog.pg_database d
-                                  WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database()),
-                                (SELECT e.oid FROM pg_catalog.pg_extension e
-                                  WHERE e.extname OPERATOR(pg_catalog.=) 'pg_webhooks'))
-$$;
-COMMENT ON FUNCTION webhooks.oid_scope() IS
-  'Internal: system identifier/database OID/extension OID, where an OID kept in the settings (payload_oid) '
-  'names what it was read from.';
 
 -- pg_temp_N and pg_toast_temp_N, anyone's.
 CREATE FUNCTION webhooks.temporary_namespace(namespace oid) RETURNS boolean
@@ -1509,14 +1534,11 @@ BEGIN
            r.body,
            (extract(epoch FROM e.timeout) * 1000)::bigint,
            (extract(epoch FROM e.connect_timeout) * 1000)::bigint,
-           -- Recorded as [redacted] in attempts: credentials, and custom
-           -- headers not marked public.
-           CASE e.auth ->> 'type' WHEN 'header' THEN ARRAY[e.auth ->> 'name']
-                                  WHEN 'bearer' THEN '{Authorization}'::text[]
-                                  WHEN 'basic' THEN '{Authorization}'::text[]
-                                  ELSE '{}'::text[] END
-             || ARRAY(SELECT h FROM jsonb_object_keys(e.headers) h
-                       WHERE NOT EXISTS (SELECT 1 FROM unnest(e.public_headers) p WHERE lower(p) = lower(h))),
+           -- Recorded as [redacted] in attempts: the auth header (bearer and
+           -- basic are Authorization, a credential header), and the secret
+           -- ones of webhooks.secret_headers().
+           CASE WHEN e.auth ->> 'type' = 'header' THEN ARRAY[e.auth ->> 'name'] ELSE '{}'::text[] END
+             || webhooks.secret_headers(e.headers, e.public_headers),
            extract(epoch FROM ev.created_at)::double precision,
            e.client_cert, e.client_key, e.ca_cert
       FROM claimed c
@@ -1675,49 +1697,47 @@ LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     here   text := webhooks.oid_scope();
     fix    record;
-    fn     regprocedure;
+    cur    record;
+    fix_count integer;
     synced integer := 0;
 BEGIN
-    FOR fix IN SELECT 'source' AS kind, s.id FROM webhooks.source s WHERE s.payload IS NOT NULL
+    FOR fix IN SELECT 'source' AS settings, s.id FROM webhooks.source s WHERE s.payload IS NOT NULL
                UNION ALL
                SELECT 'source_event', x.id FROM webhooks.source_event x WHERE x.payload IS NOT NULL LOOP
         BEGIN
-            -- A row someone holds is skipped rather than waited for: this
-            -- runs inside the DBA's DDL.
-            IF fix.kind = 'source' THEN
-                SELECT webhooks.payload_function(s.payload, s.payload_oid, s.payload_scope, s.payload_owner)
-                  INTO fn
-                  FROM webhooks.source s
-                 WHERE s.id = fix.id
-                   AND (s.payload_scope IS DISTINCT FROM here OR s.payload IS DISTINCT FROM
-                            webhooks.payload_function(s.payload, s.payload_oid, s.payload_scope, s.payload_owner)::text
-                        OR s.payload_owner IS DISTINCT FROM
-                            (SELECT pg_catalog.pg_get_userbyid(p.proowner) FROM pg_catalog.pg_proc p
-                              WHERE p.oid = s.payload_oid))
-                   FOR UPDATE SKIP LOCKED;
-            ELSE
-                SELECT webhooks.payload_function(x.payload, x.payload_oid, x.payload_scope, x.payload_owner)
-                  INTO fn
-                  FROM webhooks.source_event x
-                 WHERE x.id = fix.id
-                   AND (x.payload_scope IS DISTINCT FROM here OR x.payload IS DISTINCT FROM
-                            webhooks.payload_function(x.payload, x.payload_oid, x.payload_scope, x.payload_owner)::text
-                        OR x.payload_owner IS DISTINCT FROM
-                            (SELECT pg_catalog.pg_get_userbyid(p.proowner) FROM pg_catalog.pg_proc p
-                              WHERE p.oid = x.payload_oid))
-                   FOR UPDATE SKIP LOCKED;
-            END IF;
-            CONTINUE WHEN fn IS NULL;
+            EXECUTE pg_catalog.format(
+                'SELECT s.payload, s.payload_oid, s.payload_scope, s.payload_owner, f.fn,
+                        (SELECT pg_catalog.pg_get_userbyid(p.proowner) FROM pg_catalog.pg_proc p
+                          WHERE p.oid OPERATOR(pg_catalog.=) f.fn::pg_catalog.oid) AS fn_owner
+                   FROM webhooks.%I s,
+                        LATERAL (SELECT webhooks.payload_function(s.payload, s.payload_oid, s.payload_scope,
+                                                                  s.payload_owner) AS fn OFFSET 0) f
+                  WHERE s.id OPERATOR(pg_catalog.=) $1', fix.settings)
+              INTO cur USING fix.id;
+            -- Written only if the row is not this database's yet, or if its
+            -- signature or owner no longer prints as the function does.
+            CONTINUE WHEN cur.fn IS NULL
+                       OR (cur.payload_scope IS NOT DISTINCT FROM here
+                           AND cur.payload IS NOT DISTINCT FROM cur.fn::pg_catalog.text
+                           AND cur.payload_owner IS NOT DISTINCT FROM cur.fn_owner);
+            -- A row someone holds is skipped rather than waited for (this
+            -- runs inside the DBA's DDL), and one changed since it was read
+            -- is left for the next run.
             -- (webhooks.source_changed() writes signature and owner from the OID.)
-            IF fix.kind = 'source' THEN
-                UPDATE webhooks.source s SET payload = NULL, payload_oid = fn::pg_catalog.oid, payload_scope = here
-                 WHERE s.id = fix.id;
-            ELSE
-                UPDATE webhooks.source_event x SET payload = NULL, payload_oid = fn::pg_catalog.oid,
-                                                   payload_scope = here
-                 WHERE x.id = fix.id;
-            END IF;
-            synced := synced + 1;
+            EXECUTE pg_catalog.format(
+                'UPDATE webhooks.%1$I s SET payload = NULL, payload_oid = $2, payload_scope = $3
+                  WHERE s.id OPERATOR(pg_catalog.=)
+                            (SELECT l.id FROM webhooks.%1$I l
+                              WHERE l.id OPERATOR(pg_catalog.=) $1
+                                AND l.payload IS NOT DISTINCT FROM $4
+                                AND l.payload_oid IS NOT DISTINCT FROM $5
+                                AND l.payload_scope IS NOT DISTINCT FROM $6
+                                AND l.payload_owner IS NOT DISTINCT FROM $7
+                                FOR UPDATE SKIP LOCKED)', fix.settings)
+              USING fix.id, cur.fn::pg_catalog.oid, here,
+                    cur.payload, cur.payload_oid, cur.payload_scope, cur.payload_owner;
+            GET DIAGNOSTICS fix_count = ROW_COUNT;
+            synced := synced + fix_count;
         EXCEPTION WHEN OTHERS THEN
             -- Whatever one row's trouble, the others are synced and the
             -- DDL goes on; capture reports that row's function.
@@ -2093,7 +2113,8 @@ REVOKE ALL ON FUNCTION webhooks.capture_event(), webhooks.invalidate_capture(reg
                        webhooks.temporary_namespace(oid), webhooks.https_refuses(text),
                        webhooks.signature_function(text),
                        webhooks.check_endpoint_columns(webhooks.endpoint, webhooks.endpoint, boolean),
-                       webhooks.check_timeout(text, interval), webhooks.response_body_limit()
+                       webhooks.check_timeout(text, interval), webhooks.response_body_limit(),
+                       webhooks.credential_headers(), webhooks.secret_headers(jsonb, text[])
   FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION webhooks.capture_event(), webhooks.invalidate_capture(regclass),
                           webhooks.source_changed(), webhooks.install_capture(webhooks.source),
@@ -2109,7 +2130,8 @@ GRANT EXECUTE ON FUNCTION webhooks.capture_event(), webhooks.invalidate_capture(
                           webhooks.temporary_namespace(oid), webhooks.https_refuses(text),
                           webhooks.signature_function(text),
                           webhooks.check_endpoint_columns(webhooks.endpoint, webhooks.endpoint, boolean),
-                          webhooks.check_timeout(text, interval), webhooks.response_body_limit()
+                          webhooks.check_timeout(text, interval), webhooks.response_body_limit(),
+                          webhooks.credential_headers(), webhooks.secret_headers(jsonb, text[])
    TO webhooks_admin;
 GRANT EXECUTE ON FUNCTION webhooks.claim(integer, interval), webhooks.response_body_limit() TO webhooks_poller;
 REVOKE CREATE ON SCHEMA webhooks FROM webhooks_admin;
@@ -2119,7 +2141,8 @@ REVOKE ALL ON ALL TABLES IN SCHEMA webhooks FROM webhooks_admin;
 GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA webhooks TO webhooks_admin;
 GRANT EXECUTE ON FUNCTION webhooks.endpoint_matches(webhooks.endpoint, webhooks.event),
                           webhooks.envelope(webhooks.event), webhooks.redacted_url(text),
-                          webhooks.redacted_headers(jsonb, text[]),
+                          webhooks.redacted_headers(jsonb, text[]), webhooks.secret_headers(jsonb, text[]),
+                          webhooks.credential_headers(),
                           webhooks.payload_function(text, oid, text, name), webhooks.oid_scope(),
                           webhooks.temporary_namespace(oid), webhooks.signature_function(text)
    TO webhooks_reader;

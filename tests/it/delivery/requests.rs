@@ -44,7 +44,7 @@ async fn rotation_signs_with_both_secrets_and_styles_add_their_header() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auth_and_custom_headers_are_sent_and_credentials_never_logged() {
     let env = Env::orders(
-        "headers => '{\"X-Tenant\": \"acme\"}', auth => '{\"type\":\"basic\",\"username\":\"erp\",\"password\":\"s3cret\"}', signature => 'none'",
+        "headers => '{\"X-Tenant\": \"acme\", \"Cookie\": \"session=abc\"}', auth => '{\"type\":\"basic\",\"username\":\"erp\",\"password\":\"s3cret\"}', signature => 'none'",
     )
     .await;
     let poller = Poller::start(&env.url(), &FAST).unwrap();
@@ -54,6 +54,7 @@ async fn auth_and_custom_headers_are_sent_and_credentials_never_logged() {
     poller.stop().await.unwrap();
     let r = &got[0];
     assert_eq!(r.header("X-Tenant"), Some("acme"));
+    assert_eq!(r.header("Cookie"), Some("session=abc"));
     assert_eq!(r.header("Authorization"), Some("Basic ZXJwOnMzY3JldA=="));
     assert_eq!(r.header("webhook-signature"), None, "signature => 'none'");
     let logged: serde_json::Value = env.scalar("SELECT request_headers FROM webhooks.attempt").await;
@@ -61,7 +62,12 @@ async fn auth_and_custom_headers_are_sent_and_credentials_never_logged() {
     // A custom header is logged as a secret until an admin marks it public.
     assert_eq!(logged["X-Tenant"], "[redacted]");
     env.db
-        .batch_execute("SELECT webhooks.set_public_headers(id, '{x-tenant}') FROM webhooks.endpoint")
+        .batch_execute(
+            "SELECT webhooks.set_public_headers(id, '{x-tenant}') FROM webhooks.endpoint;
+             -- set_public_headers() refuses credential headers; written by
+             -- hand, the mark must not show one either.
+             UPDATE webhooks.endpoint SET public_headers = public_headers || '{cookie}';",
+        )
         .await
         .unwrap();
     let poller = Poller::start(&env.url(), &FAST).unwrap();
@@ -73,6 +79,7 @@ async fn auth_and_custom_headers_are_sent_and_credentials_never_logged() {
         .scalar("SELECT request_headers FROM webhooks.attempt ORDER BY id DESC LIMIT 1")
         .await;
     assert_eq!(logged["X-Tenant"], "acme");
+    assert_eq!(logged["Cookie"], "[redacted]");
     assert_eq!(logged["Authorization"], "[redacted]");
     let view: Option<String> = env.scalar("SELECT auth_type FROM webhooks.endpoints").await;
     assert_eq!(view.as_deref(), Some("basic"));

@@ -73,6 +73,17 @@ SELECT webhooks.redacted_headers('{"X-Api-Key": "k", "X-Version": "2", "x-trace"
 SELECT webhooks.redacted_headers('{"X-Api-Key": "k"}', '{}');
 SELECT webhooks.redacted_headers('{}', '{x}');
 SELECT webhooks.redacted_headers('{"X-A": "a"}', NULL) IS NULL AS null_list;
+-- Credential headers stay secret even when listed public (rows written
+-- before set_public_headers() refused them, or by COPY).
+SELECT webhooks.redacted_headers('{"Cookie": "c", "authorization": "a", "X-Version": "2"}', '{cookie,Authorization,x-version}');
+
+-- secret_headers: the one list of secret header names, which claim() gives
+-- the poller for the attempt log: credential headers, then the custom ones
+-- not public; a NULL element makes no header public.
+SELECT webhooks.credential_headers();
+SELECT webhooks.secret_headers('{"X-Api-Key": "k", "X-Version": "2", "x-trace": "t"}', '{x-version}');
+SELECT webhooks.secret_headers('{"X-Api-Key": "k"}', ARRAY[NULL]::text[]);
+SELECT webhooks.secret_headers(NULL, NULL);
 
 -- check_secret: a whsec_ secret must carry base64 of a non-empty key; any
 -- other non-empty text is used as the key's UTF-8 bytes.

@@ -12,6 +12,8 @@ SELECT id FROM webhooks.create_endpoint('https://erp.example.com/hooks?token=SEC
                                         headers => '{"X-Api-Key": "k3y", "X-Version": "2"}',
                                         auth => '{"type": "bearer", "token": "t0k"}', description => 'orders');
 SELECT webhooks.set_public_headers(1, '{x-version}');
+-- A credential header is never public.
+SELECT webhooks.set_public_headers(1, '{x-version,COOKIE}');
 SELECT id FROM webhooks.create_endpoint('https://acme.example.com/', events => '{invoice.*,order.created}', name => 'ACME',
                                         tenant => 'acme', secret => 'whsec_MDEyMzQ1Njc4OWFiY2RlZg==');
 SELECT id FROM webhooks.create_endpoint('https://big.example.com/', events => '{*}', name => 'Big orders',
