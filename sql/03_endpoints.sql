@@ -172,7 +172,7 @@ END $$;
 COMMENT ON FUNCTION webhooks.check_choice(text, text, text[]) IS
   'Validate a setting that must be one of a fixed list.';
 
--- Body templates (DESIGN §4): a JSON document whose string values may hold
+-- Body templates (README, "Body templates"): a JSON document whose string values may hold
 -- {{path}} placeholders. A string that is exactly one placeholder becomes the
 -- value itself (numbers stay numbers); anything else is interpolated as text.
 

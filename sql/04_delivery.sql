@@ -9,7 +9,7 @@
 -- rights, only the EXECUTE of 07_privileges.sql. After 03_endpoints.sql:
 -- claim() renders templates and builds headers with its functions.
 
--- The default envelope (DESIGN §4); also what endpoint filters see.
+-- The default envelope (the body shown in the README's tour); also what endpoint filters see.
 CREATE FUNCTION webhooks.envelope(ev webhooks.event) RETURNS jsonb
 LANGUAGE sql STABLE AS $$
     SELECT jsonb_build_object(
@@ -145,7 +145,8 @@ BEGIN
     END IF;
     -- Pick, then lock by id in a statement of its own: as one statement, the
     -- planner, misled by statistics of a queue that just grew, could walk
-    -- every due delivery for each picked one (seen: 300 ms for 64 rows).
+    -- every due delivery for each picked one (BENCHMARKS.md, "Where delivery
+    -- time goes").
     WITH ep AS (
         SELECT e.id,
                e.max_in_flight - (SELECT count(*) FROM webhooks.delivery f

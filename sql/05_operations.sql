@@ -23,20 +23,22 @@ SELECT d.created_at                                   AS time,
        d.last_error,
        d.completed_at,
        d.id                                           AS delivery_id,
-       d.event_id
+       d.event_id,
+       d.last_status_code                             AS status_code
   FROM webhooks.delivery d
   JOIN webhooks.event ev ON ev.id = d.event_id
   LEFT JOIN webhooks.endpoint e ON e.id = d.endpoint_id
 UNION ALL
 -- Committed events whose deliveries the next claim will create.
 SELECT ev.created_at, e.id, e.name, ev.event, ev.key, 'pending', NULL, NULL, 0, ev.created_at,
-       NULL, NULL, NULL, ev.id
+       NULL, NULL, NULL, ev.id, NULL
   FROM webhooks.event ev
   JOIN webhooks.endpoint e ON webhooks.endpoint_matches(e, ev)
  WHERE NOT ev.fanned_out;
 COMMENT ON VIEW webhooks.delivery_log IS
-  'Recent deliveries: when, to which endpoint, which event and key, status, last response code, '
-  'duration of the last attempt and attempt count. delivery_id is NULL for a delivery not created yet.';
+  'Recent deliveries: when, to which endpoint, which event and key, status, the last attempt''s HTTP status_code '
+  'and duration, and the attempt count. delivery_id is NULL for a delivery not created yet. response_code is '
+  'status_code''s name in 0.1 (kept for 0.2 only; status_code is the name everywhere else).';
 
 -- Internal: the delivery with this id, or undefined_object.
 CREATE FUNCTION webhooks.delivery_row(id uuid) RETURNS webhooks.delivery

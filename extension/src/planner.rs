@@ -1,11 +1,12 @@
 //! The planner hook: capture statements never get JIT. A session keeps the
 //! plans of the capture statements (the engine's prepared INSERTs,
 //! PL/pgSQL's in commit_staged()), so a plan that got JIT would be
-//! JIT-compiled again on every later statement, even for a single row
-//! (~100 ms each). `SET jit = off` on the functions would cost every
-//! captured statement 4-6 µs (measured); this hook costs nothing unless the
-//! planner has already chosen JIT. Its own file because it is a hook on
-//! every statement of the backend, not part of making events.
+//! JIT-compiled again on every later statement, even for a single row.
+//! `SET jit = off` on the functions would cost every captured statement
+//! the setting's save and restore; this hook costs nothing unless the
+//! planner has already chosen JIT (BENCHMARKS.md has the figures). Its own
+//! file because it is a hook on every statement of the backend, not part
+//! of making events.
 
 use pgrx::pg_sys;
 use pgrx::prelude::*;

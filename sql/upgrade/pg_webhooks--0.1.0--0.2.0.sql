@@ -1472,7 +1472,8 @@ BEGIN
     END IF;
     -- Pick, then lock by id in a statement of its own: as one statement, the
     -- planner, misled by statistics of a queue that just grew, could walk
-    -- every due delivery for each picked one (seen: 300 ms for 64 rows).
+    -- every due delivery for each picked one (BENCHMARKS.md, "Where delivery
+    -- time goes").
     WITH ep AS (
         SELECT e.id,
                e.max_in_flight - (SELECT count(*) FROM webhooks.delivery f
@@ -2096,6 +2097,41 @@ COMMENT ON FUNCTION webhooks.complete_batch(uuid[], integer[], integer[], text[]
 ALTER FUNCTION webhooks.complete_batch(uuid[], integer[], integer[], text[], double precision[], jsonb[], jsonb[],
                                        text[], double precision[], text)
       SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+
+-- An HTTP status is status_code everywhere: the log gets the column under
+-- that name (at the end, as CREATE OR REPLACE VIEW needs), response_code
+-- stays for this release.
+CREATE OR REPLACE VIEW webhooks.delivery_log AS
+SELECT d.created_at                                   AS time,
+       d.endpoint_id,
+       e.name                                         AS endpoint,
+       ev.event,
+       ev.key,
+       d.status,
+       d.last_status_code                             AS response_code,
+       (SELECT a.duration FROM webhooks.attempt a
+         WHERE a.delivery_id = d.id ORDER BY a.attempt DESC LIMIT 1) AS duration,
+       d.attempts,
+       d.next_attempt_at,
+       d.last_error,
+       d.completed_at,
+       d.id                                           AS delivery_id,
+       d.event_id,
+       d.last_status_code                             AS status_code
+  FROM webhooks.delivery d
+  JOIN webhooks.event ev ON ev.id = d.event_id
+  LEFT JOIN webhooks.endpoint e ON e.id = d.endpoint_id
+UNION ALL
+-- Committed events whose deliveries the next claim will create.
+SELECT ev.created_at, e.id, e.name, ev.event, ev.key, 'pending', NULL, NULL, 0, ev.created_at,
+       NULL, NULL, NULL, ev.id, NULL
+  FROM webhooks.event ev
+  JOIN webhooks.endpoint e ON webhooks.endpoint_matches(e, ev)
+ WHERE NOT ev.fanned_out;
+COMMENT ON VIEW webhooks.delivery_log IS
+  'Recent deliveries: when, to which endpoint, which event and key, status, the last attempt''s HTTP status_code '
+  'and duration, and the attempt count. delivery_id is NULL for a delivery not created yet. response_code is '
+  'status_code''s name in 0.1 (kept for 0.2 only; status_code is the name everywhere else).';
 
 -- Privileges of the new functions, as a fresh install has them.
 REVOKE ALL ON FUNCTION webhooks.capture_event(), webhooks.invalidate_capture(regclass),

@@ -66,7 +66,8 @@ async fn bulk_statements_capture_every_row_and_key_changes_are_kept() {
 
 /// A session's first UPDATE of a table plans the capture statement; a later
 /// UPDATE of many rows must not reuse a plan made for one row (a nested loop
-/// over both transition tables took 35–37 s for 20,000 rows).
+/// over both transition tables took tens of seconds: BENCHMARKS.md, "Found on the
+/// way").
 #[tokio::test]
 async fn a_bulk_update_after_a_single_row_one_keeps_a_bulk_plan() {
     let (_c, db) = setup().await;

@@ -96,7 +96,7 @@ async fn committed_changes_become_exactly_one_signed_post_each() {
     let log: i64 = env
         .db
         .query_one(
-            "SELECT count(*) FROM webhooks.delivery_log WHERE status = 'succeeded' AND response_code = 200",
+            "SELECT count(*) FROM webhooks.delivery_log WHERE status = 'succeeded' AND status_code = 200 AND response_code = 200",
             &[],
         )
         .await

@@ -47,7 +47,7 @@ SELECT e.event, webhooks.envelope(e) - '{id,timestamp}'::text[] AS envelope FROM
 
 -- Before fan-out the log shows each matching (event, endpoint) as pending,
 -- without a delivery id yet.
-SELECT endpoint, event, key, status, response_code, duration, attempts, last_error, completed_at,
+SELECT endpoint, event, key, status, status_code, duration, attempts, last_error, completed_at,
        delivery_id IS NULL AS not_created_yet
   FROM webhooks.delivery_log ORDER BY event_id, endpoint_id;
 SELECT webhooks.backlog() AS backlog, webhooks.next_due() <= now() AS due;

@@ -181,7 +181,7 @@ async fn demo() -> Result<(), String> {
     }
 
     step("the delivery log, by SQL");
-    let q = "SELECT to_char(time, 'HH24:MI:SS.MS') AS time, endpoint, event, key, status, response_code, \
+    let q = "SELECT to_char(time, 'HH24:MI:SS.MS') AS time, endpoint, event, key, status, status_code, \
              attempts, round(extract(epoch FROM duration) * 1000, 1) AS ms \
              FROM webhooks.delivery_log ORDER BY time, endpoint";
     show_sql(q);
