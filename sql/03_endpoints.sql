@@ -720,7 +720,7 @@ BEGIN
      WHERE x.id = e.id;
     UPDATE webhooks.delivery d SET status = 'cancelled', completed_at = now(), locked_until = NULL,
                                    last_error = 'endpoint deleted'
-     WHERE d.endpoint_id = e.id AND d.status IN ('pending', 'delivering');
+     WHERE d.endpoint_id = e.id AND d.status = ANY (webhooks.unfinished_statuses());
     GET DIAGNOSTICS n = ROW_COUNT;
     RETURN n;
 END $$;

@@ -133,7 +133,7 @@ BEGIN
              -- (ORDER BY keeps it on the due index: a sequential scan "finds
              -- one quickly" only while finished deliveries are few.)
              CROSS JOIN LATERAL (SELECT 1 FROM webhooks.delivery d
-                                  WHERE d.endpoint_id = e.id AND d.status IN ('pending', 'delivering')
+                                  WHERE d.endpoint_id = e.id AND d.status = ANY (webhooks.unfinished_statuses())
                                     AND d.next_attempt_at <= now()
                                   ORDER BY d.next_attempt_at
                                   LIMIT 1) due
@@ -160,12 +160,12 @@ BEGIN
          CROSS JOIN LATERAL (
             SELECT d.id, d.next_attempt_at
               FROM webhooks.delivery d
-             WHERE d.endpoint_id = ep.id AND d.status IN ('pending', 'delivering')
+             WHERE d.endpoint_id = ep.id AND d.status = ANY (webhooks.unfinished_statuses())
                AND d.next_attempt_at <= now()
                AND (d.ordering_key IS NULL OR NOT EXISTS (
                         SELECT 1 FROM webhooks.delivery o
                          WHERE o.endpoint_id = d.endpoint_id AND o.ordering_key = d.ordering_key
-                           AND o.status IN ('pending', 'delivering') AND o.event_id < d.event_id))
+                           AND o.status = ANY (webhooks.unfinished_statuses()) AND o.event_id < d.event_id))
              ORDER BY d.next_attempt_at
              LIMIT greatest(ep.room, 0)) c
     )
@@ -179,7 +179,7 @@ BEGIN
         SELECT d.id
           FROM webhooks.delivery d
          WHERE d.id = ANY (picked)
-           AND d.status IN ('pending', 'delivering') AND d.next_attempt_at <= now()
+           AND d.status = ANY (webhooks.unfinished_statuses()) AND d.next_attempt_at <= now()
            FOR UPDATE SKIP LOCKED
     ), claimed AS (
         -- The lease covers the endpoint's timeouts (and a margin to record
@@ -515,7 +515,7 @@ LANGUAGE sql STABLE AS $$
     SELECT least((SELECT min(n.next_attempt_at)
                     FROM webhooks.endpoint e
                    CROSS JOIN LATERAL (SELECT d.next_attempt_at FROM webhooks.delivery d
-                                        WHERE d.endpoint_id = e.id AND d.status IN ('pending', 'delivering')
+                                        WHERE d.endpoint_id = e.id AND d.status = ANY (webhooks.unfinished_statuses())
                                         ORDER BY d.next_attempt_at LIMIT 1) n
                    WHERE e.active),
                  (SELECT e.created_at FROM webhooks.event e WHERE NOT e.fanned_out ORDER BY e.id LIMIT 1))
@@ -527,7 +527,7 @@ ALTER FUNCTION webhooks.next_due() SECURITY DEFINER SET search_path = pg_catalog
 CREATE FUNCTION webhooks.backlog() RETURNS bigint
 LANGUAGE sql STABLE AS $$
     SELECT (SELECT count(*) FROM webhooks.delivery
-             WHERE status IN ('pending', 'delivering') AND next_attempt_at <= now())
+             WHERE status = ANY (webhooks.unfinished_statuses()) AND next_attempt_at <= now())
          + (SELECT count(*) FROM webhooks.event WHERE NOT fanned_out)
 $$;
 COMMENT ON FUNCTION webhooks.backlog() IS

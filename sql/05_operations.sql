@@ -75,7 +75,7 @@ LANGUAGE sql STABLE AS $$
            count(d.id),
            count(d.id) FILTER (WHERE d.status = 'succeeded'),
            count(d.id) FILTER (WHERE d.status = 'failed'),
-           count(d.id) FILTER (WHERE d.status IN ('pending', 'delivering')),
+           count(d.id) FILTER (WHERE d.status = ANY (webhooks.unfinished_statuses())),
            round(100.0 * count(d.id) FILTER (WHERE d.status = 'succeeded')
                  / nullif(count(d.id) FILTER (WHERE d.status IN ('succeeded', 'failed')), 0), 2),
            a.avg_latency, a.p95_latency,
@@ -182,7 +182,7 @@ LANGUAGE plpgsql AS $$
 DECLARE
     d webhooks.delivery := webhooks.delivery_row(delivery);
 BEGIN
-    IF d.status NOT IN ('pending', 'delivering') THEN
+    IF d.status <> ALL (webhooks.unfinished_statuses()) THEN
         RAISE EXCEPTION 'delivery % is already %', d.id, d.status
           USING ERRCODE = 'object_not_in_prerequisite_state';
     END IF;

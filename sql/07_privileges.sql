@@ -53,12 +53,13 @@ GRANT SELECT ON webhooks.endpoints, webhooks.sources, webhooks.delivery_log,
 -- delivery_log view, redacted_url() and redacted_headers() (with the
 -- secret_headers() and credential_headers() it calls) in the endpoints
 -- view, whose functions are checked against the reader; all are pure.
+-- unfinished_statuses() is for readers' own queries on webhooks.delivery.
 GRANT EXECUTE ON FUNCTION webhooks.version(), webhooks.retry_delay(interval[], integer, interval, double precision),
                           webhooks.event_matches(text[], text), webhooks.stats(interval),
                           webhooks.endpoint_matches(webhooks.endpoint, webhooks.event),
                           webhooks.envelope(webhooks.event), webhooks.redacted_url(text),
                           webhooks.redacted_headers(jsonb, text[]), webhooks.secret_headers(jsonb, text[]),
-                          webhooks.credential_headers(),
+                          webhooks.credential_headers(), webhooks.unfinished_statuses(),
                           webhooks.payload_function(text, oid, text, name), webhooks.oid_scope(),
                           webhooks.temporary_namespace(oid), webhooks.signature_function(text)
    TO webhooks_reader;

@@ -1460,7 +1460,7 @@ BEGIN
              -- (ORDER BY keeps it on the due index: a sequential scan "finds
              -- one quickly" only while finished deliveries are few.)
              CROSS JOIN LATERAL (SELECT 1 FROM webhooks.delivery d
-                                  WHERE d.endpoint_id = e.id AND d.status IN ('pending', 'delivering')
+                                  WHERE d.endpoint_id = e.id AND d.status = ANY (webhooks.unfinished_statuses())
                                     AND d.next_attempt_at <= now()
                                   ORDER BY d.next_attempt_at
                                   LIMIT 1) due
@@ -1487,12 +1487,12 @@ BEGIN
          CROSS JOIN LATERAL (
             SELECT d.id, d.next_attempt_at
               FROM webhooks.delivery d
-             WHERE d.endpoint_id = ep.id AND d.status IN ('pending', 'delivering')
+             WHERE d.endpoint_id = ep.id AND d.status = ANY (webhooks.unfinished_statuses())
                AND d.next_attempt_at <= now()
                AND (d.ordering_key IS NULL OR NOT EXISTS (
                         SELECT 1 FROM webhooks.delivery o
                          WHERE o.endpoint_id = d.endpoint_id AND o.ordering_key = d.ordering_key
-                           AND o.status IN ('pending', 'delivering') AND o.event_id < d.event_id))
+                           AND o.status = ANY (webhooks.unfinished_statuses()) AND o.event_id < d.event_id))
              ORDER BY d.next_attempt_at
              LIMIT greatest(ep.room, 0)) c
     )
@@ -1506,7 +1506,7 @@ BEGIN
         SELECT d.id
           FROM webhooks.delivery d
          WHERE d.id = ANY (picked)
-           AND d.status IN ('pending', 'delivering') AND d.next_attempt_at <= now()
+           AND d.status = ANY (webhooks.unfinished_statuses()) AND d.next_attempt_at <= now()
            FOR UPDATE SKIP LOCKED
     ), claimed AS (
         -- The lease covers the endpoint's timeouts (and a margin to record
@@ -2133,6 +2133,122 @@ COMMENT ON VIEW webhooks.delivery_log IS
   'and duration, and the attempt count. delivery_id is NULL for a delivery not created yet. response_code is '
   'status_code''s name in 0.1 (kept for 0.2 only; status_code is the name everywhere else).';
 
+-- One list of unfinished statuses (webhooks.unfinished_statuses()) for
+-- the functions that read deliveries; the CHECK constraint and the partial
+-- indexes keep theirs, so no index is rebuilt.
+
+CREATE FUNCTION webhooks.unfinished_statuses() RETURNS text[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN '{pending,delivering}'::text[];
+COMMENT ON FUNCTION webhooks.unfinished_statuses() IS
+  'The statuses of deliveries not finished yet (due, or leased to a poller): pending and delivering.';
+
+CREATE OR REPLACE FUNCTION webhooks.delete_endpoint(id bigint) RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+    e webhooks.endpoint := webhooks.endpoint_row(id);
+    n integer;
+BEGIN
+    UPDATE webhooks.endpoint x SET deleted_at = now(), active = false, updated_at = now()
+     WHERE x.id = e.id;
+    UPDATE webhooks.delivery d SET status = 'cancelled', completed_at = now(), locked_until = NULL,
+                                   last_error = 'endpoint deleted'
+     WHERE d.endpoint_id = e.id AND d.status = ANY (webhooks.unfinished_statuses());
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END $$;
+COMMENT ON FUNCTION webhooks.delete_endpoint(bigint) IS
+  'Delete an endpoint: its unfinished deliveries are cancelled (returns how many); its history stays queryable.';
+
+CREATE OR REPLACE FUNCTION webhooks.cancel(delivery uuid) RETURNS uuid
+LANGUAGE plpgsql AS $$
+DECLARE
+    d webhooks.delivery := webhooks.delivery_row(delivery);
+BEGIN
+    IF d.status <> ALL (webhooks.unfinished_statuses()) THEN
+        RAISE EXCEPTION 'delivery % is already %', d.id, d.status
+          USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    -- A request in flight may still arrive; its outcome is then stale.
+    UPDATE webhooks.delivery x SET status = 'cancelled', completed_at = now(), locked_until = NULL,
+                                   last_error = 'cancelled'
+     WHERE x.id = d.id;
+    RETURN d.id;
+END $$;
+COMMENT ON FUNCTION webhooks.cancel(uuid) IS
+  'Stop a pending delivery (one in flight may still arrive). Returns its id.';
+
+CREATE OR REPLACE FUNCTION webhooks.stats(since interval DEFAULT '30 days')
+RETURNS TABLE (
+    endpoint_id          bigint,
+    endpoint             text,
+    total                bigint,
+    succeeded            bigint,
+    failed               bigint,
+    pending              bigint,
+    success_rate         numeric,
+    avg_latency          interval,
+    p95_latency          interval,
+    last_success         timestamptz,
+    last_failure         timestamptz,
+    consecutive_failures integer
+)
+LANGUAGE sql STABLE AS $$
+    SELECT e.id, e.name,
+           count(d.id),
+           count(d.id) FILTER (WHERE d.status = 'succeeded'),
+           count(d.id) FILTER (WHERE d.status = 'failed'),
+           count(d.id) FILTER (WHERE d.status = ANY (webhooks.unfinished_statuses())),
+           round(100.0 * count(d.id) FILTER (WHERE d.status = 'succeeded')
+                 / nullif(count(d.id) FILTER (WHERE d.status IN ('succeeded', 'failed')), 0), 2),
+           a.avg_latency, a.p95_latency,
+           max(d.completed_at) FILTER (WHERE d.status = 'succeeded'),
+           max(d.completed_at) FILTER (WHERE d.status = 'failed'),
+           e.consecutive_failures
+      FROM webhooks.endpoint e
+      LEFT JOIN webhooks.delivery d ON d.endpoint_id = e.id AND d.created_at >= now() - since
+      LEFT JOIN LATERAL (
+          SELECT avg(x.duration) AS avg_latency,
+                 percentile_cont(0.95) WITHIN GROUP (ORDER BY x.duration) AS p95_latency
+            FROM webhooks.attempt x JOIN webhooks.delivery y ON y.id = x.delivery_id
+           WHERE y.endpoint_id = e.id AND x.started_at >= now() - since) a ON true
+     WHERE e.deleted_at IS NULL
+     GROUP BY e.id, e.name, a.avg_latency, a.p95_latency, e.consecutive_failures
+     ORDER BY e.id
+$$;
+COMMENT ON FUNCTION webhooks.stats(interval) IS
+  'Per endpoint over the period: deliveries total/succeeded/failed/pending, success rate (%), average and p95 '
+  'attempt latency, last success and failure, consecutive failed deliveries.';
+
+ALTER FUNCTION webhooks.stats(interval) SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+
+CREATE OR REPLACE FUNCTION webhooks.next_due() RETURNS timestamptz
+LANGUAGE sql STABLE AS $$
+    -- Per endpoint, so that each probe is one step into delivery_endpoint_due.
+    SELECT least((SELECT min(n.next_attempt_at)
+                    FROM webhooks.endpoint e
+                   CROSS JOIN LATERAL (SELECT d.next_attempt_at FROM webhooks.delivery d
+                                        WHERE d.endpoint_id = e.id AND d.status = ANY (webhooks.unfinished_statuses())
+                                        ORDER BY d.next_attempt_at LIMIT 1) n
+                   WHERE e.active),
+                 (SELECT e.created_at FROM webhooks.event e WHERE NOT e.fanned_out ORDER BY e.id LIMIT 1))
+$$;
+COMMENT ON FUNCTION webhooks.next_due() IS
+  'Poller API: when the earliest unfinished delivery (or event not fanned out yet) becomes due.';
+
+ALTER FUNCTION webhooks.next_due() SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+
+CREATE OR REPLACE FUNCTION webhooks.backlog() RETURNS bigint
+LANGUAGE sql STABLE AS $$
+    SELECT (SELECT count(*) FROM webhooks.delivery
+             WHERE status = ANY (webhooks.unfinished_statuses()) AND next_attempt_at <= now())
+         + (SELECT count(*) FROM webhooks.event WHERE NOT fanned_out)
+$$;
+COMMENT ON FUNCTION webhooks.backlog() IS
+  'Poller API (metrics): deliveries due now and not claimed, plus events whose deliveries are not created yet.';
+
+ALTER FUNCTION webhooks.backlog() SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+
 -- Privileges of the new functions, as a fresh install has them.
 REVOKE ALL ON FUNCTION webhooks.capture_event(), webhooks.invalidate_capture(regclass),
                        webhooks.apply_payload(regclass, jsonb), webhooks.source_changed(),
@@ -2150,7 +2266,8 @@ REVOKE ALL ON FUNCTION webhooks.capture_event(), webhooks.invalidate_capture(reg
                        webhooks.signature_function(text),
                        webhooks.check_endpoint_columns(webhooks.endpoint, webhooks.endpoint, boolean),
                        webhooks.check_timeout(text, interval), webhooks.response_body_limit(),
-                       webhooks.credential_headers(), webhooks.secret_headers(jsonb, text[])
+                       webhooks.credential_headers(), webhooks.secret_headers(jsonb, text[]),
+                       webhooks.unfinished_statuses()
   FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION webhooks.capture_event(), webhooks.invalidate_capture(regclass),
                           webhooks.source_changed(), webhooks.install_capture(webhooks.source),
@@ -2167,7 +2284,8 @@ GRANT EXECUTE ON FUNCTION webhooks.capture_event(), webhooks.invalidate_capture(
                           webhooks.signature_function(text),
                           webhooks.check_endpoint_columns(webhooks.endpoint, webhooks.endpoint, boolean),
                           webhooks.check_timeout(text, interval), webhooks.response_body_limit(),
-                          webhooks.credential_headers(), webhooks.secret_headers(jsonb, text[])
+                          webhooks.credential_headers(), webhooks.secret_headers(jsonb, text[]),
+                          webhooks.unfinished_statuses()
    TO webhooks_admin;
 GRANT EXECUTE ON FUNCTION webhooks.claim(integer, interval), webhooks.response_body_limit() TO webhooks_poller;
 REVOKE CREATE ON SCHEMA webhooks FROM webhooks_admin;
@@ -2178,7 +2296,7 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA webhooks TO webhook
 GRANT EXECUTE ON FUNCTION webhooks.endpoint_matches(webhooks.endpoint, webhooks.event),
                           webhooks.envelope(webhooks.event), webhooks.redacted_url(text),
                           webhooks.redacted_headers(jsonb, text[]), webhooks.secret_headers(jsonb, text[]),
-                          webhooks.credential_headers(),
+                          webhooks.credential_headers(), webhooks.unfinished_statuses(),
                           webhooks.payload_function(text, oid, text, name), webhooks.oid_scope(),
                           webhooks.temporary_namespace(oid), webhooks.signature_function(text)
    TO webhooks_reader;
