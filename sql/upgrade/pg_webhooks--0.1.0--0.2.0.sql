@@ -62,7 +62,18 @@
 --   placeholders are no longer expanded inside the values they insert.
 -- - webhooks.endpoint raises its NOT NULL and CHECK violations itself,
 --   without the row's values (PostgreSQL's DETAIL would log the secrets).
+-- - The functions that read deliveries take the unfinished statuses from
+--   webhooks.unfinished_statuses() (no index is rebuilt).
 -- Tracked tables keep their settings; their triggers are made again below.
+--
+-- Why one file of this length: ALTER EXTENSION ... UPDATE runs one script
+-- per version step, so everything that changed between 0.1.0 and 0.2.0 is
+-- here, in the order its dependencies need — every changed function again
+-- in full (CREATE OR REPLACE, then its SECURITY DEFINER and search_path,
+-- which a replace resets), and the privileges of new objects in one section,
+-- in the order a fresh install grants them. It is written by hand next to
+-- sql/0*.sql; upgrade::extension_update fails when an upgraded 0.1.0
+-- differs from a fresh install in any object, definition or privilege.
 
 \echo Use "ALTER EXTENSION pg_webhooks UPDATE TO '0.2.0'" to load this file. \quit
 

@@ -4,30 +4,12 @@
 //! boundary 9i); a secret is shown once and never in a view; a tenant's
 //! endpoints are limited; events fan out only to matching, active endpoints.
 
-use pg_webhooks_tests::cluster::{refused, Cluster};
-use tokio_postgres::Client;
-
-async fn setup() -> (Cluster, Client) {
-    let cluster = Cluster::start().expect("cluster");
-    let db = cluster.create_database("api", true).await.expect("database");
-    db.batch_execute(
-        "CREATE TABLE orders (id int PRIMARY KEY, status text);
-         CREATE TABLE \"Order Lines\" (order_id int, line int, qty int, PRIMARY KEY (order_id, line));
-         CREATE TABLE nokey (x int);
-         CREATE VIEW order_view AS SELECT * FROM orders;",
-    )
-    .await
-    .unwrap();
-    (cluster, db)
-}
-
-async fn count(db: &Client, sql: &str) -> i64 {
-    db.query_one(sql, &[]).await.unwrap().get(0)
-}
+use pg_webhooks_tests::cluster::{count, refused};
+use pg_webhooks_tests::fixture::plain_tables;
 
 #[tokio::test]
 async fn bad_endpoint_input_is_refused_with_a_sqlstate_and_changes_nothing() {
-    let (_cluster, db) = setup().await;
+    let (_cluster, db) = plain_tables().await;
     db.batch_execute("SELECT webhooks.create_endpoint('https://hooks.example/a', name => 'taken')")
         .await
         .unwrap();
@@ -137,7 +119,7 @@ async fn bad_endpoint_input_is_refused_with_a_sqlstate_and_changes_nothing() {
 
 #[tokio::test]
 async fn endpoint_urls_the_poller_refuses_are_warned_about() {
-    let (cluster, db) = setup().await;
+    let (cluster, db) = plain_tables().await;
     // The poller's SSRF guard and the database judge an address with one
     // table (pg_webhooks_address): the same verdict on both sides.
     for (url, want) in [
@@ -191,7 +173,7 @@ async fn endpoint_urls_the_poller_refuses_are_warned_about() {
 
 #[tokio::test]
 async fn endpoints_return_their_secret_once() {
-    let (_cluster, db) = setup().await;
+    let (_cluster, db) = plain_tables().await;
     let row = db
         .query_one(
             "SELECT id, secret FROM webhooks.create_endpoint('https://hooks.example/a')",
@@ -234,7 +216,7 @@ async fn endpoints_return_their_secret_once() {
 
 #[tokio::test]
 async fn tenant_endpoint_limit() {
-    let (_cluster, db) = setup().await;
+    let (_cluster, db) = plain_tables().await;
     db.batch_execute(
         "SET webhooks.max_endpoints_per_tenant = 2;
          SELECT webhooks.create_endpoint('https://a.example/1', tenant => 'acme');
@@ -270,7 +252,7 @@ async fn tenant_endpoint_limit() {
 
 #[tokio::test]
 async fn events_reach_only_matching_active_endpoints() {
-    let (_cluster, db) = setup().await;
+    let (_cluster, db) = plain_tables().await;
     db.batch_execute(
         "SELECT webhooks.create_endpoint('https://hooks.example/orders', events => '{orders.*}', name => 'orders');
          SELECT webhooks.create_endpoint('https://hooks.example/paid', events => '{invoice.paid,orders.deleted}', name => 'paid');

@@ -2,16 +2,11 @@
 //! and cannot do. Each role logs in for real (trust auth on the test cluster).
 //! Attacks by the same roles are in security::.
 
-use pg_webhooks_tests::cluster::{connect_url, db_message, refused, Cluster};
+use pg_webhooks_tests::cluster::{db_message, refused, Cluster};
 use pg_webhooks_tests::fixture::WAIT;
 use pg_webhooks_tests::poller::Poller;
 use pg_webhooks_tests::receiver::Receiver;
 use tokio_postgres::Client;
-
-async fn login(cluster: &Cluster, user: &str) -> Client {
-    let url = format!("postgres://{user}@127.0.0.1:{}/erp", cluster.port);
-    connect_url(&url).await.expect("login")
-}
 
 async fn denied(db: &Client, sql: &str) {
     refused(db, sql, "42501").await;
@@ -39,7 +34,7 @@ async fn each_role_can_do_its_job_and_nothing_more() {
     .unwrap();
 
     // The admin manages, without being a superuser.
-    let dba = login(&cluster, "dba").await;
+    let dba = cluster.login("dba", "erp").await;
     allowed(&dba, "SELECT webhooks.track('public.orders', resource => 'order')").await;
     dba.execute(
         "SELECT webhooks.create_endpoint($1, name => 'erp', auth => '{\"type\":\"bearer\",\"token\":\"tok\"}')",
@@ -49,7 +44,7 @@ async fn each_role_can_do_its_job_and_nothing_more() {
     .unwrap();
 
     // The application writes as usual; capture needs no rights on webhooks.
-    let app = login(&cluster, "app").await;
+    let app = cluster.login("app", "erp").await;
     allowed(
         &app,
         "INSERT INTO orders VALUES (1, 'new'); UPDATE orders SET status = 'paid'",
@@ -73,13 +68,13 @@ async fn each_role_can_do_its_job_and_nothing_more() {
     let url = format!("postgres://deliverer@127.0.0.1:{}/erp", cluster.port);
     let poller = Poller::start(&url, &["--poll-interval", "100ms"]).unwrap();
     receiver.wait_for(3, WAIT).await.unwrap();
-    let deliverer = login(&cluster, "deliverer").await;
+    let deliverer = cluster.login("deliverer", "erp").await;
     denied(&deliverer, "SELECT secret FROM webhooks.endpoint").await;
     denied(&deliverer, "SELECT * FROM webhooks.event").await;
     denied(&deliverer, "SELECT webhooks.create_endpoint('https://evil.example/')").await;
 
     // The reader sees the log, never a secret or a credential.
-    let ops = login(&cluster, "ops").await;
+    let ops = cluster.login("ops", "erp").await;
     pg_webhooks_tests::wait_for_count(
         &ops,
         "outcomes to be recorded",
@@ -156,7 +151,7 @@ async fn an_admin_purges_partitions_it_does_not_own() {
     })
     .await
     .unwrap();
-    let dba = login(&cluster, "dba").await;
+    let dba = cluster.login("dba", "erp").await;
     allowed(&dba, "SELECT webhooks.purge('0 seconds')").await;
     let past: i64 = su
         .query_one(
@@ -167,5 +162,5 @@ async fn an_admin_purges_partitions_it_does_not_own() {
         .unwrap()
         .get(0);
     assert_eq!(past, 0, "past partitions were dropped");
-    denied(&login(&cluster, "app_none").await, "SELECT webhooks.purge()").await;
+    denied(&cluster.login("app_none", "erp").await, "SELECT webhooks.purge()").await;
 }

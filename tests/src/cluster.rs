@@ -305,6 +305,15 @@ impl Cluster {
         connect_url(&self.url(database)).await
     }
 
+    /// Logs in to `database` as `user` (trust authentication on the test
+    /// cluster): the way the role tests and the attacks act as a role,
+    /// never through SET ROLE, which the acting code could RESET.
+    pub async fn login(&self, user: &str, database: &str) -> Client {
+        connect_url(&format!("postgres://{user}@127.0.0.1:{}/{database}", self.port))
+            .await
+            .unwrap_or_else(|e| panic!("log in as {user}: {e}"))
+    }
+
     /// Creates a database; with `extension`, also `CREATE EXTENSION pg_webhooks`.
     pub async fn create_database(&self, name: &str, extension: bool) -> Result<Client, String> {
         let admin = self.connect("postgres").await?;
@@ -390,4 +399,13 @@ pub async fn refused(db: &Client, sql: &str, code: &str) -> String {
     let err = db.batch_execute(sql).await.expect_err(sql);
     assert_eq!(sqlstate(&err).as_deref(), Some(code), "{sql}: {}", db_message(&err));
     db_message(&err)
+}
+
+/// The single integer `sql` selects (a count, mostly), or a panic naming
+/// the statement and the server's message.
+pub async fn count(db: &Client, sql: &str) -> i64 {
+    db.query_one(sql, &[])
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {}", db_message(&e)))
+        .get(0)
 }

@@ -89,3 +89,21 @@ impl Env {
         }
     }
 }
+
+/// A database `api` with plain tables in public, for the tests of the SQL
+/// API that name them unqualified: `orders`, a composite key with a quoted
+/// name (`"Order Lines"`), a table without a key (`nokey`) and a view
+/// (`order_view`).
+pub async fn plain_tables() -> (Cluster, Client) {
+    let cluster = Cluster::start().expect("cluster");
+    let db = cluster.create_database("api", true).await.expect("database");
+    db.batch_execute(
+        "CREATE TABLE orders (id int PRIMARY KEY, status text);
+         CREATE TABLE \"Order Lines\" (order_id int, line int, qty int, PRIMARY KEY (order_id, line));
+         CREATE TABLE nokey (x int);
+         CREATE VIEW order_view AS SELECT * FROM orders;",
+    )
+    .await
+    .expect("plain tables");
+    (cluster, db)
+}

@@ -5,9 +5,9 @@
 //! settings and no trigger behind).
 
 use super::{events, setup};
-use pg_webhooks_tests::cluster::{refused, Cluster};
+use pg_webhooks_tests::cluster::{count, refused};
+use pg_webhooks_tests::fixture::plain_tables;
 use serde_json::json;
-use tokio_postgres::Client;
 
 #[tokio::test]
 async fn track_options_shape_what_is_captured() {
@@ -167,26 +167,6 @@ async fn bad_track_options_are_refused() {
         .unwrap()
         .get(0);
     assert_eq!(n, 0);
-}
-
-/// Plain tables in public, for the tests that name them unqualified: a
-/// composite key with a quoted name, a table without a key, a view.
-async fn plain_tables() -> (Cluster, Client) {
-    let cluster = Cluster::start().expect("cluster");
-    let db = cluster.create_database("api", true).await.expect("database");
-    db.batch_execute(
-        "CREATE TABLE orders (id int PRIMARY KEY, status text);
-         CREATE TABLE \"Order Lines\" (order_id int, line int, qty int, PRIMARY KEY (order_id, line));
-         CREATE TABLE nokey (x int);
-         CREATE VIEW order_view AS SELECT * FROM orders;",
-    )
-    .await
-    .unwrap();
-    (cluster, db)
-}
-
-async fn count(db: &Client, sql: &str) -> i64 {
-    db.query_one(sql, &[]).await.unwrap().get(0)
 }
 
 #[tokio::test]

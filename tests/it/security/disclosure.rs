@@ -3,7 +3,7 @@
 //! secrets in URL paths stay redacted (unless an admin marked a header
 //! public), and errors carry no Rust backtrace.
 
-use super::{count, login, ok, refused_with, setup};
+use super::{count, ok, refused_with, setup};
 use pg_webhooks_tests::cluster::{db_message, Cluster};
 
 /// Finding 5: a reader reads the delivery log and the stats.
@@ -15,7 +15,7 @@ async fn a_reader_reads_its_log() {
         "SELECT webhooks.create_endpoint('http://127.0.0.1:9/h', name => 'x'); INSERT INTO orders VALUES (1, 'a')",
     )
     .await;
-    let ops = login(&cluster, "ops").await;
+    let ops = cluster.login("ops", "erp").await;
     assert_eq!(count(&ops, "SELECT count(*) FROM webhooks.delivery_log").await, 1);
     ok(&ops, "SELECT * FROM webhooks.stats()").await;
     refused_with(&ops, "SELECT secret FROM webhooks.endpoint", "42501").await;
@@ -70,7 +70,7 @@ async fn readers_see_no_header_values_or_url_secrets() {
         reason.as_deref().is_some_and(|r| r.starts_with("410 Gone from")),
         "{reason:?}"
     );
-    let ops = login(&cluster, "ops").await;
+    let ops = cluster.login("ops", "erp").await;
     let mut seen = String::new();
     for sql in [
         "SELECT to_jsonb(e)::text FROM webhooks.endpoints e",

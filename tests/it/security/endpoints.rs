@@ -3,7 +3,7 @@
 //! admin writes makes the claim fail for others; a refused row shows none
 //! of its secrets, in the client's error or the server's log.
 
-use super::{count, login, ok, refused_with, setup};
+use super::{count, ok, refused_with, setup};
 use pg_webhooks_tests::cluster::{db_message, sqlstate};
 
 /// Finding 4: an endpoint gets only what matches it, also when an admin
@@ -23,7 +23,7 @@ async fn tests_and_retries_stay_within_the_endpoints_tenant() {
          INSERT INTO invoices VALUES (2, 'globex', 99);",
     )
     .await;
-    let dba = login(&cluster, "dba").await;
+    let dba = cluster.login("dba", "erp").await;
     let test: uuid::Uuid = dba
         .query_one(
             "SELECT webhooks.send_test((SELECT id FROM webhooks.endpoint WHERE name = 'acme'), 'invoice.created')",
@@ -91,7 +91,7 @@ async fn an_endpoint_row_cannot_be_made_unsendable() {
         "SELECT webhooks.create_endpoint('http://127.0.0.1:9/h', name => 'one')",
     )
     .await;
-    let dba = login(&cluster, "dba").await;
+    let dba = cluster.login("dba", "erp").await;
     for (set, code) in [
         ("secret = 'whsec_%%%'", "22023"),
         ("previous_secret = 'whsec_%%%'", "22023"),
@@ -167,7 +167,7 @@ async fn no_endpoint_constraint_logs_the_row() {
     )
     .await
     .unwrap_or_else(|e| panic!("set_endpoint_tls: {}", db_message(&e)));
-    let dba = login(&cluster, "dba").await;
+    let dba = cluster.login("dba", "erp").await;
     let insert = "INSERT INTO webhooks.endpoint (id, url, secret) OVERRIDING SYSTEM VALUE
                   SELECT NULL, url, secret FROM webhooks.endpoint WHERE name = 'one'";
     // What each statement breaks: a column's NOT NULL or a CHECK's name.

@@ -5,7 +5,7 @@
 //! cannot climb through a trigger's argument, triggers on the extension's
 //! tables, or payload functions.
 
-use super::{attempt, climbed, count, login, ok, refused_with, setup};
+use super::{attempt, climbed, count, ok, refused_with, setup};
 use pg_webhooks_tests::cluster::{refused, Cluster};
 
 /// Finding 1: a writer's look-alike types (a domain named jsonb whose CHECK
@@ -17,7 +17,7 @@ use pg_webhooks_tests::cluster::{refused, Cluster};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_writer_cannot_climb_through_capture() {
     let (cluster, su) = setup().await;
-    let app = login(&cluster, "app").await;
+    let app = cluster.login("app", "erp").await;
     ok(
         &app,
         "CREATE FUNCTION pg_temp.climb_check(anyelement) RETURNS boolean LANGUAGE sql AS 'SELECT public.climb()';
@@ -121,7 +121,7 @@ async fn capture_never_calls_a_writers_lookalike_functions_or_operators() {
     )
     .await
     .unwrap();
-    let app = login(&cluster, "app").await;
+    let app = cluster.login("app", "erp").await;
     ok(
         &app,
         "CREATE FUNCTION evil.boom2(text, text) RETURNS boolean LANGUAGE plpgsql AS $$BEGIN RAISE EXCEPTION 'hijacked ='; END$$;
@@ -235,7 +235,7 @@ async fn no_role_forges_events_through_capture_triggers() {
         .unwrap()
         .get(0);
     for user in ["ops", "deliverer", "dba", "app"] {
-        let db = login(&cluster, user).await;
+        let db = cluster.login(user, "erp").await;
         for (function, timing) in [
             (
                 "webhooks.capture()",
@@ -306,7 +306,7 @@ async fn an_admin_cannot_climb() {
          ALTER TABLE public.invoices OWNER TO dba; GRANT ALL ON public.invoices TO app;",
     )
     .await;
-    let dba = login(&cluster, "dba").await;
+    let dba = cluster.login("dba", "erp").await;
     ok(
         &dba,
         "CREATE FUNCTION public.evil() RETURNS trigger LANGUAGE plpgsql AS

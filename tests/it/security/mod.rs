@@ -15,14 +15,8 @@ mod escalation; // becoming superuser or forging events through capture
 mod payloads; // swapping what capture runs: settings moved, payload functions rebound
 mod unseen; // writes that must not go unseen: the capture switch, deferred tables, partitions
 
-use pg_webhooks_tests::cluster::{connect_url, db_message, sqlstate, Cluster};
+use pg_webhooks_tests::cluster::{count, db_message, sqlstate, Cluster};
 use tokio_postgres::Client;
-
-async fn login(cluster: &Cluster, user: &str) -> Client {
-    connect_url(&format!("postgres://{user}@127.0.0.1:{}/erp", cluster.port))
-        .await
-        .expect("login")
-}
 
 async fn ok(db: &Client, sql: &str) {
     db.batch_execute(sql)
@@ -41,13 +35,6 @@ async fn attempt(db: &Client, sql: &str) -> Option<String> {
 async fn refused_with(db: &Client, sql: &str, code: &str) {
     let got = attempt(db, sql).await;
     assert_eq!(got.as_deref(), Some(code), "{sql}");
-}
-
-async fn count(db: &Client, sql: &str) -> i64 {
-    db.query_one(sql, &[])
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {}", db_message(&e)))
-        .get(0)
 }
 
 /// The cluster's superusers besides the bootstrap one: must stay none.

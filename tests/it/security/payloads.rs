@@ -4,7 +4,7 @@
 //! objects in; a dropped payload function is never bound again by name;
 //! settings an admin marks as from elsewhere bind nothing.
 
-use super::{climbed, count, login, ok, refused_with, setup};
+use super::{climbed, count, ok, refused_with, setup};
 
 /// Review findings on 0.2.0 itself: an admin cannot move a table's
 /// settings (with a superuser's payload function) onto a table of its own,
@@ -28,7 +28,7 @@ async fn an_admin_cannot_repoint_settings_or_payloads() {
          CREATE SCHEMA adm AUTHORIZATION dba;",
     )
     .await;
-    let dba = login(&cluster, "dba").await;
+    let dba = cluster.login("dba", "erp").await;
     ok(
         &dba,
         "CREATE TABLE adm.t (id int PRIMARY KEY, v text);
@@ -108,7 +108,7 @@ async fn a_dropped_payload_function_is_not_rebound_by_name() {
          DROP FUNCTION shapes.doc(jsonb);",
     )
     .await;
-    let app = login(&cluster, "app").await;
+    let app = cluster.login("app", "erp").await;
     ok(
         &app,
         "CREATE TABLE public.loot (doc jsonb);
@@ -185,7 +185,7 @@ async fn settings_marked_foreign_by_an_admin_bind_nothing() {
          CREATE ROLE pol LOGIN IN ROLE webhooks_poller;",
     )
     .await;
-    let dba = login(&cluster, "dba").await;
+    let dba = cluster.login("dba", "erp").await;
     ok(
         &dba,
         "CREATE TABLE adm.t (id int PRIMARY KEY, v text); GRANT USAGE ON SCHEMA adm TO app; GRANT INSERT ON adm.t TO app;
@@ -200,12 +200,12 @@ async fn settings_marked_foreign_by_an_admin_bind_nothing() {
                 payload_owner = 'dba' WHERE source = 'adm.u'::regclass;",
     )
     .await;
-    let pol = login(&cluster, "pol").await;
+    let pol = cluster.login("pol", "erp").await;
     ok(&pol, "SELECT webhooks.maintain()").await;
     ok(&su, "ALTER FUNCTION dba_only.enrich(jsonb) RENAME TO enrich2").await;
     ok(&su, "ALTER FUNCTION dba_only.enrich2(jsonb) RENAME TO enrich").await;
     assert_eq!(count(&su, "SELECT count(*) FROM webhooks.sources").await, 4);
-    let app = login(&cluster, "app").await;
+    let app = cluster.login("app", "erp").await;
     refused_with(&app, "INSERT INTO adm.t VALUES (1, 'x')", "42883").await;
     ok(&pol, "SELECT webhooks.maintain()").await;
     refused_with(&app, "INSERT INTO adm.t VALUES (1, 'x')", "42883").await;

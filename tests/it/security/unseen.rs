@@ -4,7 +4,7 @@
 //! under SET CONSTRAINTS ... IMMEDIATE, partitions written directly are
 //! captured, and so are partitions made or attached after track().
 
-use super::{count, login, ok, refused_with, setup};
+use super::{count, ok, refused_with, setup};
 
 /// Finding 9 (part): capture can be switched off only by superusers and
 /// admins; emit() refuses the extension's own event names.
@@ -18,7 +18,7 @@ async fn writers_cannot_write_unseen_or_emit_system_events() {
          GRANT INSERT ON public.orders TO dba;",
     )
     .await;
-    let app = login(&cluster, "app").await;
+    let app = cluster.login("app", "erp").await;
     refused_with(
         &app,
         "SET webhooks.capture = off; INSERT INTO orders VALUES (1, 'unseen')",
@@ -33,7 +33,7 @@ async fn writers_cannot_write_unseen_or_emit_system_events() {
         refused_with(&app, &format!("SELECT webhooks.emit_own('{name}', '{{}}')"), "42501").await;
     }
     ok(&app, "SELECT webhooks.emit('loyalty.points', '{}')").await;
-    let dba = login(&cluster, "dba").await;
+    let dba = cluster.login("dba", "erp").await;
     ok(
         &dba,
         "SET webhooks.capture = off; INSERT INTO orders VALUES (2, 'backfill') ",
@@ -79,7 +79,7 @@ async fn no_write_goes_unseen() {
          GRANT ALL ON public.r, public.r_2026, public.r_2026_12 TO app;",
     )
     .await;
-    let app = login(&cluster, "app").await;
+    let app = cluster.login("app", "erp").await;
     ok(
         &app,
         "BEGIN; SET CONSTRAINTS ALL IMMEDIATE; INSERT INTO lines VALUES (9, 1, 'a'); COMMIT;
@@ -157,7 +157,7 @@ async fn partitions_made_after_track_are_captured() {
                       public.n_gone, public.d, public.d_eu TO app;",
     )
     .await;
-    let app = login(&cluster, "app").await;
+    let app = cluster.login("app", "erp").await;
     ok(
         &app,
         "INSERT INTO public.n_eu VALUES (1, 'eu');
