@@ -54,7 +54,8 @@ pub async fn wait_for_count(
 
 /// Unfinished work: deliveries pending or being delivered, and events whose
 /// deliveries are not created yet.
-pub const UNFINISHED: &str = "SELECT (SELECT count(*) FROM webhooks.delivery WHERE status IN ('pending', 'delivering'))
+pub const UNFINISHED: &str =
+    "SELECT (SELECT count(*) FROM webhooks.delivery WHERE status = ANY (webhooks.unfinished_statuses()))
       + (SELECT count(*) FROM webhooks.event WHERE NOT fanned_out)";
 
 /// Waits until every delivery has finished (see UNFINISHED).

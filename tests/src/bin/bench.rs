@@ -149,7 +149,7 @@ async fn wait_drained(db: &Client, receiver: &Receiver, n: usize, timeout: Durat
     loop {
         let left: i64 = db
             .query_one(
-                "SELECT (SELECT count(*) FROM webhooks.delivery WHERE status IN ('pending','delivering'))
+                "SELECT (SELECT count(*) FROM webhooks.delivery WHERE status = ANY (webhooks.unfinished_statuses()))
                       + (SELECT count(*) FROM webhooks.event WHERE NOT fanned_out)",
                 &[],
             )

@@ -138,7 +138,7 @@ async fn demo() -> Result<(), String> {
         &db,
         "every delivery to finish",
         Duration::from_secs(60),
-        "SELECT (SELECT count(*) FROM webhooks.delivery WHERE status IN ('pending','delivering'))
+        "SELECT (SELECT count(*) FROM webhooks.delivery WHERE status = ANY (webhooks.unfinished_statuses()))
                       + (SELECT count(*) FROM webhooks.event WHERE NOT fanned_out)",
         |n| n == 0,
     )
